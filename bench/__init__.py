@@ -1,0 +1,1 @@
+"""Benchmarks: latency against batch size, same-run peers, figures CI can compare."""

@@ -1,0 +1,1 @@
+"""The lean onnxruntime runtime: numpy, OpenCV and onnxruntime only, never TensorFlow."""

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from edgerun.train import cli
+from edgerun.train.fit import TrainConfig, train
+
+
+def test_train_cli_writes_model_and_card(mnist_dir, tmp_path, capsys):
+    code = cli.main(
+        [
+            "mnist_cnn",
+            "--data-dir",
+            str(mnist_dir),
+            "--epochs",
+            "2",
+            "--limit",
+            "1000",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and str(tmp_path / "mnist_cnn.keras") in out
+    card = json.loads((tmp_path / "mnist_cnn.json").read_text())
+    assert card["name"] == "mnist_cnn" and card["task"] == "classify"
+    assert card["classes"] == [str(d) for d in range(10)]
+    assert card["params"] == 1_199_882
+    assert card["data"]["train"]["samples"] == 1000
+    assert card["data"]["test"]["samples"] == 5000
+    assert card["data"]["train"]["files"][0].endswith("train-images-idx3-ubyte.gz")
+    assert card["training"]["optimizer"] == "adadelta" and card["training"]["learning_rate"] == 1.0
+    assert card["training"]["epochs"] == 2 and card["seed"] == 0
+    assert card["command"].startswith("edgerun train mnist_cnn")
+    # Two epochs on 1,000 images with the book's Adadelta(1.0) already learns something real.
+    assert card["test"]["accuracy"] > 0.5  # chance is 0.1
+
+
+def test_seeded_runs_repeat(mnist_dir, tmp_path):
+    import keras
+
+    weights = []
+    for run in ("a", "b"):
+        result = train(
+            TrainConfig(
+                "mnist_small", data_dir=str(mnist_dir), epochs=1, limit=256, seed=7, out=tmp_path / run
+            )
+        )
+        weights.append(keras.models.load_model(result.model_path).get_weights())
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fcn_training_converts_the_shifted_cnn(mnist_dir, tmp_path):
+    result = train(
+        TrainConfig("mnist_fcn", data_dir=str(mnist_dir), epochs=1, limit=200, shifted_copies=1, out=tmp_path)
+    )
+    card = result.card
+    assert card["task"] == "localize" and card["input"]["shape"] == [None, None, 1]
+    assert card["training"]["train_images"] == 400 and card["training"]["shifted_copies"] == 1
+    assert 0.0 <= card["test"]["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["nosuchmodel"], "unknown model 'nosuchmodel'; known models: mnist_cnn"),
+        (["fashion_cnn", "--data-dir", "{fashion}"], "train split is missing"),
+        (["mnist_cnn", "--data-dir", "/nonexistent/dir"], "does not exist"),
+        (["resnet50", "--weights", "/nonexistent/w.h5"], "does not exist"),
+    ],
+)
+def test_bad_requests_get_one_clear_line(argv, message, fashion_dir, tmp_path, capsys):
+    argv = [a.format(fashion=fashion_dir) for a in argv] + ["--out", str(tmp_path)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_numbers_are_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["mnist_cnn", "--epochs", "0"])
+    assert info.value.code == 2
+    assert "expected a number of at least 1, got 0" in capsys.readouterr().err

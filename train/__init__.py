@@ -1,0 +1,1 @@
+"""Keras training of the books' models: the registry, data loading, training, FCN conversion."""
