@@ -1,0 +1,161 @@
+"""``edgerun export`` (Keras -> ONNX with metadata, parity gate, int8/fp16/TFLite variants) and
+``edgerun inspect`` (any ONNX file)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edgerun export",
+        description="Export a Keras model to ONNX with its metadata; fails unless onnxruntime "
+        "matches Keras (max |dprob| <= 1e-5, same argmax) at batch 1 and 8.",
+    )
+    p.add_argument("model", type=Path, help="the .keras file (its NAME.json card is read if present)")
+    p.add_argument("--out", type=Path, help="output .onnx (default: beside the model, NAME.onnx)")
+    p.add_argument("--opset", type=_positive, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--nchw", action="store_true", help="NCHW input instead of the Keras NHWC")
+    p.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx (static QDQ)")
+    p.add_argument("--calib-data", type=Path, help="directory of images or IDX files for --int8")
+    p.add_argument("--calib-samples", type=_positive, default=200, help="calibration images (default 200)")
+    p.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (for GPUs)")
+    p.add_argument("--tflite", action="store_true", help="also write NAME.tflite (the bench's TFLite peer)")
+    p.add_argument("--data-dir", type=Path, help="test data for the parity gate (default: the card's files)")
+    return p
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"edgerun export: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.int8 and args.calib_data is None:
+        return _fail("--int8 needs --calib-data DIR (a directory of images or of IDX files)")
+    if args.calib_data is not None and not args.calib_data.is_dir():
+        return _fail(f"--calib-data {args.calib_data} is not a directory")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .onnx import ExportError, export_keras, read_card
+    from .parity import ParityError, check_parity, parity_inputs
+    from .quantize import QuantizeError
+
+    out = args.out or args.model.with_suffix(".onnx")
+    staging = out.with_name(f".{out.stem}.staging.onnx")
+    try:
+        keras_model, exported = export_keras(args.model, staging, opset=args.opset, nchw=args.nchw)
+        cases, source = parity_inputs(exported.metadata, read_card(args.model), args.data_dir)
+        report = check_parity(keras_model, staging, exported.metadata, cases, source)
+    except (ExportError, ParityError) as exc:
+        staging.unlink(missing_ok=True)
+        return _fail(str(exc))
+    summary = exported.summary
+    lines = [
+        f"wrote     {out}  ({summary.size_bytes / 1e6:.2f} MB, opset {summary.opset}, "
+        f"layout {exported.metadata.layout})",
+        f"graph     {sum(summary.ops.values())} nodes, {summary.transposes} Transpose: "
+        + ", ".join(f"{op} {n}" for op, n in summary.ops.items()),
+        f"parity    vs Keras on {report.inputs} (tolerance {report.tolerance:g}):",
+        *report.lines(),
+    ]
+    if not report.passed:
+        staging.unlink(missing_ok=True)
+        print("\n".join(lines), file=sys.stderr)
+        return _fail(
+            f"parity gate failed: max |dprob| {report.max_abs_diff:.2e}; the export was not written", 1
+        )
+    os.replace(staging, out)
+
+    try:
+        if args.tflite:
+            tflite = out.with_suffix(".tflite")
+            from .tflite import export_tflite
+
+            size, diff = export_tflite(keras_model, tflite, cases["batch 8"])
+            lines.append(
+                f"wrote     {tflite}  ({size / 1e6:.2f} MB, max |dprob| vs Keras {diff:.2e} at batch 8)"
+            )
+        if args.int8:
+            lines.extend(_int8(out, args, exported.metadata))
+        if args.fp16:
+            from .quantize import convert_fp16
+
+            fp16 = out.with_name(f"{out.stem}.fp16.onnx")
+            convert_fp16(out, fp16)
+            lines.append(
+                f"wrote     {fp16}  ({fp16.stat().st_size / 1e6:.2f} MB); fp16 is for GPUs: "
+                "on CPU it runs slower than fp32"
+            )
+    except (ExportError, QuantizeError) as exc:
+        print("\n".join(lines))
+        return _fail(str(exc))
+    print("\n".join(lines))
+    return 0
+
+
+def _int8(out: Path, args, metadata) -> list[str]:
+    from .quantize import evaluate, load_calibration, quantize_int8
+
+    calib, evaluation = load_calibration(args.calib_data, metadata, args.calib_samples)
+    int8 = out.with_name(f"{out.stem}.int8.onnx")
+    logger.info("calibrating int8 on %s", calib.source)
+    quantize_int8(out, int8, calib)
+    before, after = evaluate(out, evaluation), evaluate(int8, evaluation)
+    lines = [
+        f"wrote     {int8}  ({int8.stat().st_size / 1e6:.2f} MB, "
+        "QDQ per-channel, u8 activations / s8 weights)",
+        f"int8      calibrated on {calib.source}",
+    ]
+    if before.accuracy is not None:
+        lines.append(
+            f"accuracy  fp32 {before.accuracy:.4f}  int8 {after.accuracy:.4f}  "
+            f"({(after.accuracy - before.accuracy) * 100:+.2f} points, "
+            f"{len(evaluation.labels)} labelled images)"
+        )
+    else:
+        lines.append("accuracy  not measured: the calibration data has no labels")
+    for batch in before.p50_ms:
+        b, a = before.p50_ms[batch], after.p50_ms[batch]
+        lines.append(f"latency   batch {batch}: fp32 {b:.3f} ms  int8 {a:.3f} ms  ({b / a:.2f}x, CPU p50)")
+    return lines
+
+
+def inspect_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="edgerun inspect", description="Describe any ONNX file.")
+    p.add_argument("model", type=Path, help="an .onnx file (edgerun's or any other)")
+    args = p.parse_args(argv)
+    import onnx
+
+    from .graph import format_summary, summarize
+
+    path: Path = args.model
+    if not path.is_file():
+        print(f"edgerun inspect: error: {path} does not exist", file=sys.stderr)
+        return 2
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and others
+        print(
+            f"edgerun inspect: error: {path} is not an ONNX model ({type(exc).__name__}: {exc})",
+            file=sys.stderr,
+        )
+        return 2
+    print(format_summary(summarize(proto, path, path.stat().st_size)))
+    return 0

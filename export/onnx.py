@@ -1,0 +1,200 @@
+"""Keras -> ONNX with tf2onnx, named dynamic axes and the edgerun metadata written in.
+
+``tf2onnx.convert.from_keras`` fails on Keras 3 models (``KeyError: 'keras_tensor_N'``,
+tensorflow-onnx issue 2448), so the model is wrapped in a ``tf.function`` with a named
+``tf.TensorSpec`` and converted with ``from_function``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edgerun.runtime.metadata import ModelMetadata, Preprocessing
+
+from .graph import GraphSummary, rename_dims, summarize
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "probs"
+DEFAULT_OPSET = 17
+
+
+class ExportError(Exception):
+    """The export could not be made or did not pass its checks; the message has the numbers."""
+
+
+@dataclass
+class Exported:
+    path: Path
+    metadata: ModelMetadata
+    summary: GraphSummary
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_keras(path: Path):
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist; train it first: edgerun train NAME --out {path.parent}")
+    if path.suffix != ".keras":
+        raise ExportError(f"expected a .keras file, got {path.name}")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a bad file
+        raise ExportError(
+            f"{path} could not be loaded as a Keras model ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def read_card(keras_path: Path) -> dict:
+    """The training card beside the model (``NAME.json``), or ``{}`` if there is none."""
+    card_path = Path(keras_path).with_suffix(".json")
+    if not card_path.is_file():
+        return {}
+    try:
+        return json.loads(card_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{card_path} is not valid JSON ({exc}); re-run edgerun train") from exc
+
+
+def metadata_for(model, keras_path: Path, card: dict, opset: int, nchw: bool) -> ModelMetadata:
+    """Build the metadata from the training card, else the registry, else the model itself."""
+    name = card.get("name") or Path(keras_path).stem
+    if card:
+        task, classes, pre = card["task"], card["classes"], card["preprocessing"]
+    else:
+        from edgerun.train.models import MODELS, class_names
+
+        spec = MODELS.get(name)
+        if spec is not None:
+            task, classes, pre = spec.task, list(class_names(spec)), spec.preprocessing
+        else:
+            logger.warning("%s has no card and is not a registry model: generic preprocessing", name)
+            h, w, c = model.input_shape[1:]
+            units = model.output_shape[-1]
+            task, classes = "classify", [str(i) for i in range(units)]
+            pre = {"recipe": "generic", "size": [h, w], "color": "gray" if c == 1 else "RGB"}
+    h, w, c = model.input_shape[1:]
+    shape = ["batch", c, h or "height", w or "width"] if nchw else ["batch", h or "height", w or "width", c]
+    import keras
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    return ModelMetadata(
+        name=name,
+        task=task,
+        classes=tuple(classes),
+        layout="NCHW" if nchw else "NHWC",
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        input_shape=tuple(shape),
+        preprocessing=Preprocessing.from_dict(pre),
+        output_kind="probabilities",
+        source_sha256=sha256_file(keras_path),
+        data=card.get("data"),
+        test=card.get("test"),
+        opset=opset,
+        versions={
+            "python": sys.version.split()[0],
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "tf2onnx": tf2onnx.__version__,
+            "onnx": onnx.__version__,
+        },
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def keras_function(model, nchw: bool = False):
+    """The model as a ``tf.function`` with a named input spec (and NCHW input if asked)."""
+    import tensorflow as tf
+
+    h, w, c = model.input_shape[1:]
+    shape = (None, c, h, w) if nchw else (None, h, w, c)
+    spec = (tf.TensorSpec(shape, tf.float32, name=INPUT_NAME),)
+
+    @tf.function(input_signature=spec)
+    def forward(x):
+        if nchw:
+            x = tf.transpose(x, [0, 2, 3, 1])
+        return {OUTPUT_NAME: model(x, training=False)}
+
+    return forward, spec
+
+
+def convert(model, opset: int = DEFAULT_OPSET, nchw: bool = False):
+    """Convert a Keras model to an ``onnx.ModelProto`` with named dynamic axes."""
+    import tf2onnx
+
+    forward, spec = keras_function(model, nchw)
+    try:
+        proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
+    except Exception as exc:  # noqa: BLE001 - tf2onnx raises many kinds
+        raise ExportError(f"tf2onnx could not convert {model.name} at opset {opset}: {exc}") from exc
+    h, w, _ = model.input_shape[1:]
+    renames = {(INPUT_NAME, 0): "batch", (OUTPUT_NAME, 0): "batch"}
+    if h is None:  # the FCN: any height and width
+        hw_axes = (2, 3) if nchw else (1, 2)
+        renames.update({(INPUT_NAME, hw_axes[0]): "height", (INPUT_NAME, hw_axes[1]): "width"})
+        renames.update({(OUTPUT_NAME, 1): "out_height", (OUTPUT_NAME, 2): "out_width"})
+    rename_dims(proto, renames)
+    return proto
+
+
+def write_metadata(proto, metadata: ModelMetadata) -> None:
+    del proto.metadata_props[:]
+    for key, value in metadata.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def save_onnx(proto, path: Path) -> int:
+    """Check the model and write it atomically; returns the size in bytes."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"onnx.checker rejected the export: {exc}") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    data = proto.SerializeToString()
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return len(data)
+
+
+def export_keras(keras_path: Path, out: Path, opset: int = DEFAULT_OPSET, nchw: bool = False):
+    """Export ``keras_path`` to ``out``; returns the Keras model and :class:`Exported`."""
+    model = load_keras(keras_path)
+    card = read_card(keras_path)
+    metadata = metadata_for(model, keras_path, card, opset, nchw)
+    proto = convert(model, opset=opset, nchw=nchw)
+    write_metadata(proto, metadata)
+    size = save_onnx(proto, out)
+    summary = summarize(proto, out, size)
+    logger.info(
+        "wrote %s: %.2f MB, %d nodes, %d Transpose",
+        out,
+        size / 1e6,
+        sum(summary.ops.values()),
+        summary.transposes,
+    )
+    return model, Exported(out, metadata, summary)

@@ -1,0 +1,43 @@
+"""Drawing results on frames: boxes with digit and score, or the top classes as a caption."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .postprocess import Result
+from .preprocess import to_bgr
+
+GREEN = (40, 200, 40)
+RED = (40, 40, 230)
+WHITE = (255, 255, 255)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+class Annotator:
+    """Configure in ``__init__``, draw in :meth:`annotate` (returns a new BGR image)."""
+
+    def __init__(self, thickness: int = 1, font_scale: float = 0.45) -> None:
+        self.thickness = thickness
+        self.font_scale = font_scale
+
+    def _label(self, image: np.ndarray, text: str, x: int, y: int, color: tuple) -> None:
+        (tw, th), base = cv2.getTextSize(text, FONT, self.font_scale, 1)
+        y = max(th + base, y)
+        cv2.rectangle(image, (x, y - th - base), (x + tw + 2, y), color, cv2.FILLED)
+        cv2.putText(image, text, (x + 1, y - base), FONT, self.font_scale, WHITE, 1, cv2.LINE_AA)
+
+    def annotate(self, frame: np.ndarray, result: Result) -> np.ndarray:
+        image = to_bgr(frame).copy()
+        if result.error is not None:
+            self._label(image, f"error: {result.error[:60]}", 2, 14, RED)
+            return image
+        if result.top is not None:
+            best = result.top[0]
+            self._label(image, f"{best.label} {best.prob:.2f}", 2, 14, GREEN)
+            return image
+        for det in result.detections or []:
+            x1, y1, x2, y2 = (int(round(v)) for v in det.box)
+            cv2.rectangle(image, (x1, y1), (x2, y2), GREEN, self.thickness)
+            self._label(image, f"{det.label} {det.score:.2f}", x1, y1, GREEN)
+        return image

@@ -1,0 +1,217 @@
+"""OpenCV preprocessing: one function per recipe, chosen by the model's metadata.
+
+Every recipe takes a frame as OpenCV gives it (HxW gray, HxWx1, HxWx3 BGR or HxWx4 BGRA; uint8,
+uint16 or float) and returns one float32 HxWxC image for the model (channels last; the model
+wrapper stacks a batch and transposes for NCHW models). :func:`preprocessor` picks the recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from .metadata import Preprocessing
+
+MNIST_BOX = 20  # MNIST digits fit a 20x20 box centred by mass in a 28x28 frame
+
+
+class PreprocessError(ValueError):
+    """A frame that no conversion can make into the model's input."""
+
+
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+    """Any depth to uint8: 16-bit is scaled by 1/257, floats in [0, 1] by 255, else clipped."""
+    if frame.dtype == np.uint8:
+        return frame
+    if frame.dtype == np.uint16:
+        return (frame.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+    if frame.dtype == np.bool_:
+        return frame.astype(np.uint8) * 255
+    if np.issubdtype(frame.dtype, np.floating):
+        data = np.nan_to_num(frame.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
+        if data.size and float(data.max()) <= 1.0 and float(data.min()) >= 0.0:
+            data = data * 255.0
+        return np.clip(np.rint(data), 0, 255).astype(np.uint8)
+    if np.issubdtype(frame.dtype, np.integer):
+        return np.clip(frame, 0, 255).astype(np.uint8)
+    raise PreprocessError(f"frames must hold numbers, got dtype {frame.dtype}")
+
+
+def _check_frame(frame: np.ndarray) -> np.ndarray:
+    if not isinstance(frame, np.ndarray):
+        raise PreprocessError(f"a frame must be a numpy array, got {type(frame).__name__}")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (3, 4)):
+        raise PreprocessError(f"a frame must be HxW, HxWx1, HxWx3 or HxWx4, got shape {frame.shape}")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise PreprocessError(f"a frame must have at least one pixel, got shape {frame.shape}")
+    return frame
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """Any frame to uint8 HxW grayscale."""
+    frame = to_uint8(_check_frame(frame))
+    if frame.ndim == 2:
+        return frame
+    code = cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+    return cv2.cvtColor(frame, code)
+
+
+def to_bgr(frame: np.ndarray) -> np.ndarray:
+    """Any frame to uint8 HxWx3 BGR."""
+    frame = to_uint8(_check_frame(frame))
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
+def light_background(gray: np.ndarray) -> bool:
+    """Whether the image is dark-on-light (paper), judged by its border pixels."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return float(np.median(border)) > 127
+
+
+def resize(image: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    """Resize to (height, width): ``area``, ``direct`` or ``short_side_crop``."""
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image
+    if mode == "short_side_crop":
+        h, w = image.shape[:2]
+        scale = max(height / h, width / w)
+        new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, (new_w, new_h), interpolation=interp)
+        top, left = (new_h - height) // 2, (new_w - width) // 2
+        return image[top : top + height, left : left + width]
+    shrinking = image.shape[0] > height or image.shape[1] > width
+    interp = cv2.INTER_AREA if mode == "area" and shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interp)
+
+
+def normalize_digit(gray: np.ndarray, size: int = 28, box: int = MNIST_BOX) -> np.ndarray:
+    """Make a photo of one digit look like MNIST: light strokes on black, in a 20x20 box
+    keeping aspect, padded to 28x28 and centred by centre of mass.
+
+    Dark-on-light images are inverted first; Otsu's threshold finds the strokes, and pixels
+    below it are zeroed so paper texture does not count as ink.
+    """
+    if light_background(gray):
+        gray = 255 - gray
+    threshold, mask = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    ink = np.where(mask > 0, gray, 0).astype(np.uint8)
+    ys, xs = np.nonzero(mask)
+    out = np.zeros((size, size), np.uint8)
+    if ys.size == 0:  # a blank image: nothing to centre
+        return out
+    crop = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    h, w = crop.shape
+    scale = box / max(h, w)
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    digit = cv2.resize(crop, (new_w, new_h), interpolation=interp)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    out[top : top + new_h, left : left + new_w] = digit
+    moments = cv2.moments(out)
+    if moments["m00"] > 0:
+        cy, cx = moments["m01"] / moments["m00"], moments["m10"] / moments["m00"]
+        shift = np.float32([[1, 0, size / 2 - cx], [0, 1, size / 2 - cy]])
+        out = cv2.warpAffine(out, shift, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    return out
+
+
+def _scaled(image: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    data = image.astype(np.float32)
+    if data.ndim == 2:
+        data = data[:, :, None]
+    mean = np.asarray(pre.mean, np.float32)
+    if np.any(mean):
+        data = data - mean
+    if pre.scale != 1.0:
+        data = data * np.float32(pre.scale)
+    return data
+
+
+def _fixed_size(pre: Preprocessing) -> tuple[int, int]:
+    if None in pre.size or len(pre.size) != 2:
+        raise PreprocessError(f"recipe {pre.recipe!r} needs a fixed input size, metadata says {pre.size}")
+    return int(pre.size[0]), int(pre.size[1])
+
+
+def recipe_gray(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """Grayscale, resized (INTER_AREA when shrinking), scaled: Fashion-MNIST-style models."""
+    return _scaled(resize(to_gray(frame), _fixed_size(pre), pre.resize), pre)
+
+
+def recipe_mnist(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """MNIST digits: a frame already at the model's size with a dark background passes through
+    as ``gray`` does; anything else (a webcam photo of a digit on paper) is normalised like
+    MNIST by :func:`normalize_digit`."""
+    gray = to_gray(frame)
+    size = _fixed_size(pre)
+    if gray.shape == size and not light_background(gray):
+        return _scaled(gray, pre)
+    return _scaled(normalize_digit(gray, size=size[0], box=round(size[0] * MNIST_BOX / 28)), pre)
+
+
+def recipe_fcn(frame: np.ndarray, pre: Preprocessing, min_size: int = 28) -> np.ndarray:
+    """Any size, grayscale, inverted when the background is light; padded up to ``min_size``."""
+    gray = to_gray(frame)
+    if light_background(gray):
+        gray = 255 - gray
+    h, w = gray.shape
+    if h < min_size or w < min_size:
+        gray = cv2.copyMakeBorder(
+            gray, 0, max(0, min_size - h), 0, max(0, min_size - w), cv2.BORDER_CONSTANT, value=0
+        )
+    return _scaled(gray, pre)
+
+
+def recipe_caffe(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """ImageNet caffe mode, as ``keras.applications.resnet50.preprocess_input`` on RGB input:
+    BGR channel order, ImageNet means (B, G, R) subtracted, no scaling. OpenCV frames are BGR
+    already, so no channel swap is needed."""
+    bgr = resize(to_bgr(frame), _fixed_size(pre), pre.resize)
+    return _scaled(bgr, pre)
+
+
+def recipe_generic(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """For foreign models: the colour order asked for, a direct resize, scale and mean."""
+    if pre.color == "gray":
+        image = to_gray(frame)
+    else:
+        image = to_bgr(frame)
+        if pre.color == "RGB":
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if None not in pre.size:
+        image = resize(image, _fixed_size(pre), pre.resize)
+    return _scaled(image, pre)
+
+
+RECIPES: dict[str, Callable[[np.ndarray, Preprocessing], np.ndarray]] = {
+    "mnist": recipe_mnist,
+    "gray": recipe_gray,
+    "fcn": recipe_fcn,
+    "caffe": recipe_caffe,
+    "generic": recipe_generic,
+}
+
+
+def preprocessor(pre: Preprocessing) -> Callable[[np.ndarray], np.ndarray]:
+    """The function that turns one frame into one model input, as ``pre`` describes."""
+    try:
+        recipe = RECIPES[pre.recipe]
+    except KeyError:
+        raise PreprocessError(
+            f"unknown preprocessing recipe {pre.recipe!r}; known: {', '.join(RECIPES)}"
+        ) from None
+
+    def run(frame: np.ndarray) -> np.ndarray:
+        return recipe(frame, pre)
+
+    return run

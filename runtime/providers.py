@@ -1,0 +1,109 @@
+"""Choosing onnxruntime execution providers, and saying plainly when a choice cannot be honoured.
+
+onnxruntime falls back to CPU silently when a provider fails to load; edgerun checks the
+providers the session really uses and reports them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata as importlib_metadata
+
+logger = logging.getLogger(__name__)
+
+CHOICES = ("auto", "cpu", "cuda", "tensorrt")
+PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+ORT_PACKAGES = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
+
+
+class ProviderError(RuntimeError):
+    """A provider that was asked for cannot run here; the message names the cause."""
+
+
+@dataclass(frozen=True)
+class ProviderPlan:
+    """What to ask onnxruntime for, and whether falling back to CPU is acceptable."""
+
+    requested: str
+    providers: list
+    strict: bool  # True: an explicit GPU choice that must not fall back
+
+
+def installed_ort_packages() -> list[str]:
+    """The onnxruntime distributions installed in this environment."""
+    found = []
+    for name in ORT_PACKAGES:
+        try:
+            found.append(f"{name} {importlib_metadata.version(name)}")
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+@cache
+def check_ort_install() -> list[str]:
+    """Warn once when several onnxruntime packages share one environment: they install into the
+    same ``onnxruntime`` module and shadow each other, so which one runs is an accident."""
+    found = installed_ort_packages()
+    if len(found) > 1:
+        logger.warning(
+            "several onnxruntime packages are installed side by side (%s); they overwrite each "
+            "other's files, so the providers you get are unpredictable. Keep one: "
+            "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'edgerun[gpu]' (or [cpu])",
+            ", ".join(found),
+        )
+    return found
+
+
+@cache
+def _warn_cpu_fallback(reason: str) -> None:
+    logger.warning("provider auto: %s; running on CPU", reason)
+
+
+def plan_providers(choice: str, available: list[str], cuda_options: dict | None = None) -> ProviderPlan:
+    """Turn ``auto|cpu|cuda|tensorrt`` into an onnxruntime provider list.
+
+    Raises:
+        ProviderError: an unknown choice, or an explicit GPU provider this onnxruntime lacks.
+    """
+    if choice not in CHOICES:
+        raise ProviderError(f"unknown provider {choice!r}; choose one of: {', '.join(CHOICES)}")
+    cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC", **(cuda_options or {})})
+    if choice == "cpu":
+        return ProviderPlan(choice, ["CPUExecutionProvider"], strict=False)
+    if choice == "auto":
+        if "CUDAExecutionProvider" in available:
+            return ProviderPlan(choice, [cuda, "CPUExecutionProvider"], strict=False)
+        _warn_cpu_fallback(f"this onnxruntime has no CUDA provider (it has {', '.join(available)})")
+        return ProviderPlan(choice, ["CPUExecutionProvider"], strict=False)
+    wanted = PROVIDER_NAMES[choice]
+    if wanted not in available:
+        packages = ", ".join(installed_ort_packages()) or "no onnxruntime package"
+        raise ProviderError(
+            f"--provider {choice} needs {wanted}, but the installed onnxruntime ({packages}) offers "
+            f"only {', '.join(available)}. Install the GPU build: pip uninstall -y onnxruntime && "
+            "pip install 'edgerun[gpu]', on a machine with an NVIDIA driver and CUDA/cuDNN libraries."
+        )
+    providers = (
+        [wanted, cuda, "CPUExecutionProvider"] if choice == "tensorrt" else [cuda, "CPUExecutionProvider"]
+    )
+    return ProviderPlan(choice, providers, strict=True)
+
+
+def verify_providers(plan: ProviderPlan, in_use: list[str]) -> None:
+    """Raise when an explicit GPU choice silently fell back to CPU (libraries failed to load)."""
+    wanted = PROVIDER_NAMES.get(plan.requested)
+    if plan.strict and wanted not in in_use:
+        hint = os.environ.get("LD_LIBRARY_PATH", "(unset)")
+        raise ProviderError(
+            f"--provider {plan.requested}: onnxruntime has {wanted} but could not initialise it and "
+            f"fell back to {', '.join(in_use)}. The CUDA or cuDNN libraries it needs are missing or "
+            f"of the wrong version (LD_LIBRARY_PATH={hint}); see onnxruntime's CUDA requirements."
+        )

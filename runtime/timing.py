@@ -1,0 +1,59 @@
+"""Timing a callable: warm-up apart, every latency kept, ``perf_counter_ns`` only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Timings:
+    """Latencies of one measured call, in nanoseconds; the first call is kept apart."""
+
+    first_ns: int
+    warmup_ns: list[int]
+    samples_ns: np.ndarray
+
+    def percentile_ms(self, q: float) -> float:
+        """Percentile ``q`` (0-100) in ms: numpy's default linear method, the one method used."""
+        return float(np.percentile(self.samples_ns, q)) / 1e6
+
+    @property
+    def median_ms(self) -> float:
+        return self.percentile_ms(50)
+
+
+def measure(
+    fn: Callable[[], object],
+    warmup: int = 3,
+    iters: int | None = 50,
+    seconds: float | None = None,
+    max_iters: int = 100_000,
+) -> Timings:
+    """Call ``fn`` once (the first call), ``warmup`` more times, then measure.
+
+    Measures ``iters`` calls, or as many as fit in ``seconds`` (at least 5) when given.
+    """
+    start = time.perf_counter_ns()
+    fn()
+    first = time.perf_counter_ns() - start
+    warm = []
+    for _ in range(warmup):
+        start = time.perf_counter_ns()
+        fn()
+        warm.append(time.perf_counter_ns() - start)
+    samples: list[int] = []
+    deadline = None if seconds is None else time.perf_counter_ns() + int(seconds * 1e9)
+    while True:
+        start = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - start)
+        if deadline is None:
+            if len(samples) >= (iters or 1):
+                break
+        elif (time.perf_counter_ns() >= deadline and len(samples) >= 5) or len(samples) >= max_iters:
+            break
+    return Timings(first, warm, np.asarray(samples, dtype=np.int64))
