@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -89,6 +90,21 @@ def _session_options(config: SessionConfig):
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     options.log_severity_level = 3
     return options
+
+
+def _load_failure(path: Path, text: str) -> str:
+    """A one-line reason from onnxruntime's load error, without its C++ source paths."""
+    first = text.splitlines()[0] if text else "unknown error"
+    reason = re.sub(r"/onnxruntime_src/\S+ \S+::\S+\(.*?\) ", "", first)
+    if "IR version" in first:
+        return (
+            f"{path} needs a newer onnxruntime ({reason.split('failed:')[-1].strip()}); "
+            "upgrade onnxruntime or export with an older opset"
+        )
+    lower = first.lower()
+    if "external data" in lower or "outside" in lower or "external_data" in lower:
+        return f"{path}: refused external data ({reason[:300]}); external files must sit beside the model"
+    return f"{path} is not a loadable ONNX model: {reason[:300]}"
 
 
 def _infer_foreign(inputs, outputs, overrides: Overrides) -> ModelMetadata:
@@ -180,10 +196,7 @@ class Model:
                 str(path), sess_options=_session_options(config), providers=plan.providers
             )
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-            text = str(exc).splitlines()[0][:300]
-            if "external data" in text.lower() or "outside" in text.lower():
-                raise ModelError(f"{path}: refused external data ({text})") from exc
-            raise ModelError(f"{path} is not a loadable ONNX model: {text}") from exc
+            raise ModelError(_load_failure(path, str(exc))) from exc
         verify_providers(plan, session.get_providers())
         metadata = read_metadata(session)
         foreign = metadata is None

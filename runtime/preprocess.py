@@ -15,6 +15,7 @@ import numpy as np
 from .metadata import Preprocessing
 
 MNIST_BOX = 20  # MNIST digits fit a 20x20 box centred by mass in a 28x28 frame
+MIN_CONTRAST = 32  # grey levels between paper and ink below which a page counts as blank
 
 
 class PreprocessError(ValueError):
@@ -103,10 +104,12 @@ def normalize_digit(gray: np.ndarray, size: int = 28, box: int = MNIST_BOX) -> n
     """
     if light_background(gray):
         gray = 255 - gray
-    threshold, mask = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    out = np.zeros((size, size), np.uint8)
+    if int(gray.max()) - int(gray.min()) < MIN_CONTRAST:  # a blank page: no digit to find
+        return out
+    _, mask = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     ink = np.where(mask > 0, gray, 0).astype(np.uint8)
     ys, xs = np.nonzero(mask)
-    out = np.zeros((size, size), np.uint8)
     if ys.size == 0:  # a blank image: nothing to centre
         return out
     crop = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]

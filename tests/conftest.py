@@ -28,3 +28,47 @@ def fashion_dir() -> Path:
     if not (path / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"real Fashion-MNIST IDX files not found in {path} (set EDGERUN_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_mnist(mnist_dir, tmp_path_factory) -> dict:
+    """A briefly trained mnist_cnn, exported with every variant (made once per test session)."""
+    from edgerun.export import cli as export_cli
+    from edgerun.train.fit import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("models")
+    result = train(TrainConfig("mnist_cnn", data_dir=str(mnist_dir), epochs=2, limit=2000, out=out))
+    code = export_cli.main(
+        [
+            str(result.model_path),
+            "--tflite",
+            "--fp16",
+            "--int8",
+            "--calib-data",
+            str(mnist_dir),
+            "--calib-samples",
+            "100",
+        ]
+    )
+    assert code == 0
+    return {
+        "keras": result.model_path,
+        "card": result.card,
+        "onnx": out / "mnist_cnn.onnx",
+        "int8": out / "mnist_cnn.int8.onnx",
+        "fp16": out / "mnist_cnn.fp16.onnx",
+        "tflite": out / "mnist_cnn.tflite",
+    }
+
+
+@pytest.fixture(scope="session")
+def mnist_pngs(mnist_dir, tmp_path_factory) -> tuple[Path, list[int]]:
+    """The first 1,000 shared MNIST test images written out as PNG files, with their labels."""
+    import cv2
+    from edgerun.train.data import load_split
+
+    split = load_split("mnist", "test", mnist_dir)
+    directory = tmp_path_factory.mktemp("mnist_png")
+    for i in range(1000):
+        cv2.imwrite(str(directory / f"{i:05d}.png"), split.images[i])
+    return directory, split.labels[:1000].tolist()

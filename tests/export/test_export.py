@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from edgerun.export import cli
+from edgerun.export.graph import dims
+from edgerun.export.onnx import load_keras
+from edgerun.export.parity import check_parity, parity_inputs
+from edgerun.runtime.metadata import read_metadata
+
+
+def io_dims(path):
+    model = onnx.load(str(path))
+    return [dims(i) for i in model.graph.input], [dims(o) for o in model.graph.output]
+
+
+def test_export_writes_every_variant(trained_mnist):
+    for key in ("onnx", "int8", "fp16", "tflite"):
+        assert trained_mnist[key].is_file(), key
+    assert io_dims(trained_mnist["onnx"]) == ([["batch", 28, 28, 1]], [["batch", 10]])
+
+
+def test_plain_onnxruntime_reads_the_metadata_back(trained_mnist):
+    session = ort.InferenceSession(str(trained_mnist["onnx"]), providers=["CPUExecutionProvider"])
+    props = session.get_modelmeta().custom_metadata_map
+    assert props["edgerun.schema"] == "1"
+    assert props["edgerun.name"] == "mnist_cnn"
+    assert json.loads(props["edgerun.classes"]) == [str(d) for d in range(10)]
+    meta = read_metadata(session)
+    assert meta.task == "classify" and meta.layout == "NHWC"
+    assert meta.preprocessing.recipe == "mnist" and meta.preprocessing.size == (28, 28)
+    assert meta.test["accuracy"] == trained_mnist["card"]["test"]["accuracy"]
+    assert meta.data["train"]["samples"] == 2000
+    assert len(meta.source_sha256) == 64 and meta.opset == 17
+    assert {"tensorflow", "keras", "tf2onnx", "onnx"} <= set(meta.versions)
+    assert read_metadata(session := ort.InferenceSession(str(trained_mnist["int8"]))).variant == "int8"
+    assert session.get_providers()
+
+
+def test_int8_keeps_accuracy(trained_mnist, mnist_dir):
+    from edgerun.export.quantize import evaluate, load_calibration
+
+    meta = read_metadata(onnx.load(str(trained_mnist["onnx"])))
+    _, evaluation = load_calibration(mnist_dir, meta, samples=100)
+    fp32 = evaluate(trained_mnist["onnx"], evaluation, batches=(1,), seconds=0.2)
+    int8 = evaluate(trained_mnist["int8"], evaluation, batches=(1,), seconds=0.2)
+    assert abs(fp32.accuracy - int8.accuracy) <= 0.01
+
+
+def test_parity_gate_catches_a_different_model(trained_mnist, tmp_path):
+    """Compare the export against a Keras model with other weights: the gate must fail."""
+    from edgerun.train.models import create_model
+
+    other = create_model("mnist_cnn")
+    meta = read_metadata(onnx.load(str(trained_mnist["onnx"])))
+    cases, source = parity_inputs(meta, trained_mnist["card"])
+    report = check_parity(other, trained_mnist["onnx"], meta, cases, source)
+    assert not report.passed and report.max_abs_diff > 1e-3
+    good = check_parity(load_keras(trained_mnist["keras"]), trained_mnist["onnx"], meta, cases, source)
+    assert good.passed and good.max_abs_diff <= 1e-5
+    assert "real test images" in good.inputs
+
+
+def _save_untrained(name, directory):
+    from edgerun.train.models import create_model
+
+    path = directory / f"{name}.keras"
+    model = create_model(name) if name != "resnet50" else create_model(name, weights=None)
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["mnist_small", "fashion_cnn"])
+def test_registry_models_without_a_card_export(name, tmp_path, fashion_dir, capsys):
+    path = _save_untrained(name, tmp_path)
+    args = [str(path)] + (["--data-dir", str(fashion_dir)] if name == "fashion_cnn" else [])
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "argmax agree 100.00%" in out
+    meta = read_metadata(onnx.load(str(tmp_path / f"{name}.onnx")))
+    assert meta.name == name
+    if name == "fashion_cnn":
+        assert meta.classes[9] == "Ankle boot" and "real test images" in out
+
+
+def test_fcn_export_has_dynamic_height_and_width(mnist_dir, tmp_path, capsys):
+    from edgerun.train.fit import TrainConfig, train
+
+    result = train(
+        TrainConfig("mnist_fcn", data_dir=str(mnist_dir), epochs=1, limit=300, shifted_copies=1, out=tmp_path)
+    )
+    assert cli.main([str(result.model_path)]) == 0
+    out = capsys.readouterr().out
+    assert "scene 308x336" in out
+    assert io_dims(tmp_path / "mnist_fcn.onnx") == (
+        [["batch", "height", "width", 1]],
+        [["batch", "out_height", "out_width", 10]],
+    )
+    session = ort.InferenceSession(str(tmp_path / "mnist_fcn.onnx"))
+    heat = session.run(None, {"input": np.zeros((1, 308, 336, 1), np.float32)})[0]
+    assert heat.shape == (1, 141, 155, 10)
+
+
+def test_nchw_export(trained_mnist, tmp_path, capsys):
+    out = tmp_path / "nchw.onnx"
+    assert cli.main([str(trained_mnist["keras"]), "--nchw", "--out", str(out)]) == 0
+    assert io_dims(out)[0] == [["batch", 1, 28, 28]]
+    assert read_metadata(onnx.load(str(out))).layout == "NCHW"
+    assert "argmax agree 100.00%" in capsys.readouterr().out
+
+
+def test_resnet50_random_weights_export(tmp_path, capsys):
+    path = _save_untrained("resnet50", tmp_path)
+    assert cli.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "batch 8" in out and "argmax agree 100.00%" in out
+    meta = read_metadata(onnx.load(str(tmp_path / "resnet50.onnx"), load_external_data=False))
+    assert meta.preprocessing.recipe == "caffe" and len(meta.classes) == 1000
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["{missing}"], "does not exist"),
+        (["{model}", "--int8"], "--int8 needs --calib-data"),
+        (["{model}", "--int8", "--calib-data", "{missing}"], "is not a directory"),
+    ],
+)
+def test_export_bad_arguments(argv, message, trained_mnist, tmp_path, capsys):
+    fill = {"missing": str(tmp_path / "nope.keras"), "model": str(trained_mnist["keras"])}
+    assert cli.main([a.format(**fill) for a in argv]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import onnx
+from edgerun.export.cli import inspect_main
+from onnx import TensorProto, helper
+
+
+def foreign_model(path):
+    """A tiny PyTorch-style classifier: NCHW [batch,1,28,28] -> logits [batch,10], no metadata."""
+    import numpy as np
+
+    weight = helper.make_tensor("W", TensorProto.FLOAT, [784, 10], np.zeros(7840, np.float32))
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["logits"])],
+        "foreign",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_inspect_our_model(trained_mnist, capsys):
+    assert inspect_main([str(trained_mnist["onnx"])]) == 0
+    out = capsys.readouterr().out
+    assert "input" in out and "[batch, 28, 28, 1]" in out
+    assert "opset       17" in out and "Conv" in out and "Transpose" in out
+    assert "edgerun.name" in out and "mnist_cnn" in out
+
+
+def test_inspect_foreign_model(tmp_path, capsys):
+    assert inspect_main([str(foreign_model(tmp_path / "f.onnx"))]) == 0
+    out = capsys.readouterr().out
+    assert "[batch, 1, 28, 28]" in out and "MatMul" in out and "metadata: (none)" in out
+
+
+def test_inspect_not_onnx(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    assert inspect_main([str(bad)]) == 2
+    assert "is not an ONNX model" in capsys.readouterr().err

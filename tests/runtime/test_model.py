@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from edgerun.runtime.metadata import SCHEMA_KEY, MetadataError, ModelMetadata, read_metadata
+from edgerun.runtime.model import Model, ModelError, Overrides, SessionConfig
+from edgerun.runtime.providers import ProviderError, plan_providers
+from onnx import TensorProto, helper
+
+
+def make_model(path, input_shape, out_classes=10, props=None, softmax=False):
+    """A tiny linear classifier built with onnx.helper: Flatten -> MatMul (-> Softmax)."""
+    features = int(np.prod([d for d in input_shape[1:] if isinstance(d, int)]))
+    rng = np.random.default_rng(0)
+    weight = helper.make_tensor(
+        "W",
+        TensorProto.FLOAT,
+        [features, out_classes],
+        rng.normal(0, 0.1, features * out_classes).astype(np.float32),
+    )
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["logits"])]
+    output = "logits"
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=-1))
+        output = "probs"
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", out_classes])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    for key, value in (props or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+def test_foreign_nchw_logits_model_runs_with_softmax(tmp_path):
+    model = Model.load(make_model(tmp_path / "f.onnx", ["batch", 1, 28, 28]), SessionConfig(provider="cpu"))
+    assert model.foreign and model.metadata.layout == "NCHW"
+    assert model.metadata.preprocessing.color == "gray" and model.metadata.preprocessing.size == (28, 28)
+    probs = model.run(np.random.default_rng(1).random((3, 28, 28, 1), dtype=np.float32))
+    assert probs.shape == (3, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_foreign_nhwc_rgb_model(tmp_path):
+    model = Model.load(make_model(tmp_path / "f.onnx", ["batch", 32, 32, 3]), SessionConfig(provider="cpu"))
+    assert model.metadata.layout == "NHWC" and model.metadata.preprocessing.color == "RGB"
+
+
+def test_ambiguous_layout_needs_a_flag(tmp_path):
+    path = make_model(tmp_path / "f.onnx", ["batch", 3, 5, 3])
+    with pytest.raises(ModelError, match="--layout nchw or --layout nhwc"):
+        Model.load(path)
+    model = Model.load(path, overrides=Overrides(layout="nchw"))
+    assert model.metadata.layout == "NCHW"
+
+
+def test_dynamic_size_needs_a_flag(tmp_path):
+    path = make_model(tmp_path / "f.onnx", ["batch", 1, "h", "w"])
+    with pytest.raises(ModelError, match="--size H W"):
+        Model.load(path)
+
+
+def test_rank_no_recipe_fits(tmp_path):
+    path = make_model(tmp_path / "f.onnx", ["batch", 784])
+    with pytest.raises(ModelError, match=r"has shape \['batch', 784\].*4-D input"):
+        Model.load(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        (b"", "is empty"),
+        (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n", "Git LFS pointer"),
+        (b"this is not a model", "not a loadable ONNX model"),
+    ],
+    ids=["missing", "empty", "lfs", "garbage"],
+)
+def test_bad_model_files(tmp_path, content, message):
+    path = tmp_path / "m.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ModelError, match=message):
+        Model.load(path)
+
+
+def test_unknown_metadata_schema_is_refused(tmp_path):
+    path = make_model(
+        tmp_path / "m.onnx", ["batch", 28, 28, 1], props={SCHEMA_KEY: "99", "edgerun.name": "x"}
+    )
+    with pytest.raises(MetadataError, match="schema 99, this edgerun reads schema 1"):
+        Model.load(path)
+
+
+def test_metadata_round_trip():
+    meta = ModelMetadata(
+        name="m",
+        classes=("a", "b"),
+        input_shape=("batch", 28, 28, 1),
+        opset=17,
+        data={"train": {"samples": 5}},
+    )
+    back = read_metadata(meta.to_props())
+    assert back == meta
+
+
+def test_external_data_outside_the_folder_is_refused(tmp_path):
+    path = make_model(tmp_path / "m.onnx", ["batch", 1, 28, 28])
+    proto = onnx.load(str(path))
+    weight = proto.graph.initializer[0]
+    weight.ClearField("raw_data")
+    del weight.float_data[:]
+    weight.data_location = TensorProto.EXTERNAL
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "../../etc/passwd"
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelError, match="external data|outside|not a loadable"):
+        Model.load(path)
+
+
+def test_cuda_asked_where_it_cannot_run():
+    with pytest.raises(ProviderError, match="needs CUDAExecutionProvider.*edgerun\\[gpu\\]"):
+        plan_providers("cuda", ["CPUExecutionProvider"])
+    plan = plan_providers("auto", ["CPUExecutionProvider"])
+    assert plan.providers == ["CPUExecutionProvider"] and not plan.strict
+    with pytest.raises(ProviderError, match="unknown provider 'tpu'"):
+        plan_providers("tpu", ["CPUExecutionProvider"])
+
+
+def test_session_threads_and_providers_reported(tmp_path):
+    model = Model.load(
+        make_model(tmp_path / "m.onnx", ["batch", 1, 28, 28]), SessionConfig(provider="cpu", threads=1)
+    )
+    assert model.providers == ["CPUExecutionProvider"]
+    model.warmup((4, 28, 28, 1))
+    assert (4, 28, 28, 1) in model._warm

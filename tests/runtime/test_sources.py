@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+from edgerun.runtime.capture import LiveCapture, LiveOptions
+from edgerun.runtime.sources import ImageFiles, SourceError, VideoFile, open_source, source_kind
+
+
+def write_video(path, frames=20, size=(64, 48), fps=10.0):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(frames):
+        image = np.full((size[1], size[0], 3), i * 10 % 255, np.uint8)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def images(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), np.full((10, 12), i * 50, np.uint8))
+    (tmp_path / "notes.md").write_text("not an image")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ("0", "camera"),
+        ("rtsp://cam/1", "stream"),
+        ("http://x/y.mjpg", "stream"),
+        ("a/*.png", "glob"),
+        ("list.txt", "list"),
+        ("v.mp4", "video"),
+        ("p.JPG", "image"),
+        ("x.xyz", "unknown"),
+    ],
+)
+def test_source_kinds(spec, kind):
+    assert source_kind(spec) == kind
+
+
+def test_directory_glob_image_and_list(images):
+    assert [f.index for f in open_source(str(images))] == [0, 1, 2]
+    assert len(list(open_source(str(images / "*.png")))) == 3
+    single = list(open_source(str(images / "img1.png")))
+    assert len(single) == 1 and single[0].image.shape == (10, 12)
+    listing = images / "list.txt"
+    listing.write_text("img0.png\n# a comment\nmissing.png\nimg2.png\n")
+    frames = list(open_source(str(listing)))
+    assert [f.error is None for f in frames] == [True, False, True]
+    assert "does not exist" in frames[1].error
+
+
+def test_video_file_gives_every_frame_with_timestamps(tmp_path):
+    source = open_source(str(write_video(tmp_path / "v.avi", frames=20)))
+    assert isinstance(source, VideoFile)
+    frames = list(source)
+    assert [f.index for f in frames] == list(range(20))
+    stamps = [f.timestamp for f in frames]
+    assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: str(d / "nope.png"), "does not exist"),
+        (lambda d: (d / "empty").mkdir() or str(d / "empty"), "no images found"),
+        (lambda d: str(d / "*.jpg"), "no images match"),
+        (lambda d: (d / "x.xyz").write_text("?") and str(d / "x.xyz"), "unsupported format"),
+        (
+            lambda d: (d / "v.mp4").write_text("not a video") and str(d / "v.mp4"),
+            "could not be opened as a video",
+        ),
+        (lambda d: (d / "l.txt").write_text("\n") and str(d / "l.txt"), "lists no paths"),
+    ],
+    ids=["missing", "empty-dir", "glob-nothing", "unsupported", "not-a-video", "empty-list"],
+)
+def test_sources_that_cannot_open(tmp_path, make, message):
+    with pytest.raises(SourceError, match=message):
+        open_source(make(tmp_path))
+
+
+def test_unreadable_images_give_error_frames(tmp_path):
+    (tmp_path / "zero.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello")
+    good = cv2.imencode(".jpg", np.full((50, 50, 3), 128, np.uint8))[1].tobytes()
+    (tmp_path / "cut.jpg").write_bytes(good[: len(good) // 3])
+    frames = list(ImageFiles(sorted(tmp_path.iterdir()), "t"))
+    assert len(frames) == 3
+    errors = {f.source.rsplit("/", 1)[-1]: f.error for f in frames}
+    assert "empty (0 bytes)" in errors["zero.png"]
+    assert "could not be decoded" in errors["text.png"]
+
+
+class FakeCapture:
+    """A camera or stream stand-in: frames on a timer, failures on request."""
+
+    def __init__(self, frames=10, fail_after=None, interval=0.005, opened=True):
+        self.frames, self.fail_after, self.interval, self.opened = frames, fail_after, interval, opened
+        self.read_count = 0
+        self.released = False
+
+    def isOpened(self):  # noqa: N802 - cv2's name
+        return self.opened
+
+    def read(self):
+        time.sleep(self.interval)
+        if self.fail_after is not None and self.read_count >= self.fail_after:
+            return False, None
+        if self.read_count >= self.frames:
+            return False, None
+        self.read_count += 1
+        return True, np.full((8, 8, 3), self.read_count, np.uint8)
+
+    def release(self):
+        self.released = True
+
+
+FAST = LiveOptions(
+    open_timeout=1.0, read_timeout=1.0, reconnect_tries=2, backoff_start=0.01, backoff_max=0.02
+)
+
+
+def test_live_capture_keeps_only_the_newest_frame():
+    cap = FakeCapture(frames=200, interval=0.001)
+    source = LiveCapture(0, FAST, capture_factory=lambda target: cap)
+    seen = []
+    for frame in source:
+        seen.append(int(frame.image[0, 0, 0]))
+        time.sleep(0.02)  # a slow consumer
+        if len(seen) == 5:
+            break
+    source.close()
+    assert seen == sorted(seen) and seen[-1] - seen[0] > 4  # stale frames were skipped
+    assert source.skipped > 0
+
+
+def test_live_capture_reconnects_with_backoff_then_stops():
+    opened = []
+
+    def factory(target):
+        opened.append(target)
+        return FakeCapture(frames=3) if len(opened) <= 2 else FakeCapture(opened=False)
+
+    source = LiveCapture("rtsp://example/stream", FAST, capture_factory=factory)
+    frames = list(source)
+    source.close()
+    assert len(opened) == 4  # first open, one good reconnect, two failed tries
+    assert source.reconnects == 1
+    assert 1 <= len(frames) <= 6
+    assert "2 reconnection tries failed" in source.stop_reason
+
+
+def test_camera_that_does_not_exist_fails_fast():
+    start = time.monotonic()
+    with pytest.raises(SourceError, match="camera 97"):
+        LiveCapture(97, FAST)
+    assert time.monotonic() - start < 5
+
+
+def test_stream_that_stalls_on_open_times_out():
+    block = threading.Event()
+
+    def stall(target):
+        block.wait(5)
+        return FakeCapture()
+
+    start = time.monotonic()
+    with pytest.raises(SourceError, match="did not open within 0.3 s"):
+        LiveCapture("rtsp://stall", LiveOptions(open_timeout=0.3), capture_factory=stall)
+    block.set()
+    assert time.monotonic() - start < 2
+
+
+def test_stream_that_stalls_mid_read_stops_with_a_reason():
+    class Stalling(FakeCapture):
+        def read(self):
+            if self.read_count >= 2:
+                time.sleep(3)
+            return super().read()
+
+    source = LiveCapture(
+        "rtsp://x", LiveOptions(read_timeout=0.3), capture_factory=lambda t: Stalling(frames=50)
+    )
+    frames = list(source)
+    source.close()
+    assert len(frames) == 2 and "stalled" in source.stop_reason
