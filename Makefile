@@ -31,8 +31,16 @@ $(VENV)/.all-$(EXTRA): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[$(EXTRA),train,dev]"
 	touch $@ $(VENV)/.runtime-$(EXTRA)
 
+# Until `edgerun demo` lands: the MNIST train -> export -> run path on the real data.
+DEMO := $(OUT)/demo
 demo: $(VENV)/.all-$(EXTRA)
-	$(BIN)/edgerun train mnist_cnn $(if $(DATA),--data-dir $(DATA)/mnist) --out $(OUT)/demo
+	@test -n "$(DATA)" || { echo "make demo needs MNIST IDX files: set DATA=DIR (with mnist/ inside)"; exit 2; }
+	$(BIN)/edgerun train mnist_cnn --data-dir $(DATA)/mnist --out $(DEMO)/models
+	$(BIN)/edgerun export $(DEMO)/models/mnist_cnn.keras --int8 --calib-data $(DATA)/mnist
+	$(BIN)/edgerun inspect $(DEMO)/models/mnist_cnn.onnx
+	$(BIN)/edgerun run $(DEMO)/models/mnist_cnn.onnx --source $(DATA)/mnist/t10k-images-idx3-ubyte.gz \
+		--batch 32 --topk 1 --json $(DEMO)/mnist_test.jsonl > $(DEMO)/mnist_test.txt
+	@echo "demo outputs in $(DEMO): models/, mnist_test.jsonl (one record per test image), mnist_test.txt"
 
 test: $(VENV)/.all-$(EXTRA)
 	$(BIN)/python -m pytest tests

@@ -1,7 +1,8 @@
 """Sources: one contract for every input kind — each yields :class:`Frame` objects and has ``close()``.
 
 ``open_source(spec)`` turns a string into a source: a camera index (``0``), an image file, a
-directory, a glob, a text file listing paths, a video file, or a stream URL (rtsp/rtmp/http).
+directory, a glob, a text file listing paths, a video file, an IDX image file (MNIST's format),
+or a stream URL (rtsp/rtmp/http).
 Files and videos never drop a frame, and a file that cannot be read still gives a frame, with
 ``error`` set, so every input yields exactly one record downstream. Cameras and streams live in
 :mod:`edgerun.runtime.capture` (grabber thread, newest frame only, timeouts, reconnection).
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
+IDX_MARKERS = ("-idx3-ubyte", ".idx3")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 #: Images larger than this are refused before decoding (a 20000x20000 RGB image is 1.2 GB).
@@ -128,6 +130,44 @@ class ImageFiles:
         return None
 
 
+class IdxImages:
+    """Every image of an IDX image file (MNIST's format, gzip or plain), as grayscale frames."""
+
+    live = False
+
+    def __init__(self, path: Path) -> None:
+        import gzip
+        import struct
+
+        self.path = path
+        self.name = str(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        try:
+            with opener(path, "rb") as fh:
+                raw = fh.read()
+        except (OSError, EOFError) as exc:
+            raise SourceError(f"{path} could not be read as an IDX file ({exc})") from exc
+        if len(raw) < 16 or struct.unpack(">I", raw[:4])[0] != 0x803:
+            raise SourceError(f"{path} is not an IDX image file (expected magic 0x00000803)")
+        count, rows, cols = struct.unpack(">III", raw[4:16])
+        data = np.frombuffer(raw, np.uint8, offset=16)
+        if data.size != count * rows * cols:
+            raise SourceError(
+                f"{path} is truncated: header says {count} images, data holds {data.size // (rows * cols)}"
+            )
+        self.images = data.reshape(count, rows, cols)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, image in enumerate(self.images):
+            yield Frame(image, self.name, index, float(index))
+
+    def close(self) -> None:
+        return None
+
+
 class VideoFile:
     """Every frame of a video file, in order; timestamps from the decoder's position."""
 
@@ -198,6 +238,8 @@ def source_kind(spec: str) -> str:
     path = Path(spec)
     if path.is_dir():
         return "directory"
+    if any(marker in path.name for marker in IDX_MARKERS):
+        return "idx"
     suffix = path.suffix.lower()
     if suffix in LIST_SUFFIXES:
         return "list"
@@ -248,6 +290,8 @@ def open_source(spec: str, live_options=None, capture_factory=None) -> Source:
         return ImageFiles(_list_file(path), str(path))
     if kind == "video":
         return VideoFile(path)
+    if kind == "idx":
+        return IdxImages(path)
     if kind == "image":
         return ImageFiles([path], str(path))
     raise SourceError(

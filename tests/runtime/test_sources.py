@@ -190,3 +190,8 @@ def test_stream_that_stalls_mid_read_stops_with_a_reason():
     frames = list(source)
     source.close()
     assert len(frames) == 2 and "stalled" in source.stop_reason
+
+
+def test_idx_file_source(mnist_dir):
+    frames = list(open_source(str(mnist_dir / "t10k-images-idx3-ubyte.gz")))
+    assert len(frames) == 5000 and frames[0].image.shape == (28, 28)
