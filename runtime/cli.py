@@ -29,6 +29,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "run a model on a camera, stream, video, images (one line each)",
         "cpu",
     ),
+    "bench": (
+        "edgerun.bench.cli:main",
+        "latency against batch size, peers in the same run, CI compare",
+        "cpu",
+    ),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

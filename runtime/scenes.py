@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .postprocess import Detection
+from .postprocess import Detection, LocalizeConfig, localize
 
 CELL = 28
 
@@ -89,3 +89,25 @@ def score(detections: list[Detection], truth: list[Truth], radius: float = 14.0)
             result.true_positives += 1
     result.false_negatives = len(unmatched)
     return result
+
+
+def evaluate_localizer(
+    model,
+    digits: np.ndarray,
+    labels: np.ndarray,
+    scenes: int = 50,
+    seed: int = 0,
+    config: LocalizeConfig | None = None,
+) -> Score:
+    """Precision and recall of ``model`` (an FCN :class:`~edgerun.runtime.model.Model`) over
+    ``scenes`` generated scenes."""
+    from .preprocess import preprocessor
+
+    prep = preprocessor(model.metadata.preprocessing)
+    rng = np.random.default_rng(seed)
+    total = Score()
+    for _ in range(scenes):
+        scene = make_scene(digits, labels, rng)
+        heat = model.run(prep(scene.image)[None])[0]
+        total.add(score(localize(heat, model.metadata.classes, config or LocalizeConfig()), scene.truth))
+    return total

@@ -141,3 +141,23 @@ def test_session_threads_and_providers_reported(tmp_path):
     assert model.providers == ["CPUExecutionProvider"]
     model.warmup((4, 28, 28, 1))
     assert (4, 28, 28, 1) in model._warm
+
+
+def test_two_onnxruntime_packages_side_by_side_are_reported(monkeypatch, caplog):
+    from edgerun.runtime import providers
+
+    versions = {"onnxruntime": "1.31.1", "onnxruntime-gpu": "1.31.1"}
+
+    def fake_version(name):
+        if name in versions:
+            return versions[name]
+        raise providers.importlib_metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(providers.importlib_metadata, "version", fake_version)
+    providers.check_ort_install.cache_clear()
+    try:
+        found = providers.check_ort_install()
+    finally:
+        providers.check_ort_install.cache_clear()
+    assert found == ["onnxruntime 1.31.1", "onnxruntime-gpu 1.31.1"]
+    assert "several onnxruntime packages are installed side by side" in caplog.text

@@ -1,0 +1,176 @@
+"""``edgerun bench``: latency against batch size, peers in the same run, CI comparison."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+EXIT_REGRESSION = 3
+
+
+def _batches(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"batch sizes must be 1 or more, got {text!r}")
+    return values
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage like 15%, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"the threshold must be 0% or more, got {text!r}")
+    return value
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .backends import PEERS
+
+    p = argparse.ArgumentParser(
+        prog="edgerun bench",
+        description="Latency against batch size for ONNX models, with peer runtimes measured in the same "
+        "run. Exit 0; 2 for bad arguments; 3 when --compare finds a regression past the threshold.",
+    )
+    p.add_argument("models", nargs="*", type=Path, help="ONNX models to measure")
+    p.add_argument(
+        "--batch", type=_batches, default=(1, 2, 4, 8, 16, 32, 64), help="e.g. 1,2,4,8 (default 1..64)"
+    )
+    p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up runs, reported apart (default 5)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--iters", type=_positive(int), help="timed runs per row")
+    g.add_argument("--seconds", type=_positive(float), help="time per row (default 1.0 s)")
+    p.add_argument(
+        "--threads", type=_positive(int), help="intra-op threads for every backend (default: all cores)"
+    )
+    p.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep when idle")
+    p.add_argument("--vs", default="", help=f"peers, comma-separated: {','.join(PEERS)} (or 'all')")
+    p.add_argument("--tflite", type=Path, help="TFLite twin (default: NAME.tflite beside the model)")
+    p.add_argument("--keras", type=Path, help="Keras twin (default: NAME.keras beside the model)")
+    p.add_argument("--json", type=Path, help="write the report as JSON (atomic)")
+    p.add_argument("--markdown", type=Path, help="write the Markdown table")
+    p.add_argument("--plot", type=Path, help="PNG plot (one per model: NAME appended when several)")
+    p.add_argument("--compare", type=Path, help="baseline JSON; written from this run when missing")
+    p.add_argument("--max-regression", type=_percent, default=15.0, help="allowed slow-down (default 15%%)")
+    p.add_argument("--pipeline", type=Path, metavar="VIDEO", help="benchmark the run pipeline on this video")
+    return p
+
+
+def _validate(args, parser) -> None:
+    from .backends import PEERS
+
+    if not args.models:
+        parser.error("give at least one ONNX model")
+    for path in args.models:
+        if not path.is_file():
+            parser.error(f"model {path} does not exist")
+    peers = list(PEERS) if args.vs.strip() == "all" else [v.strip() for v in args.vs.split(",") if v.strip()]
+    unknown = [v for v in peers if v not in PEERS]
+    if unknown:
+        parser.error(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}")
+    args.peers = peers
+    if args.warmup < 0:
+        parser.error(f"--warmup must be 0 or more, got {args.warmup}")
+    if args.pipeline is not None and not args.pipeline.is_file():
+        parser.error(f"--pipeline video {args.pipeline} does not exist")
+    if args.compare is not None and args.compare.exists() and not args.compare.is_file():
+        parser.error(f"--compare {args.compare} is not a file")
+    for option in ("json", "markdown", "plot"):
+        target = getattr(args, option)
+        if target is not None and target.exists() and target.is_dir():
+            parser.error(f"--{option} {target} is a directory; give a file path")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _validate(args, parser)
+    if args.pipeline is not None:
+        from .pipeline import pipeline_benchmark
+
+        return pipeline_benchmark(args.pipeline, args.models[0], args.batch[0], args.threads, args.json)
+
+    from .compare import BaselineError, compare, format_changes, load_baseline
+    from .harness import SweepConfig, run_sweep
+    from .report import markdown, plot, write_json
+
+    seconds = args.seconds if args.iters is None and args.seconds else (None if args.iters else 1.0)
+    config = SweepConfig(
+        models=tuple(args.models),
+        batches=args.batch,
+        backends=("edgerun", *args.peers),
+        provider=args.provider,
+        warmup=args.warmup,
+        iters=args.iters,
+        seconds=seconds,
+        threads=args.threads,
+        spinning=not args.no_spin,
+        twins={"tflite": args.tflite, "keras": args.keras},
+    )
+    report = run_sweep(config)
+    table = markdown(report)
+    print(table)
+    if args.json:
+        write_json(report, args.json)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table + "\n", encoding="utf-8")
+    if args.plot:
+        models = list(dict.fromkeys(r["model"] for r in report["results"]))
+        for model in models:
+            target = (
+                args.plot
+                if len(models) == 1
+                else args.plot.with_name(f"{args.plot.stem}_{model.split('.')[0]}.png")
+            )
+            try:
+                logger.info("plot: %s", plot(report, model, target))
+            except ValueError as exc:
+                logger.warning("no plot for %s: %s", model, exc)
+    if args.compare is None:
+        return 0
+    if not args.compare.exists():
+        write_json(report, args.compare)
+        print(f"\nno baseline at {args.compare}: wrote this run as the baseline")
+        return 0
+    try:
+        baseline = load_baseline(args.compare)
+    except BaselineError as exc:
+        print(f"edgerun bench: error: {exc}", file=sys.stderr)
+        return 2
+    changes, regressions = compare(report, baseline, args.max_regression)
+    print("\n" + format_changes(changes, args.max_regression))
+    if not changes:
+        print(
+            f"edgerun bench: error: no rows in common with {args.compare} (model, backend, provider, batch);"
+            " nothing was compared. Re-create the baseline for this sweep.",
+            file=sys.stderr,
+        )
+        return 2
+    if regressions:
+        print(f"\n{len(regressions)} row(s) regressed by more than {args.max_regression:g}%")
+        return EXIT_REGRESSION
+    print(f"\nno regression past {args.max_regression:g}% in {len(changes)} rows")
+    return 0

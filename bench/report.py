@@ -1,0 +1,199 @@
+"""Benchmark outputs: JSON (primary, written atomically), a Markdown table, and a PNG plot per
+model (latency p50 with its p90-p99 band, and throughput, against batch size; one line per
+backend). Plots are drawn with OpenCV so the runtime install needs no plotting library."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+COLORS = [(200, 90, 30), (40, 160, 40), (40, 40, 210), (180, 60, 170), (20, 150, 200), (90, 90, 90)]
+
+
+def write_json(report: dict, path: Path) -> None:
+    """Atomically: a reader never sees half a file, an interrupted run leaves the old one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(report: dict) -> str:
+    """A table per model: every backend and batch, with the edgerun/peer ratio per batch."""
+    env, machine = report["environment"], report["machine"]
+    cpu = env["cpu"]
+    lines = [
+        f"Measured {env['date']} on {cpu['model']} ({cpu['cores']} cores; {', '.join(cpu['flags']) or 'no SIMD flags'}), "
+        f"onnxruntime {env['onnxruntime']}, {env['threads']} threads, fp32 SGEMM {machine['sgemm_gflops']} GFLOP/s.",
+        "",
+    ]
+    by_model: dict[str, list[dict]] = defaultdict(list)
+    for row in report["results"]:
+        by_model[row["model"]].append(row)
+    for model, rows in by_model.items():
+        ours = {r["batch"]: r["p50_ms"] for r in rows if r["backend"] == "edgerun" and r["p50_ms"]}
+        lines += [
+            f"### {model}",
+            "",
+            "| backend | batch | p50 ms | p90 ms | p99 ms | ms/img | img/s | GFLOP/s | % peak | edgerun/peer |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in rows:
+            if r["error"]:
+                lines.append(f"| {r['backend']} | {r['batch'] or '-'} | {r['error']} | | | | | | | |")
+                continue
+            ratio = (
+                ours.get(r["batch"]) / r["p50_ms"]
+                if r["backend"] != "edgerun" and ours.get(r["batch"])
+                else None
+            )
+            lines.append(
+                f"| {r['backend']} | {r['batch']} | {_fmt(r['p50_ms'], '.3f')} | {_fmt(r['p90_ms'], '.3f')} | "
+                f"{_fmt(r['p99_ms'], '.3f')} | {_fmt(r['ms_per_img'], '.3f')} | {_fmt(r['imgs_per_s'], '.0f')} | "
+                f"{_fmt(r['gflops'], '.1f')} | {_fmt(r['pct_peak'], '.0f')} | {_fmt(ratio, '.2f')} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+class _Axes:
+    """A log-log panel on an OpenCV canvas."""
+
+    def __init__(self, canvas, box, xs, ys, title, ylabel):
+        self.canvas, (self.x0, self.y0, self.x1, self.y1) = canvas, box
+        self.lx = (math.log2(min(xs)), math.log2(max(xs)) if max(xs) > min(xs) else math.log2(min(xs)) + 1)
+        lo, hi = math.log10(max(min(ys), 1e-6)), math.log10(max(max(ys), 1e-6))
+        if hi - lo < 0.5:
+            lo, hi = lo - 0.25, hi + 0.25
+        self.ly = (lo, hi)
+        cv2.rectangle(canvas, (self.x0, self.y0), (self.x1, self.y1), (0, 0, 0), 1)
+        cv2.putText(
+            canvas, title, (self.x0, self.y0 - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA
+        )
+        cv2.putText(
+            canvas,
+            ylabel,
+            (self.x0 - 60, self.y0 - 10),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (60, 60, 60),
+            1,
+            cv2.LINE_AA,
+        )
+        for x in sorted(set(xs)):
+            px = self.px(x)
+            cv2.line(canvas, (px, self.y1), (px, self.y1 + 4), (0, 0, 0), 1)
+            cv2.putText(
+                canvas,
+                str(x),
+                (px - 6, self.y1 + 18),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4,
+                (0, 0, 0),
+                1,
+                cv2.LINE_AA,
+            )
+        for e in range(math.floor(lo), math.ceil(hi) + 1):
+            for m in (1, 2, 5):
+                v = m * 10**e
+                if lo <= math.log10(v) <= hi:
+                    py = self.py(v)
+                    cv2.line(canvas, (self.x0, py), (self.x1, py), (225, 225, 225), 1)
+                    cv2.putText(
+                        canvas,
+                        f"{v:g}",
+                        (self.x0 - 55, py + 4),
+                        cv2.FONT_HERSHEY_SIMPLEX,
+                        0.38,
+                        (60, 60, 60),
+                        1,
+                        cv2.LINE_AA,
+                    )
+        cv2.putText(
+            canvas,
+            "batch size",
+            ((self.x0 + self.x1) // 2 - 30, self.y1 + 36),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+
+    def px(self, x) -> int:
+        t = (math.log2(x) - self.lx[0]) / (self.lx[1] - self.lx[0])
+        return int(self.x0 + 12 + t * (self.x1 - self.x0 - 24))
+
+    def py(self, y) -> int:
+        t = (math.log10(max(y, 1e-6)) - self.ly[0]) / (self.ly[1] - self.ly[0])
+        return int(self.y1 - t * (self.y1 - self.y0))
+
+
+def plot(report: dict, model: str, path: Path) -> Path:
+    """One PNG for ``model``: p50 latency (p90-p99 band) and images/s against batch size."""
+    rows = [r for r in report["results"] if r["model"] == model and not r["error"]]
+    if not rows:
+        raise ValueError(f"no successful rows for {model}")
+    width, height = 1200, 600
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    xs = [r["batch"] for r in rows]
+    lat = _Axes(
+        canvas,
+        (90, 70, 570, 470),
+        xs,
+        [r["p50_ms"] for r in rows] + [r["p99_ms"] for r in rows],
+        "latency p50 (band: p90-p99)",
+        "ms",
+    )
+    thr = _Axes(canvas, (690, 70, 1170, 470), xs, [r["imgs_per_s"] for r in rows], "throughput", "img/s")
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    for i, backend in enumerate(backends):
+        color = COLORS[i % len(COLORS)]
+        series = sorted((r for r in rows if r["backend"] == backend), key=lambda r: r["batch"])
+        band = [(lat.px(r["batch"]), lat.py(r["p90_ms"])) for r in series] + [
+            (lat.px(r["batch"]), lat.py(r["p99_ms"])) for r in reversed(series)
+        ]
+        overlay = canvas.copy()
+        cv2.fillPoly(overlay, [np.array(band, np.int32)], color)
+        cv2.addWeighted(overlay, 0.15, canvas, 0.85, 0, canvas)
+        for axes, key in ((lat, "p50_ms"), (thr, "imgs_per_s")):
+            points = [(axes.px(r["batch"]), axes.py(r[key])) for r in series]
+            for a, b in zip(points, points[1:], strict=False):
+                cv2.line(canvas, a, b, color, 2, cv2.LINE_AA)
+            for p in points:
+                cv2.circle(canvas, p, 3, color, -1, cv2.LINE_AA)
+        ly, lx = 560, 90 + i * 180
+        cv2.line(canvas, (lx, ly), (lx + 30, ly), color, 3)
+        cv2.putText(
+            canvas, backend, (lx + 38, ly + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+        )
+    env = report["environment"]
+    cv2.putText(
+        canvas,
+        f"{model}  -  {env['cpu']['model']}, {env['threads']} threads, onnxruntime {env['onnxruntime']}"
+        f", {env['date'][:10]}",
+        (90, 30),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.55,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), canvas)
+    return path

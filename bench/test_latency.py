@@ -1,0 +1,42 @@
+"""pytest-benchmark suite: ``make bench`` runs it and writes ``out/bench/pytest-benchmark.json``.
+
+Models come from ``EDGERUN_BENCH_MODELS`` (os.pathsep-separated .onnx paths) or ``models/*.onnx``.
+Groups are model/batch, so ``--benchmark-compare-fail=median:15%`` against a saved run fails CI
+on a slow-down (README, Benchmarks).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgerun.runtime.model import Model, SessionConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCHES = (1, 8, 64)
+
+
+def _models() -> list[Path]:
+    env = os.environ.get("EDGERUN_BENCH_MODELS")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    return sorted(p for p in (ROOT / "models").glob("*.onnx") if p.name.count(".") == 1)
+
+
+MODELS = _models()
+
+
+@pytest.mark.skipif(not MODELS, reason="no models: run `make models` or set EDGERUN_BENCH_MODELS")
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+def test_latency(benchmark, path, batch):
+    model = Model.load(path, SessionConfig(provider="cpu"))
+    pre = model.metadata.preprocessing
+    h, w = (308, 336) if None in pre.size else pre.size
+    x = np.random.default_rng(0).random((batch, h, w, model.input_channels), dtype=np.float32)
+    model.warmup(x.shape)
+    benchmark.group = f"{path.stem}/batch{batch}"
+    benchmark.extra_info.update({"model": path.name, "batch": batch, "providers": model.providers})
+    benchmark.pedantic(model.run, args=(x,), rounds=30 if batch < 64 else 10, warmup_rounds=3, iterations=1)

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from edgerun.bench import cli
+from edgerun.bench.flops import flops_per_image
+from edgerun.bench.stats import LatencyStats
+from edgerun.runtime.timing import Timings
+from onnx import TensorProto, helper
+
+
+def fixed_batch_model(path, batch=1):
+    """NCHW [batch,1,28,28] -> Conv 4x3x3 -> Flatten -> MatMul 2704x10; batch fixed to ``batch``."""
+    rng = np.random.default_rng(0)
+    conv_w = helper.make_tensor(
+        "cw", TensorProto.FLOAT, [4, 1, 3, 3], rng.normal(0, 0.1, 36).astype(np.float32)
+    )
+    fc_w = helper.make_tensor(
+        "fw", TensorProto.FLOAT, [2704, 10], rng.normal(0, 0.01, 27040).astype(np.float32)
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "cw"], ["c"]),
+            helper.make_node("Flatten", ["c"], ["f"]),
+            helper.make_node("MatMul", ["f", "fw"], ["y"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 1, 28, 28])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 10])],
+        [conv_w, fc_w],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    return path
+
+
+def test_flops_are_counted_from_the_graph(tmp_path):
+    path = fixed_batch_model(tmp_path / "m.onnx")
+    assert flops_per_image(path) == 2 * (4 * 26 * 26) * 9 + 2 * 2704 * 10
+
+
+def test_flops_of_the_real_model(trained_mnist):
+    # Conv 32 (389,376) + Conv 64 (21,233,664) + Dense 128 (2,359,296) + Dense 10 (2,560)
+    assert flops_per_image(trained_mnist["onnx"]) == 23_984_896
+
+
+def test_stats_keep_first_run_and_warmup_apart():
+    timings = Timings(first_ns=50_000_000, warmup_ns=[9_000_000], samples_ns=np.arange(1, 101) * 1_000_000)
+    stats = LatencyStats.from_timings(timings, batch=4)
+    assert stats.first_ms == 50.0 and stats.warmup_ms == (9.0,)
+    assert stats.max_ms == 100.0 and stats.p50_ms == pytest.approx(50.5)
+    assert stats.p90_ms == pytest.approx(90.1) and stats.p99_ms == pytest.approx(99.01)
+    assert stats.ms_per_img == pytest.approx(50.5 / 4) and stats.imgs_per_s == pytest.approx(4 / 0.0505)
+
+
+def test_sweep_with_peers_writes_every_output(trained_mnist, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = cli.main(
+        [
+            str(trained_mnist["onnx"]),
+            "--batch",
+            "1,4",
+            "--vs",
+            "ort-raw,tflite,opencv,keras",
+            "--iters",
+            "5",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+            "--markdown",
+            str(tmp_path / "r.md"),
+            "--plot",
+            str(tmp_path / "r.png"),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["schema"] == 1 and report["machine"]["sgemm_gflops"] > 0
+    assert {"cpu", "onnxruntime", "threads", "date", "providers_in_use"} <= set(report["environment"])
+    assert report["models"][0]["sha256"] and report["models"][0]["opset"] == 17
+    rows = report["results"]
+    assert {(r["backend"], r["batch"]) for r in rows} == {
+        (b, n) for b in ("edgerun", "ort-raw", "tflite", "opencv", "keras") for n in (1, 4)
+    }
+    for row in rows:
+        assert row["error"] is None and row["iters"] == 5
+        assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert row["gflops"] > 0 and row["norm_p50"] > 0 and row["first_ms"] > 0
+    table = (tmp_path / "r.md").read_text()
+    assert "| tflite | 4 |" in table and "edgerun/peer" in table
+    import cv2
+
+    assert cv2.imread(str(tmp_path / "r.png")).shape == (600, 1200, 3)
+
+
+def test_a_failing_batch_size_is_an_error_row(tmp_path):
+    path = fixed_batch_model(tmp_path / "fixed.onnx", batch=1)
+    out = tmp_path / "r.json"
+    assert cli.main([str(path), "--batch", "1,2", "--iters", "3", "--json", str(out)]) == 0
+    rows = {r["batch"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows[1]["error"] is None and rows[1]["p50_ms"] > 0
+    assert rows[2]["error"] and rows[2]["p50_ms"] is None
+
+
+def test_missing_peer_is_skipped_with_a_message(tmp_path, caplog):
+    path = fixed_batch_model(tmp_path / "lonely.onnx")
+    out = tmp_path / "r.json"
+    assert cli.main([str(path), "--batch", "1", "--iters", "3", "--vs", "tflite", "--json", str(out)]) == 0
+    skipped = [r for r in json.loads(out.read_text())["results"] if r["backend"] == "tflite"]
+    assert skipped[0]["error"].startswith("skipped: no TFLite twin")
+
+
+def test_compare_fails_on_a_planted_regression_and_passes_on_a_rerun(tmp_path, capsys):
+    path = fixed_batch_model(tmp_path / "m.onnx")
+    baseline = tmp_path / "baseline.json"
+    args = [str(path), "--batch", "1", "--iters", "200", "--warmup", "20"]
+    assert cli.main([*args, "--compare", str(baseline)]) == 0  # no baseline yet: written, pass
+    assert "wrote this run as the baseline" in capsys.readouterr().out
+    assert cli.main([*args, "--compare", str(baseline), "--max-regression", "200%"]) == 0  # a re-run
+    planted = json.loads(baseline.read_text())
+    for row in planted["results"]:
+        row["norm_p50"] /= 10  # the baseline was 10x faster: now we look 900% slower
+    baseline.write_text(json.dumps(planted))
+    assert cli.main([*args, "--compare", str(baseline)]) == cli.EXIT_REGRESSION
+    assert "REGRESSION" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["missing.onnx"], "does not exist"),
+        (["{model}", "--batch", "0,1"], "batch sizes must be 1 or more"),
+        (["{model}", "--vs", "trt"], "unknown peer(s) trt"),
+        (["{model}", "--max-regression", "lots"], "expected a percentage"),
+        (["{model}", "--iters", "0"], "expected a number above 0"),
+    ],
+)
+def test_arguments_are_checked_before_any_model_loads(tmp_path, argv, message, capsys):
+    model = fixed_batch_model(tmp_path / "m.onnx")
+    with pytest.raises(SystemExit) as info:
+        cli.main([a.format(model=model) for a in argv])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_pipeline_benchmark_overlaps_stages(trained_mnist, tmp_path, capsys):
+    import cv2
+
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (320, 240))
+    for i in range(120):
+        frame = np.zeros((240, 320, 3), np.uint8)
+        cv2.putText(frame, str(i % 10), (120, 180), cv2.FONT_HERSHEY_SIMPLEX, 5, (255, 255, 255), 12)
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "p.json"
+    assert (
+        cli.main([str(trained_mnist["onnx"]), "--pipeline", str(video), "--batch", "8", "--json", str(out)])
+        == 0
+    )
+    report = json.loads(out.read_text())
+    assert report["frames"] == report["frames_processed"] == 120
+    assert report["end_to_end_fps"] > 0 and report["overlap_ratio"] > 0
