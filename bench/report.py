@@ -36,8 +36,9 @@ def markdown(report: dict) -> str:
     """A table per model: every backend and batch, with the edgerun/peer ratio per batch."""
     env, machine = report["environment"], report["machine"]
     cpu = env["cpu"]
+    flags = ", ".join(cpu["flags"]) or "no SIMD flags"
     lines = [
-        f"Measured {env['date']} on {cpu['model']} ({cpu['cores']} cores; {', '.join(cpu['flags']) or 'no SIMD flags'}), "
+        f"Measured {env['date']} on {cpu['model']} ({cpu['cores']} cores; {flags}), "
         f"onnxruntime {env['onnxruntime']}, {env['threads']} threads, fp32 SGEMM {machine['sgemm_gflops']} GFLOP/s.",
         "",
     ]
