@@ -10,7 +10,7 @@ EXTRA  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 DATA   ?= $(if $(EDGERUN_DATA_DIR),$(EDGERUN_DATA_DIR),$(wildcard ../shared/data))
 OUT    ?= out
 
-.PHONY: demo test lint models clean help
+.PHONY: demo test lint models resnet50 bench soak clean help
 
 help:
 	@echo "make demo    set up .venv and run the main job"
@@ -44,6 +44,33 @@ demo: $(VENV)/.all-$(EXTRA)
 
 test: $(VENV)/.all-$(EXTRA)
 	$(BIN)/python -m pytest tests
+
+# Train and export the bundled models from data; the MNIST ones are committed (see README).
+MODELS ?= models
+DATAFLAG = $(if $(DATA),--data-dir $(DATA)/mnist)
+CALIB = $(if $(DATA),--int8 --calib-data $(DATA)/mnist)
+models: $(VENV)/.all-$(EXTRA)
+	$(BIN)/edgerun train mnist_cnn $(DATAFLAG) --out $(MODELS)
+	$(BIN)/edgerun export $(MODELS)/mnist_cnn.keras --tflite $(CALIB)
+	$(BIN)/edgerun train mnist_small $(DATAFLAG) --out $(MODELS)
+	$(BIN)/edgerun export $(MODELS)/mnist_small.keras
+	$(BIN)/edgerun train mnist_fcn $(DATAFLAG) --out $(MODELS)
+	$(BIN)/edgerun export $(MODELS)/mnist_fcn.keras
+	@if [ -f "$(DATA)/fashion-mnist/train-images-idx3-ubyte.gz" ] || [ -z "$(DATA)" ]; then \
+		$(BIN)/edgerun train fashion_cnn $(if $(DATA),--data-dir $(DATA)/fashion-mnist) --out $(MODELS) && \
+		$(BIN)/edgerun export $(MODELS)/fashion_cnn.keras; \
+	else echo "fashion_cnn skipped: no Fashion-MNIST training files in $(DATA)/fashion-mnist"; fi
+	$(BIN)/python -m edgerun.export.manifest $(MODELS)
+
+# ResNet50 is never committed (about 100 MB): WEIGHTS=imagenet (downloads), a file, or none.
+WEIGHTS ?= imagenet
+resnet50: $(VENV)/.all-$(EXTRA)
+	$(BIN)/edgerun train resnet50 --weights $(WEIGHTS) --out $(MODELS)
+	$(BIN)/edgerun export $(MODELS)/resnet50.keras --tflite $(if $(CALIB_IMAGES),--int8 --calib-data $(CALIB_IMAGES))
+
+# pytest-benchmark over the bundled models; compare runs with --benchmark-compare (README).
+bench: $(VENV)/.all-$(EXTRA)
+	$(BIN)/python -m pytest bench/test_latency.py --benchmark-json=$(OUT)/bench/pytest-benchmark.json $(BENCH_ARGS)
 
 lint: $(VENV)/.all-$(EXTRA)
 	$(BIN)/ruff check train export runtime bench tests

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from edgerun.runtime.model import Model, SessionConfig
 
 PEERS = ("ort-raw", "tflite", "opencv", "keras")
@@ -60,20 +61,14 @@ class OrtRawBackend(Backend):
         import onnxruntime as ort
 
         providers = (
-            ["CUDAExecutionProvider", "CPUExecutionProvider"]
-            if provider == "cuda"
-            else ["CPUExecutionProvider"]
+            ["CUDAExecutionProvider", "CPUExecutionProvider"] if provider == "cuda" else ["CPUExecutionProvider"]
         )
         self.session = ort.InferenceSession(str(path), providers=providers)
         self.input = self.session.get_inputs()[0]
 
     def prepare(self, x: np.ndarray) -> Prepared:
         shape = self.input.shape
-        feed = (
-            np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-            if shape[1] in (1, 3) and shape[3] not in (1, 3)
-            else x
-        )
+        feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if shape[1] in (1, 3) and shape[3] not in (1, 3) else x
         session, name = self.session, self.input.name
         return Prepared(lambda: session.run(None, {name: feed}), self.session.get_providers())
 

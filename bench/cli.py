@@ -54,17 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         "run. Exit 0; 2 for bad arguments; 3 when --compare finds a regression past the threshold.",
     )
     p.add_argument("models", nargs="*", type=Path, help="ONNX models to measure")
-    p.add_argument(
-        "--batch", type=_batches, default=(1, 2, 4, 8, 16, 32, 64), help="e.g. 1,2,4,8 (default 1..64)"
-    )
+    p.add_argument("--batch", type=_batches, default=(1, 2, 4, 8, 16, 32, 64), help="e.g. 1,2,4,8 (default 1..64)")
     p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs, reported apart (default 5)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iters", type=_positive(int), help="timed runs per row")
     g.add_argument("--seconds", type=_positive(float), help="time per row (default 1.0 s)")
-    p.add_argument(
-        "--threads", type=_positive(int), help="intra-op threads for every backend (default: all cores)"
-    )
+    p.add_argument("--threads", type=_positive(int), help="intra-op threads for every backend (default: all cores)")
     p.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep when idle")
     p.add_argument("--vs", default="", help=f"peers, comma-separated: {','.join(PEERS)} (or 'all')")
     p.add_argument("--tflite", type=Path, help="TFLite twin (default: NAME.tflite beside the model)")
@@ -141,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         models = list(dict.fromkeys(r["model"] for r in report["results"]))
         for model in models:
             target = (
-                args.plot
-                if len(models) == 1
-                else args.plot.with_name(f"{args.plot.stem}_{model.split('.')[0]}.png")
+                args.plot if len(models) == 1 else args.plot.with_name(f"{args.plot.stem}_{model.split('.')[0]}.png")
             )
             try:
                 logger.info("plot: %s", plot(report, model, target))

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from edgerun.runtime.metadata import read_metadata
 from edgerun.runtime.model import SessionConfig, default_threads
 from edgerun.runtime.timing import measure

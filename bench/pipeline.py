@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from edgerun.runtime.model import Model, SessionConfig
 from edgerun.runtime.pipeline import Pipeline, PipelineConfig
 from edgerun.runtime.preprocess import preprocessor
@@ -42,14 +43,10 @@ def stage_fps(video: Path, model: Model, batch: int) -> dict:
     }
 
 
-def pipeline_benchmark(
-    video: Path, model_path: Path, batch: int, threads: int | None, json_out: Path | None
-) -> int:
+def pipeline_benchmark(video: Path, model_path: Path, batch: int, threads: int | None, json_out: Path | None) -> int:
     model = Model.load(model_path, SessionConfig(provider="cpu", threads=threads))
     alone = stage_fps(video, model, batch)
-    stats = Pipeline(model, PipelineConfig(batch=batch, log_every_s=1e9)).run(
-        VideoFile(video), lambda r, f: None
-    )
+    stats = Pipeline(model, PipelineConfig(batch=batch, log_every_s=1e9)).run(VideoFile(video), lambda r, f: None)
     slowest = min(alone["decode_fps"], alone["preprocess_fps"], alone["inference_fps"])
     ratio = stats.end_to_end_fps / slowest if slowest else 0.0
     report = {

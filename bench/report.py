@@ -57,11 +57,7 @@ def markdown(report: dict) -> str:
             if r["error"]:
                 lines.append(f"| {r['backend']} | {r['batch'] or '-'} | {r['error']} | | | | | | | |")
                 continue
-            ratio = (
-                ours.get(r["batch"]) / r["p50_ms"]
-                if r["backend"] != "edgerun" and ours.get(r["batch"])
-                else None
-            )
+            ratio = ours.get(r["batch"]) / r["p50_ms"] if r["backend"] != "edgerun" and ours.get(r["batch"]) else None
             lines.append(
                 f"| {r['backend']} | {r['batch']} | {_fmt(r['p50_ms'], '.3f')} | {_fmt(r['p90_ms'], '.3f')} | "
                 f"{_fmt(r['p99_ms'], '.3f')} | {_fmt(r['ms_per_img'], '.3f')} | {_fmt(r['imgs_per_s'], '.0f')} | "
@@ -82,9 +78,7 @@ class _Axes:
             lo, hi = lo - 0.25, hi + 0.25
         self.ly = (lo, hi)
         cv2.rectangle(canvas, (self.x0, self.y0), (self.x1, self.y1), (0, 0, 0), 1)
-        cv2.putText(
-            canvas, title, (self.x0, self.y0 - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA
-        )
+        cv2.putText(canvas, title, (self.x0, self.y0 - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.putText(
             canvas,
             ylabel,
@@ -179,9 +173,7 @@ def plot(report: dict, model: str, path: Path) -> Path:
                 cv2.circle(canvas, p, 3, color, -1, cv2.LINE_AA)
         ly, lx = 560, 90 + i * 180
         cv2.line(canvas, (lx, ly), (lx + 30, ly), color, 3)
-        cv2.putText(
-            canvas, backend, (lx + 38, ly + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
-        )
+        cv2.putText(canvas, backend, (lx + 38, ly + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     env = report["environment"]
     cv2.putText(
         canvas,

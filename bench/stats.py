@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from edgerun.runtime.timing import Timings
 
 PERCENTILE_METHOD = "linear"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgerun.runtime.model import Model, SessionConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.model.with_suffix(".onnx")
     staging = out.with_name(f".{out.stem}.staging.onnx")
     try:
-        keras_model, exported = export_keras(args.model, staging, opset=args.opset, nchw=args.nchw)
+        command = shlex.join(["edgerun", "export", *(sys.argv[2:] if argv is None else argv)])
+        keras_model, exported = export_keras(args.model, staging, opset=args.opset, nchw=args.nchw, command=command)
         cases, source = parity_inputs(exported.metadata, read_card(args.model), args.data_dir)
         report = check_parity(keras_model, staging, exported.metadata, cases, source)
     except (ExportError, ParityError) as exc:
@@ -78,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if not report.passed:
         staging.unlink(missing_ok=True)
         print("\n".join(lines), file=sys.stderr)
-        return _fail(
-            f"parity gate failed: max |dprob| {report.max_abs_diff:.2e}; the export was not written", 1
-        )
+        return _fail(f"parity gate failed: max |dprob| {report.max_abs_diff:.2e}; the export was not written", 1)
     os.replace(staging, out)
 
     try:
@@ -89,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             from .tflite import export_tflite
 
             size, diff = export_tflite(keras_model, tflite, cases["batch 8"])
-            lines.append(
-                f"wrote     {tflite}  ({size / 1e6:.2f} MB, max |dprob| vs Keras {diff:.2e} at batch 8)"
-            )
+            lines.append(f"wrote     {tflite}  ({size / 1e6:.2f} MB, max |dprob| vs Keras {diff:.2e} at batch 8)")
         if args.int8:
             lines.extend(_int8(out, args, exported.metadata))
         if args.fp16:
@@ -119,8 +117,7 @@ def _int8(out: Path, args, metadata) -> list[str]:
     quantize_int8(out, int8, calib)
     before, after = evaluate(out, evaluation), evaluate(int8, evaluation)
     lines = [
-        f"wrote     {int8}  ({int8.stat().st_size / 1e6:.2f} MB, "
-        "QDQ per-channel, u8 activations / s8 weights)",
+        f"wrote     {int8}  ({int8.stat().st_size / 1e6:.2f} MB, QDQ per-channel, u8 activations / s8 weights)",
         f"int8      calibrated on {calib.source}",
     ]
     if before.accuracy is not None:

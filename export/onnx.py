@@ -57,9 +57,7 @@ def load_keras(path: Path):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a bad file
-        raise ExportError(
-            f"{path} could not be loaded as a Keras model ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise ExportError(f"{path} could not be loaded as a Keras model ({type(exc).__name__}: {exc})") from exc
 
 
 def read_card(keras_path: Path) -> dict:
@@ -73,7 +71,9 @@ def read_card(keras_path: Path) -> dict:
         raise ExportError(f"{card_path} is not valid JSON ({exc}); re-run edgerun train") from exc
 
 
-def metadata_for(model, keras_path: Path, card: dict, opset: int, nchw: bool) -> ModelMetadata:
+def metadata_for(
+    model, keras_path: Path, card: dict, opset: int, nchw: bool, command: str | None = None
+) -> ModelMetadata:
     """Build the metadata from the training card, else the registry, else the model itself."""
     name = card.get("name") or Path(keras_path).stem
     if card:
@@ -119,6 +119,7 @@ def metadata_for(model, keras_path: Path, card: dict, opset: int, nchw: bool) ->
             "onnx": onnx.__version__,
         },
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        command=command,
     )
 
 
@@ -181,11 +182,13 @@ def save_onnx(proto, path: Path) -> int:
     return len(data)
 
 
-def export_keras(keras_path: Path, out: Path, opset: int = DEFAULT_OPSET, nchw: bool = False):
+def export_keras(
+    keras_path: Path, out: Path, opset: int = DEFAULT_OPSET, nchw: bool = False, command: str | None = None
+):
     """Export ``keras_path`` to ``out``; returns the Keras model and :class:`Exported`."""
     model = load_keras(keras_path)
     card = read_card(keras_path)
-    metadata = metadata_for(model, keras_path, card, opset, nchw)
+    metadata = metadata_for(model, keras_path, card, opset, nchw, command)
     proto = convert(model, opset=opset, nchw=nchw)
     write_metadata(proto, metadata)
     size = save_onnx(proto, out)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from edgerun.runtime.metadata import ModelMetadata, read_metadata
 from edgerun.runtime.model import Model, SessionConfig
 from edgerun.runtime.preprocess import preprocessor
@@ -70,10 +71,7 @@ def _from_idx(directory: Path, metadata: ModelMetadata, samples: int, seed: int)
         test = splits["test"]
         calib = test.images[:samples]
         eval_images, eval_labels = test.images[samples:], test.labels[samples:]
-        origin = (
-            f"{directory} (calibration: first {len(calib)} test images; "
-            f"evaluation: the other {len(eval_images)})"
-        )
+        origin = f"{directory} (calibration: first {len(calib)} test images; evaluation: the other {len(eval_images)})"
     calib_set = LabelledInputs(_preprocess_all(calib, metadata), None, origin)
     eval_set = None
     if eval_images is not None and len(eval_images):
@@ -201,9 +199,7 @@ class VariantFigures:
     p50_ms: dict[int, float]
 
 
-def evaluate(
-    path: Path, evaluation: LabelledInputs | None, batches=(1, 8), seconds: float = 2.0
-) -> VariantFigures:
+def evaluate(path: Path, evaluation: LabelledInputs | None, batches=(1, 8), seconds: float = 2.0) -> VariantFigures:
     """Accuracy on the labelled inputs (if any) and median CPU latency at each batch size."""
     model = Model.load(path, SessionConfig(provider="cpu"))
     accuracy = None

@@ -36,9 +36,7 @@ def export_tflite(model, out: Path, check_batch: np.ndarray) -> tuple[int, float
     diff = float(np.abs(run_tflite(tmp, check_batch) - np.asarray(model(check_batch, training=False))).max())
     if not diff <= TFLITE_TOLERANCE:
         tmp.unlink()
-        raise ExportError(
-            f"the TFLite twin disagrees with Keras: max |dprob| {diff:.2e} > {TFLITE_TOLERANCE}"
-        )
+        raise ExportError(f"the TFLite twin disagrees with Keras: max |dprob| {diff:.2e} > {TFLITE_TOLERANCE}")
     os.replace(tmp, out)
     return len(data), diff
 

@@ -86,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
-        print(
-            f"edgerun: unknown subcommand {name!r}; choose one of: {', '.join(SUBCOMMANDS)}", file=sys.stderr
-        )
+        print(f"edgerun: unknown subcommand {name!r}; choose one of: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return EXIT_USAGE
     target, _, extra = SUBCOMMANDS[name]
     module_name, function = target.split(":")
@@ -158,17 +156,13 @@ def run_parser() -> argparse.ArgumentParser:
         "an error record), 2 for bad arguments, 130/143 when interrupted.",
     )
     p.add_argument("model", help="an .onnx file (edgerun's, or any image classifier)")
-    p.add_argument(
-        "--source", required=True, help="0 (camera), image, directory, glob, list.txt, video or URL"
-    )
+    p.add_argument("--source", required=True, help="0 (camera), image, directory, glob, list.txt, video or URL")
     p.add_argument("--provider", default="auto", choices=CHOICES, help="execution provider (default auto)")
     p.add_argument("--batch", type=_positive_int, default=1, help="inputs per inference call (default 1)")
     p.add_argument("--topk", type=_positive_int, default=5, help="classes to report (default 5)")
     p.add_argument("--json", type=Path, help="write one JSON record per input to this .jsonl file")
     p.add_argument("--save", type=Path, help="annotated output: a directory of images, or a video file")
-    p.add_argument(
-        "--heatmaps", action="store_true", help="with --save, also write the localizer's class maps"
-    )
+    p.add_argument("--heatmaps", action="store_true", help="with --save, also write the localizer's class maps")
     p.add_argument("--show", action="store_true", help="show annotated frames in a window (needs a display)")
     p.add_argument("--max-frames", type=_positive_int, help="stop after N inputs")
     p.add_argument("--threads", type=_positive_int, help="onnxruntime intra-op threads (default: all cores)")

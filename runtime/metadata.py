@@ -83,6 +83,7 @@ class ModelMetadata:
     versions: dict = field(default_factory=dict)
     variant: str = "fp32"  # fp32 | int8 | fp16
     created: str | None = None
+    command: str | None = None  # the export command that made this file
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:

@@ -175,9 +175,7 @@ class Model:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(
-        cls, path: str | Path, config: SessionConfig | None = None, overrides: Overrides | None = None
-    ) -> Model:
+    def load(cls, path: str | Path, config: SessionConfig | None = None, overrides: Overrides | None = None) -> Model:
         """Open ``path`` with the providers ``config`` asks for.
 
         Raises:
@@ -194,9 +192,7 @@ class Model:
         check_ort_install()
         plan = plan_providers(config.provider, ort.get_available_providers())
         try:
-            session = ort.InferenceSession(
-                str(path), sess_options=_session_options(config), providers=plan.providers
-            )
+            session = ort.InferenceSession(str(path), sess_options=_session_options(config), providers=plan.providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             raise ModelError(_load_failure(path, str(exc))) from exc
         verify_providers(plan, session.get_providers())
@@ -208,9 +204,7 @@ class Model:
             metadata = _apply_overrides(metadata, overrides)
         model = cls(session, metadata, path, plan, foreign)
         model._check_io()
-        logger.info(
-            "loaded %s (%s, %s) on %s", path.name, metadata.name, metadata.task, ", ".join(model.providers)
-        )
+        logger.info("loaded %s (%s, %s) on %s", path.name, metadata.name, metadata.task, ", ".join(model.providers))
         return model
 
     def _check_io(self) -> None:

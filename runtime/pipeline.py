@@ -172,9 +172,7 @@ class Pipeline:
                     h, w = frame.image.shape[:2]
                     scale = (w / tensor.shape[1], h / tensor.shape[0])
                     dets = localize(out[row], meta.classes, self.config.localize, scale)
-                    results[i] = Result(
-                        frame.source, frame.index, latency, detections=dets, extras={"heat": out[row]}
-                    )
+                    results[i] = Result(frame.source, frame.index, latency, detections=dets, extras={"heat": out[row]})
                 else:
                     results[i] = Result(
                         frame.source,
@@ -191,12 +189,8 @@ class Pipeline:
         frames: queue.Queue = queue.Queue(self.config.queue_size)
         tensors: queue.Queue = queue.Queue(self.config.queue_size)
         threads = [
-            threading.Thread(
-                target=self._read, args=(source, frames, stats), name="edgerun-read", daemon=True
-            ),
-            threading.Thread(
-                target=self._preprocess, args=(frames, tensors, stats), name="edgerun-prep", daemon=True
-            ),
+            threading.Thread(target=self._read, args=(source, frames, stats), name="edgerun-read", daemon=True),
+            threading.Thread(target=self._preprocess, args=(frames, tensors, stats), name="edgerun-prep", daemon=True),
         ]
         start = time.perf_counter()
         last_log = start

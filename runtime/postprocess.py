@@ -54,9 +54,7 @@ class Result:
             record["error"] = self.error
             return record
         if self.top is not None:
-            record["top"] = [
-                {"class_id": t.class_id, "label": t.label, "prob": round(t.prob, 6)} for t in self.top
-            ]
+            record["top"] = [{"class_id": t.class_id, "label": t.label, "prob": round(t.prob, 6)} for t in self.top]
         if self.detections is not None:
             record["detections"] = [
                 {

@@ -169,9 +169,7 @@ def recipe_fcn(frame: np.ndarray, pre: Preprocessing, min_size: int = 28) -> np.
         gray = 255 - gray
     h, w = gray.shape
     if h < min_size or w < min_size:
-        gray = cv2.copyMakeBorder(
-            gray, 0, max(0, min_size - h), 0, max(0, min_size - w), cv2.BORDER_CONSTANT, value=0
-        )
+        gray = cv2.copyMakeBorder(gray, 0, max(0, min_size - h), 0, max(0, min_size - w), cv2.BORDER_CONSTANT, value=0)
     return _scaled(gray, pre)
 
 
@@ -210,9 +208,7 @@ def preprocessor(pre: Preprocessing) -> Callable[[np.ndarray], np.ndarray]:
     try:
         recipe = RECIPES[pre.recipe]
     except KeyError:
-        raise PreprocessError(
-            f"unknown preprocessing recipe {pre.recipe!r}; known: {', '.join(RECIPES)}"
-        ) from None
+        raise PreprocessError(f"unknown preprocessing recipe {pre.recipe!r}; known: {', '.join(RECIPES)}") from None
 
     def run(frame: np.ndarray) -> np.ndarray:
         return recipe(frame, pre)

@@ -91,9 +91,7 @@ def plan_providers(choice: str, available: list[str], cuda_options: dict | None 
             f"only {', '.join(available)}. Install the GPU build: pip uninstall -y onnxruntime && "
             "pip install 'edgerun[gpu]', on a machine with an NVIDIA driver and CUDA/cuDNN libraries."
         )
-    providers = (
-        [wanted, cuda, "CPUExecutionProvider"] if choice == "tensorrt" else [cuda, "CPUExecutionProvider"]
-    )
+    providers = [wanted, cuda, "CPUExecutionProvider"] if choice == "tensorrt" else [cuda, "CPUExecutionProvider"]
     return ProviderPlan(choice, providers, strict=True)
 
 

@@ -136,26 +136,16 @@ class IdxImages:
     live = False
 
     def __init__(self, path: Path) -> None:
-        import gzip
-        import struct
+        from .idx import IdxError, read_idx
 
         self.path = path
         self.name = str(path)
-        opener = gzip.open if path.suffix == ".gz" else open
         try:
-            with opener(path, "rb") as fh:
-                raw = fh.read()
-        except (OSError, EOFError) as exc:
-            raise SourceError(f"{path} could not be read as an IDX file ({exc})") from exc
-        if len(raw) < 16 or struct.unpack(">I", raw[:4])[0] != 0x803:
-            raise SourceError(f"{path} is not an IDX image file (expected magic 0x00000803)")
-        count, rows, cols = struct.unpack(">III", raw[4:16])
-        data = np.frombuffer(raw, np.uint8, offset=16)
-        if data.size != count * rows * cols:
-            raise SourceError(
-                f"{path} is truncated: header says {count} images, data holds {data.size // (rows * cols)}"
-            )
-        self.images = data.reshape(count, rows, cols)
+            self.images = read_idx(path)
+        except IdxError as exc:
+            raise SourceError(str(exc)) from exc
+        if self.images.ndim != 3:
+            raise SourceError(f"{path} holds labels, not images; pass the images file (…-images-idx3-ubyte.gz)")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -201,9 +191,7 @@ class VideoFile:
             yield Frame(image, self.name, index, position if position > 0 else index / self.nominal_fps)
             index += 1
         if self.frame_count and index < self.frame_count:
-            logger.warning(
-                "%s: decoded %d of %d frames; the file may be truncated", self.name, index, self.frame_count
-            )
+            logger.warning("%s: decoded %d of %d frames; the file may be truncated", self.name, index, self.frame_count)
         self.close()
 
     def close(self) -> None:

@@ -65,6 +65,7 @@ def trained_mnist(mnist_dir, tmp_path_factory) -> dict:
 def mnist_pngs(mnist_dir, tmp_path_factory) -> tuple[Path, list[int]]:
     """The first 1,000 shared MNIST test images written out as PNG files, with their labels."""
     import cv2
+
     from edgerun.train.data import load_split
 
     split = load_split("mnist", "test", mnist_dir)

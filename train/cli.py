@@ -39,9 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--epochs", type=positive_int, help="epochs (default: the book's)")
     parser.add_argument("--batch-size", type=positive_int, help="batch size (default: the book's)")
-    parser.add_argument(
-        "--limit", type=positive_int, help="train on a seeded random sample of N training images"
-    )
+    parser.add_argument("--limit", type=positive_int, help="train on a seeded random sample of N training images")
     parser.add_argument("--seed", type=int, default=0, help="random seed; seeded runs repeat (default 0)")
     parser.add_argument("--out", type=Path, default=Path("models"), help="output directory (default models/)")
     parser.add_argument(
@@ -81,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ModuleNotFoundError as exc:
         print(
-            f"edgerun train: {exc.name} is not installed; install the training extra: "
-            "pip install 'edgerun[train]'",
+            f"edgerun train: {exc.name} is not installed; install the training extra: pip install 'edgerun[train]'",
             file=sys.stderr,
         )
         return 2
@@ -90,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"model   {result.model_path}", f"card    {result.card_path}", f"params  {card['params']:,}"]
     if card.get("test"):
         test = card["test"]
-        lines.append(
-            f"test    accuracy {test['accuracy']:.4f} loss {test['loss']:.4f} on {test['samples']} images"
-        )
+        lines.append(f"test    accuracy {test['accuracy']:.4f} loss {test['loss']:.4f} on {test['samples']} images")
         lines.append(
             f"train   {card['training']['train_images']} images, {card['training']['epochs']} epochs, "
             f"{card['training']['seconds']:.1f}s"

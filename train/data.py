@@ -14,22 +14,20 @@ into the model's JSON card.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgerun.runtime.idx import IdxError
+from edgerun.runtime.idx import read_idx as _read_idx
+
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "EDGERUN_DATA_DIR"
-
-IMAGE_MAGIC = 0x00000803
-LABEL_MAGIC = 0x00000801
 
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -107,33 +105,10 @@ def read_idx(path: Path) -> np.ndarray:
     Raises:
         DataError: the file is missing, truncated or not IDX.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist")
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path} could not be read ({exc}); expected an IDX gzip file") from exc
-    if len(raw) < 8:
-        raise DataError(f"{path} is too short to be an IDX file ({len(raw)} bytes)")
-    magic, count = struct.unpack(">II", raw[:8])
-    if magic == IMAGE_MAGIC:
-        rows, cols = struct.unpack(">II", raw[8:16])
-        shape, offset = (count, rows, cols), 16
-    elif magic == LABEL_MAGIC:
-        shape, offset = (count,), 8
-    else:
-        raise DataError(
-            f"{path} is not an IDX file: magic 0x{magic:08x}, expected 0x{IMAGE_MAGIC:08x} "
-            f"(images) or 0x{LABEL_MAGIC:08x} (labels)"
-        )
-    expected = int(np.prod(shape))
-    data = np.frombuffer(raw, dtype=np.uint8, count=-1, offset=offset)
-    if data.size != expected:
-        raise DataError(f"{path} is truncated: header says {expected} values, file has {data.size}")
-    return data.reshape(shape)
+        return _read_idx(path)
+    except IdxError as exc:
+        raise DataError(str(exc)) from exc
 
 
 def _sha256(path: Path) -> str:
@@ -165,9 +140,7 @@ def load_idx_split(directory: Path, split: str) -> Split:
     if images.ndim != 3 or labels.ndim != 1:
         raise DataError(f"{images_path} must hold images and {labels_path} labels")
     if images.shape[0] != labels.shape[0]:
-        raise DataError(
-            f"{images_path} has {images.shape[0]} images but {labels_path} has {labels.shape[0]} labels"
-        )
+        raise DataError(f"{images_path} has {images.shape[0]} images but {labels_path} has {labels.shape[0]} labels")
     return Split(
         images=images,
         labels=labels.astype(np.int64),

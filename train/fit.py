@@ -105,9 +105,13 @@ def _optimizer(recipe):
 
 
 def _save_atomic(model, path: Path) -> None:
+    """Save the weights and architecture only: the optimizer's slots would triple the file
+    (Adadelta keeps two per weight) and nothing here resumes training."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    model.save(tmp)
+    copy = model.__class__.from_config(model.get_config())  # a fresh, uncompiled twin
+    copy.set_weights(model.get_weights())
+    copy.save(tmp)
     os.replace(tmp, path)
 
 

@@ -5,22 +5,19 @@ import json
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper
+
 from edgerun.bench import cli
 from edgerun.bench.flops import flops_per_image
 from edgerun.bench.stats import LatencyStats
 from edgerun.runtime.timing import Timings
-from onnx import TensorProto, helper
 
 
 def fixed_batch_model(path, batch=1):
     """NCHW [batch,1,28,28] -> Conv 4x3x3 -> Flatten -> MatMul 2704x10; batch fixed to ``batch``."""
     rng = np.random.default_rng(0)
-    conv_w = helper.make_tensor(
-        "cw", TensorProto.FLOAT, [4, 1, 3, 3], rng.normal(0, 0.1, 36).astype(np.float32)
-    )
-    fc_w = helper.make_tensor(
-        "fw", TensorProto.FLOAT, [2704, 10], rng.normal(0, 0.01, 27040).astype(np.float32)
-    )
+    conv_w = helper.make_tensor("cw", TensorProto.FLOAT, [4, 1, 3, 3], rng.normal(0, 0.1, 36).astype(np.float32))
+    fc_w = helper.make_tensor("fw", TensorProto.FLOAT, [2704, 10], rng.normal(0, 0.01, 27040).astype(np.float32))
     graph = helper.make_graph(
         [
             helper.make_node("Conv", ["x", "cw"], ["c"]),
@@ -156,10 +153,7 @@ def test_pipeline_benchmark_overlaps_stages(trained_mnist, tmp_path, capsys):
         writer.write(frame)
     writer.release()
     out = tmp_path / "p.json"
-    assert (
-        cli.main([str(trained_mnist["onnx"]), "--pipeline", str(video), "--batch", "8", "--json", str(out)])
-        == 0
-    )
+    assert cli.main([str(trained_mnist["onnx"]), "--pipeline", str(video), "--batch", "8", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["frames"] == report["frames_processed"] == 120
     assert report["end_to_end_fps"] > 0 and report["overlap_ratio"] > 0

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
 from edgerun.export import cli
 from edgerun.export.graph import dims
 from edgerun.export.onnx import load_keras

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import onnx
-from edgerun.export.cli import inspect_main
 from onnx import TensorProto, helper
+
+from edgerun.export.cli import inspect_main
 
 
 def foreign_model(path):

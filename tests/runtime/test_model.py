@@ -3,10 +3,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper
+
 from edgerun.runtime.metadata import SCHEMA_KEY, MetadataError, ModelMetadata, read_metadata
 from edgerun.runtime.model import Model, ModelError, Overrides, SessionConfig
 from edgerun.runtime.providers import ProviderError, plan_providers
-from onnx import TensorProto, helper
 
 
 def make_model(path, input_shape, out_classes=10, props=None, softmax=False):
@@ -92,9 +93,7 @@ def test_bad_model_files(tmp_path, content, message):
 
 
 def test_unknown_metadata_schema_is_refused(tmp_path):
-    path = make_model(
-        tmp_path / "m.onnx", ["batch", 28, 28, 1], props={SCHEMA_KEY: "99", "edgerun.name": "x"}
-    )
+    path = make_model(tmp_path / "m.onnx", ["batch", 28, 28, 1], props={SCHEMA_KEY: "99", "edgerun.name": "x"})
     with pytest.raises(MetadataError, match="schema 99, this edgerun reads schema 1"):
         Model.load(path)
 
@@ -135,9 +134,7 @@ def test_cuda_asked_where_it_cannot_run():
 
 
 def test_session_threads_and_providers_reported(tmp_path):
-    model = Model.load(
-        make_model(tmp_path / "m.onnx", ["batch", 1, 28, 28]), SessionConfig(provider="cpu", threads=1)
-    )
+    model = Model.load(make_model(tmp_path / "m.onnx", ["batch", 1, 28, 28]), SessionConfig(provider="cpu", threads=1))
     assert model.providers == ["CPUExecutionProvider"]
     model.warmup((4, 28, 28, 1))
     assert (4, 28, 28, 1) in model._warm

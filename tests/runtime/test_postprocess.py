@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
 from edgerun.runtime.postprocess import (
     Detection,
     LocalizeConfig,

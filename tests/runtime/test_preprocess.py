@@ -3,6 +3,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from edgerun.runtime.metadata import Preprocessing
 from edgerun.runtime.preprocess import (
     PreprocessError,
@@ -17,9 +18,7 @@ from edgerun.runtime.preprocess import (
 )
 
 MNIST = Preprocessing(recipe="mnist", size=(28, 28), color="gray", scale=1 / 255.0, resize="area")
-CAFFE = Preprocessing(
-    recipe="caffe", size=(224, 224), color="BGR", mean=(103.939, 116.779, 123.68), resize="direct"
-)
+CAFFE = Preprocessing(recipe="caffe", size=(224, 224), color="BGR", mean=(103.939, 116.779, 123.68), resize="direct")
 
 
 def test_mnist_digit_passes_through_unchanged(mnist_dir):

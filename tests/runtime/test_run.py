@@ -8,6 +8,7 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
+
 from edgerun.runtime.cli import run_main
 
 
@@ -42,9 +43,7 @@ def test_directory_of_pngs_matches_keras_accuracy(trained_mnist, mnist_pngs, tmp
     assert len(records) == 1000 == len(capsys.readouterr().out.splitlines())
     assert [r["index"] for r in records] == list(range(1000))
     ours = np.array([int(r["top"][0]["label"]) for r in records])
-    images = np.stack(
-        [cv2.imread(str(directory / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE) for i in range(1000)]
-    )
+    images = np.stack([cv2.imread(str(directory / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE) for i in range(1000)])
     model = keras.models.load_model(trained_mnist["keras"])
     theirs = model.predict(images[..., None] / 255.0, verbose=0).argmax(axis=1)
     assert np.mean(ours == labels) == np.mean(theirs == labels)
@@ -164,10 +163,7 @@ def test_cuda_on_a_cpu_machine_is_a_clear_error(trained_mnist, mnist_pngs, capsy
 def test_show_without_a_display_says_so_and_runs(trained_mnist, mnist_pngs, monkeypatch, caplog):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    assert (
-        run_main([str(trained_mnist["onnx"]), "--source", str(mnist_pngs[0]), "--show", "--max-frames", "3"])
-        == 0
-    )
+    assert run_main([str(trained_mnist["onnx"]), "--source", str(mnist_pngs[0]), "--show", "--max-frames", "3"]) == 0
     assert "--show" in caplog.text and ("no GUI" in caplog.text or "no display" in caplog.text)
 
 

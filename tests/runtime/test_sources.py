@@ -6,6 +6,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+
 from edgerun.runtime.capture import LiveCapture, LiveOptions
 from edgerun.runtime.sources import ImageFiles, SourceError, VideoFile, open_source, source_kind
 
@@ -121,9 +122,7 @@ class FakeCapture:
         self.released = True
 
 
-FAST = LiveOptions(
-    open_timeout=1.0, read_timeout=1.0, reconnect_tries=2, backoff_start=0.01, backoff_max=0.02
-)
+FAST = LiveOptions(open_timeout=1.0, read_timeout=1.0, reconnect_tries=2, backoff_start=0.01, backoff_max=0.02)
 
 
 def test_live_capture_keeps_only_the_newest_frame():
@@ -184,9 +183,7 @@ def test_stream_that_stalls_mid_read_stops_with_a_reason():
                 time.sleep(3)
             return super().read()
 
-    source = LiveCapture(
-        "rtsp://x", LiveOptions(read_timeout=0.3), capture_factory=lambda t: Stalling(frames=50)
-    )
+    source = LiveCapture("rtsp://x", LiveOptions(read_timeout=0.3), capture_factory=lambda t: Stalling(frames=50))
     frames = list(source)
     source.close()
     assert len(frames) == 2 and "stalled" in source.stop_reason

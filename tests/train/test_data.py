@@ -5,6 +5,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from edgerun.train.data import (
     ENV_VAR,
     DataError,
@@ -16,9 +17,7 @@ from edgerun.train.data import (
 
 def write_idx(path, array: np.ndarray) -> None:
     magic = 0x803 if array.ndim == 3 else 0x801
-    header = struct.pack(">II", magic, array.shape[0]) + b"".join(
-        struct.pack(">I", d) for d in array.shape[1:]
-    )
+    header = struct.pack(">II", magic, array.shape[0]) + b"".join(struct.pack(">I", d) for d in array.shape[1:])
     with gzip.open(path, "wb") as fh:
         fh.write(header + array.astype(np.uint8).tobytes())
 

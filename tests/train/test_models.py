@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgerun.train.fcn import fcn_output_size, to_fcn
 from edgerun.train.labels import imagenet_class_names
 from edgerun.train.models import MODELS, UnknownModelError, create_model, get_spec
@@ -36,9 +37,7 @@ def test_fcn_equals_cnn_on_28x28_and_maps_large_inputs():
     # Give the dense layers non-trivial weights so the reshape is really exercised.
     for layer in cnn.layers:
         if layer.weights:
-            layer.set_weights(
-                [np.random.default_rng(7).normal(0, 0.05, w.shape) for w in layer.get_weights()]
-            )
+            layer.set_weights([np.random.default_rng(7).normal(0, 0.05, w.shape) for w in layer.get_weights()])
     fcn = to_fcn(cnn)
     assert fcn.count_params() == cnn.count_params()
     x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from edgerun.train import cli
 from edgerun.train.fit import TrainConfig, train
 
@@ -45,9 +46,7 @@ def test_seeded_runs_repeat(mnist_dir, tmp_path):
     weights = []
     for run in ("a", "b"):
         result = train(
-            TrainConfig(
-                "mnist_small", data_dir=str(mnist_dir), epochs=1, limit=256, seed=7, out=tmp_path / run
-            )
+            TrainConfig("mnist_small", data_dir=str(mnist_dir), epochs=1, limit=256, seed=7, out=tmp_path / run)
         )
         weights.append(keras.models.load_model(result.model_path).get_weights())
     for a, b in zip(*weights, strict=True):

@@ -1,0 +1,332 @@
+"""``edgerun demo``: the main job on the bundled models, with the runtime install only.
+
+1. builds a test scene as the book's generator does, from real MNIST test images when data is
+   found (``--data-dir``, ``EDGERUN_DATA_DIR``, ``../shared/data``), otherwise from digits drawn
+   with OpenCV's Hershey fonts (labelled synthetic everywhere);
+2. classifies single digits with ``mnist_cnn`` and reports accuracy against the labels;
+3. localizes the digits on the scene with ``mnist_fcn``: annotated PNG, per-class heatmaps, and
+   precision/recall over more generated scenes;
+4. pans a window over a larger scene to make a short video, runs the ``run`` pipeline over it,
+   writes the annotated video and reports fps;
+5. sweeps latency against batch size (1-64) for the bundled classifiers: Markdown + PNG;
+6. prints every output path.
+
+With ``--source 0`` (or any source) it runs ``mnist_cnn`` live on that source instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgerun.runtime.annotate import Annotator
+from edgerun.runtime.idx import IdxError, read_idx
+from edgerun.runtime.model import Model, SessionConfig
+from edgerun.runtime.pipeline import Pipeline, PipelineConfig
+from edgerun.runtime.postprocess import LocalizeConfig, Result, heatmap_images, localize
+from edgerun.runtime.preprocess import preprocessor
+from edgerun.runtime.scenes import evaluate_localizer, make_scene, score
+from edgerun.runtime.sinks import VideoSaver
+from edgerun.runtime.sources import Frame, VideoFile
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+HERSHEY = (
+    cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+    cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
+    cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.FONT_HERSHEY_DUPLEX,
+)
+
+
+class DemoError(Exception):
+    """Something the demo needs is missing; the message says how to get it."""
+
+
+@dataclass
+class Digits:
+    images: np.ndarray  # uint8 (N, 28, 28), light on black
+    labels: np.ndarray
+    origin: str
+    synthetic: bool
+
+
+def find_mnist_test(data_dir: Path | None) -> Path | None:
+    candidates = []
+    for root in (
+        data_dir,
+        os.environ.get("EDGERUN_DATA_DIR"),
+        Path.cwd().parent / "shared" / "data",
+        REPO.parent / "shared" / "data",
+    ):
+        if root:
+            candidates += [Path(root), Path(root) / "mnist"]
+    return next((c for c in candidates if (c / "t10k-images-idx3-ubyte.gz").is_file()), None)
+
+
+def synthetic_digits(count: int, seed: int = 0) -> Digits:
+    """Digits drawn with Hershey fonts, jittered in size, stroke and position (MNIST-like framing)."""
+    rng = np.random.default_rng(seed)
+    images, labels = np.zeros((count, 28, 28), np.uint8), rng.integers(0, 10, count)
+    for i, label in enumerate(labels):
+        canvas = np.zeros((56, 56), np.uint8)
+        font = HERSHEY[int(rng.integers(len(HERSHEY)))]
+        scale, thickness = rng.uniform(1.3, 1.7), int(rng.integers(3, 6))
+        (w, h), _ = cv2.getTextSize(str(label), font, scale, thickness)
+        cv2.putText(canvas, str(label), ((56 - w) // 2, (56 + h) // 2), font, scale, 255, thickness, cv2.LINE_AA)
+        ys, xs = np.nonzero(canvas)
+        crop = canvas[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        f = 20 / max(crop.shape)
+        crop = cv2.resize(
+            crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))), interpolation=cv2.INTER_AREA
+        )
+        top, left = (28 - crop.shape[0]) // 2, (28 - crop.shape[1]) // 2
+        images[i, top : top + crop.shape[0], left : left + crop.shape[1]] = crop
+    return Digits(images, labels, "synthetic digits drawn with OpenCV Hershey fonts", True)
+
+
+def load_digits(data_dir: Path | None, count: int) -> Digits:
+    directory = find_mnist_test(data_dir)
+    if directory is not None:
+        try:
+            images = read_idx(directory / "t10k-images-idx3-ubyte.gz")
+            labels = read_idx(directory / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+            return Digits(images[:count], labels[:count], f"real MNIST test images from {directory}", False)
+        except IdxError as exc:
+            logger.warning("MNIST test files unusable (%s); using synthetic digits", exc)
+    logger.warning("no MNIST test data found: the demo uses SYNTHETIC digits (give --data-dir for real ones)")
+    return synthetic_digits(min(count, 1000))
+
+
+def bundled(models_dir: Path, name: str) -> Path:
+    path = models_dir / f"{name}.onnx"
+    if not path.is_file():
+        raise DemoError(f"{path} is missing: the demo uses the bundled models; run `make models` to make them")
+    return path
+
+
+def step_classify(model: Model, digits: Digits) -> dict:
+    prep = preprocessor(model.metadata.preprocessing)
+    x = np.stack([prep(img) for img in digits.images])
+    start = time.perf_counter()
+    probs = np.concatenate([model.run(x[i : i + 64]) for i in range(0, len(x), 64)])
+    seconds = time.perf_counter() - start
+    accuracy = float(np.mean(probs.argmax(axis=1) == digits.labels))
+    return {"images": len(x), "accuracy": accuracy, "seconds": seconds}
+
+
+def step_localize(model: Model, digits: Digits, out: Path, seed: int, scenes: int) -> dict:
+    rng = np.random.default_rng(seed)
+    scene = make_scene(digits.images, digits.labels, rng)
+    while len(scene.truth) < 3:  # a scene with something on it to look at
+        scene = make_scene(digits.images, digits.labels, rng)
+    prep = preprocessor(model.metadata.preprocessing)
+    heat = model.run(prep(scene.image)[None])[0]
+    config = LocalizeConfig()
+    dets = localize(heat, model.metadata.classes, config)
+    result = Result("scene", 0, detections=dets)
+    annotated = Annotator().annotate(scene.image, result)
+    if digits.synthetic:
+        cv2.putText(
+            annotated,
+            "SYNTHETIC DIGITS",
+            (4, annotated.shape[0] - 6),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 200, 255),
+            1,
+            cv2.LINE_AA,
+        )
+    cv2.imwrite(str(out / "scene.png"), scene.image)
+    cv2.imwrite(str(out / "scene_annotated.png"), annotated)
+    heat_dir = out / "heatmaps"
+    heat_dir.mkdir(exist_ok=True)
+    maps = heatmap_images(heat, scene.image.shape, config)
+    for digit, gray in enumerate(maps):
+        cv2.imwrite(str(heat_dir / f"digit_{digit}.png"), gray)
+    strip = np.concatenate([np.pad(m, 2, constant_values=128) for m in maps], axis=1)
+    cv2.imwrite(str(out / "heatmaps.png"), strip)
+    this = score(dets, scene.truth)
+    many = evaluate_localizer(model, digits.images, digits.labels, scenes=scenes, seed=seed + 1, config=config)
+    return {
+        "digits_on_scene": len(scene.truth),
+        "found": len(dets),
+        "scene_precision": this.precision,
+        "scene_recall": this.recall,
+        "scenes": scenes,
+        "precision": many.precision,
+        "recall": many.recall,
+        "true_positives": many.true_positives,
+        "false_positives": many.false_positives,
+        "false_negatives": many.false_negatives,
+    }
+
+
+def make_panning_video(digits: Digits, path: Path, seed: int, frames: int = 48, window: int = 196) -> Path:
+    """Three dense 7 x 7-cell scenes side by side, seen through a window that pans left to right."""
+    rng = np.random.default_rng(seed)
+    canvas = np.zeros((window, window * 3), np.uint8)
+    for i in range(3):  # three scenes side by side give room to pan
+        part = make_scene(digits.images, digits.labels, rng, p=0.3, min_cells=7, max_cells=7).image
+        canvas[: part.shape[0], i * window : i * window + min(window, part.shape[1])] = part[:window, :window]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (window, window))
+    for f in range(frames):
+        x = int(round(f * (canvas.shape[1] - window) / max(1, frames - 1)))
+        writer.write(cv2.cvtColor(canvas[:, x : x + window], cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def step_video(model: Model, digits: Digits, out: Path, seed: int) -> dict:
+    video = make_panning_video(digits, out / "pan.avi", seed)
+    saver = VideoSaver(out / "pan_annotated.avi", fps=12.0)
+    found = []
+
+    def emit(result: Result, frame: Frame) -> None:
+        found.append(len(result.detections or []))
+        saver.write(result, frame)
+
+    try:
+        stats = Pipeline(model, PipelineConfig(batch=4, log_every_s=1e9)).run(VideoFile(video), emit)
+    finally:
+        saver.close()
+    return {
+        "frames": stats.frames,
+        "fps": stats.end_to_end_fps,
+        "mean_detections": float(np.mean(found or [0])),
+        "video": str(video),
+        "annotated": str(saver.path),
+    }
+
+
+def step_sweep(paths: list[Path], out: Path, seconds: float) -> dict:
+    from .harness import SweepConfig, run_sweep
+    from .report import markdown, plot, write_json
+
+    report = run_sweep(SweepConfig(models=tuple(paths), batches=(1, 2, 4, 8, 16, 32, 64), seconds=seconds))
+    write_json(report, out / "latency.json")
+    (out / "latency.md").write_text(markdown(report) + "\n", encoding="utf-8")
+    plots = [str(plot(report, p.name, out / f"latency_{p.stem}.png")) for p in paths]
+    return {
+        "table": str(out / "latency.md"),
+        "json": str(out / "latency.json"),
+        "plots": plots,
+        "sgemm_gflops": report["machine"]["sgemm_gflops"],
+    }
+
+
+def run_live(models_dir: Path, source: str, out: Path, max_frames: int | None) -> int:
+    from edgerun.runtime.capture import LiveOptions
+    from edgerun.runtime.sinks import Display, has_display
+    from edgerun.runtime.sources import SourceError, open_source
+
+    model = Model.load(bundled(models_dir, "mnist_cnn"))
+    try:
+        src = open_source(source, LiveOptions())
+    except SourceError as exc:
+        print(f"edgerun demo: error: {exc}", file=sys.stderr)
+        return 2
+    pipeline = Pipeline(model, PipelineConfig(topk=1, max_frames=max_frames))
+    sinks = [VideoSaver(out / "live_annotated.avi", fps=getattr(src, "nominal_fps", 30.0))]
+    ok, why = has_display()
+    if ok:
+        sinks.append(Display("edgerun demo (q to quit)", on_quit=pipeline.stop))
+    else:
+        logger.warning("no window: %s", why)
+
+    def emit(result, frame):
+        print(result.summary())
+        for sink in sinks:
+            sink.write(result, frame)
+
+    try:
+        stats = pipeline.run(src, emit)
+    finally:
+        for sink in sinks:
+            sink.close()
+    print(f"{stats.frames} frames at {stats.end_to_end_fps:.1f} fps; annotated video: {out / 'live_annotated.avi'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgerun demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
+    p.add_argument("--models", type=Path, default=REPO / "models", help="bundled models folder")
+    p.add_argument("--data-dir", type=Path, help="MNIST IDX folder (default: EDGERUN_DATA_DIR, ../shared/data)")
+    p.add_argument("--digits", type=int, default=1000, help="test digits to classify (default 1000)")
+    p.add_argument("--scenes", type=int, default=30, help="scenes for localizer precision/recall (default 30)")
+    p.add_argument("--seconds", type=float, default=0.3, help="time per latency row (default 0.3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--source", help="run live on this source instead (0 = webcam)")
+    p.add_argument("--max-frames", type=int, help="with --source: stop after N frames")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.digits < 1 or args.scenes < 1 or args.seconds <= 0:
+        print("edgerun demo: error: --digits and --scenes must be 1 or more, --seconds above 0", file=sys.stderr)
+        return 2
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.source is not None:
+            return run_live(args.models, args.source, out, args.max_frames)
+        return _demo(args, out)
+    except DemoError as exc:
+        print(f"edgerun demo: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _demo(args, out: Path) -> int:
+    start = time.perf_counter()
+    cnn_path, fcn_path = bundled(args.models, "mnist_cnn"), bundled(args.models, "mnist_fcn")
+    digits = load_digits(args.data_dir, args.digits)
+    logger.info("1/5 digits: %s (%d)", digits.origin, len(digits.images))
+    cnn, fcn = Model.load(cnn_path, SessionConfig(provider="cpu")), Model.load(fcn_path, SessionConfig(provider="cpu"))
+    logger.info("2/5 classifying %d single digits with mnist_cnn", len(digits.images))
+    classify = step_classify(cnn, digits)
+    logger.info("3/5 localizing digits on scenes with mnist_fcn")
+    local = step_localize(fcn, digits, out, args.seed, args.scenes)
+    logger.info("4/5 panning video through the run pipeline")
+    video = step_video(fcn, digits, out, args.seed)
+    logger.info("5/5 latency against batch size")
+    classifiers = [p for p in (cnn_path, args.models / "mnist_small.onnx") if p.is_file()]
+    sweep = step_sweep(classifiers, out, args.seconds)
+    summary = {
+        "digits": digits.origin,
+        "synthetic": digits.synthetic,
+        "classify": classify,
+        "localize": local,
+        "video": video,
+        "latency": sweep,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    tag = " (SYNTHETIC digits)" if digits.synthetic else ""
+    print(
+        f"edgerun demo{tag}: {summary['seconds']} s\n"
+        f"digits        {digits.origin}\n"
+        f"classify      mnist_cnn accuracy {classify['accuracy']:.4f} on {classify['images']} digits\n"
+        f"localize      mnist_fcn: {local['found']} found / {local['digits_on_scene']} on the scene; over "
+        f"{local['scenes']} scenes precision {local['precision']:.3f} recall {local['recall']:.3f}\n"
+        f"video         {video['frames']} frames at {video['fps']:.1f} fps end-to-end\n"
+        f"outputs       {out / 'scene_annotated.png'}\n"
+        f"              {out / 'scene.png'}\n"
+        f"              {out / 'heatmaps.png'} and {out / 'heatmaps'}/digit_N.png\n"
+        f"              {video['video']} -> {video['annotated']}\n"
+        f"              {sweep['table']}, {sweep['json']}\n"
+        + "".join(f"              {p}\n" for p in sweep["plots"])
+        + f"              {out / 'summary.json'}"
+    )
+    return 0

@@ -1,0 +1,109 @@
+"""``models/MANIFEST.json``: what each committed model file is, and how it was made.
+
+``python -m edgerun.export.manifest models`` (run by ``make models``) lists every ``.onnx``,
+``.keras`` and ``.tflite`` in the folder with its sha256 and size; ONNX entries add the model's
+own metadata (opset, variant, training data with file hashes and counts, test accuracy and on
+which data, the commands that made it, date). Data files are named by basename and sha256, not
+by the path of the machine that trained them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+MANIFEST = "MANIFEST.json"
+SUFFIXES = (".onnx", ".keras", ".tflite")
+SCHEMA = 1
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _data_summary(data: dict | None) -> dict | None:
+    if not data:
+        return None
+    out = {}
+    for split, info in data.items():
+        if not info:
+            continue
+        out[split] = {
+            "files": [Path(f).name for f in info.get("files", [])],
+            "sha256": info.get("sha256", []),
+            "samples": info.get("samples"),
+        }
+    return out
+
+
+def entry(path: Path) -> dict:
+    """The manifest entry of one model file."""
+    item = {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size}
+    if path.suffix != ".onnx":
+        item["twin_of"] = path.name.split(".")[0]
+        return item
+    import onnx
+
+    from edgerun.runtime.metadata import read_metadata
+
+    meta = read_metadata(onnx.load(str(path), load_external_data=False))
+    if meta is None:
+        return item
+    card_command = None
+    card_path = path.with_name(path.name.split(".")[0] + ".json")
+    if card_path.is_file():
+        import json
+
+        card_command = json.loads(card_path.read_text(encoding="utf-8")).get("command")
+    test = meta.test or {}
+    test_files = ((meta.data or {}).get("test") or {}).get("files") or []
+    item.update(
+        {
+            "name": meta.name,
+            "task": meta.task,
+            "variant": meta.variant,
+            "opset": meta.opset,
+            "training_data": _data_summary(meta.data),
+            "test_accuracy": test.get("accuracy"),
+            "test_data": {"files": [Path(f).name for f in test_files], "samples": test.get("samples")}
+            if test
+            else None,
+            "commands": [c for c in (card_command, meta.command) if c],
+            "created": meta.created,
+            "source_sha256": meta.source_sha256,
+        }
+    )
+    return item
+
+
+def build(directory: Path) -> dict:
+    files = sorted(p for p in Path(directory).iterdir() if p.suffix in SUFFIXES and not p.name.startswith("."))
+    return {
+        "schema": SCHEMA,
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "models": [entry(p) for p in files],
+    }
+
+
+def write(directory: Path) -> Path:
+    from edgerun.train.fit import write_json_atomic
+
+    target = Path(directory) / MANIFEST
+    write_json_atomic(target, build(directory))
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not Path(args[0]).is_dir():
+        print("usage: python -m edgerun.export.manifest MODELS_DIR", file=sys.stderr)
+        return 2
+    path = write(Path(args[0]))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
