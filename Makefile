@@ -15,6 +15,9 @@ OUT    ?= out
 help:
 	@echo "make demo    set up .venv and run the main job"
 	@echo "make test    set up .venv and run the test suite (what CI runs)"
+	@echo "make models  train and export the bundled models (DATA=dir with mnist/)"
+	@echo "make resnet50 WEIGHTS=imagenet|PATH|none  export ResNet50 (never committed)"
+	@echo "make bench   pytest-benchmark over the bundled models"
 	@echo "make lint    ruff over the code"
 	@echo "make clean   remove .venv and build outputs"
 
@@ -31,16 +34,9 @@ $(VENV)/.all-$(EXTRA): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[$(EXTRA),train,dev]"
 	touch $@ $(VENV)/.runtime-$(EXTRA)
 
-# Until `edgerun demo` lands: the MNIST train -> export -> run path on the real data.
-DEMO := $(OUT)/demo
-demo: $(VENV)/.all-$(EXTRA)
-	@test -n "$(DATA)" || { echo "make demo needs MNIST IDX files: set DATA=DIR (with mnist/ inside)"; exit 2; }
-	$(BIN)/edgerun train mnist_cnn --data-dir $(DATA)/mnist --out $(DEMO)/models
-	$(BIN)/edgerun export $(DEMO)/models/mnist_cnn.keras --int8 --calib-data $(DATA)/mnist
-	$(BIN)/edgerun inspect $(DEMO)/models/mnist_cnn.onnx
-	$(BIN)/edgerun run $(DEMO)/models/mnist_cnn.onnx --source $(DATA)/mnist/t10k-images-idx3-ubyte.gz \
-		--batch 32 --topk 1 --json $(DEMO)/mnist_test.jsonl > $(DEMO)/mnist_test.txt
-	@echo "demo outputs in $(DEMO): models/, mnist_test.jsonl (one record per test image), mnist_test.txt"
+# The main job: the bundled models through the runtime only (no TensorFlow needed).
+demo: $(VENV)/.runtime-$(EXTRA)
+	$(BIN)/edgerun demo $(if $(DATA),--data-dir $(DATA)) --out $(OUT)/demo
 
 test: $(VENV)/.all-$(EXTRA)
 	$(BIN)/python -m pytest tests
@@ -70,6 +66,7 @@ resnet50: $(VENV)/.all-$(EXTRA)
 
 # pytest-benchmark over the bundled models; compare runs with --benchmark-compare (README).
 bench: $(VENV)/.all-$(EXTRA)
+	mkdir -p $(OUT)/bench
 	$(BIN)/python -m pytest bench/test_latency.py --benchmark-json=$(OUT)/bench/pytest-benchmark.json $(BENCH_ARGS)
 
 lint: $(VENV)/.all-$(EXTRA)

@@ -95,7 +95,9 @@ def synthetic_digits(count: int, seed: int = 0) -> Digits:
     return Digits(images, labels, "synthetic digits drawn with OpenCV Hershey fonts", True)
 
 
-def load_digits(data_dir: Path | None, count: int) -> Digits:
+def load_digits(data_dir: Path | None, count: int, synthetic: bool = False) -> Digits:
+    if synthetic:
+        return synthetic_digits(min(count, 1000))
     directory = find_mnist_test(data_dir)
     if directory is not None:
         try:
@@ -266,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", type=int, default=1000, help="test digits to classify (default 1000)")
     p.add_argument("--scenes", type=int, default=30, help="scenes for localizer precision/recall (default 30)")
     p.add_argument("--seconds", type=float, default=0.3, help="time per latency row (default 0.3)")
+    p.add_argument("--synthetic", action="store_true", help="use drawn digits even where MNIST data exists")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", help="run live on this source instead (0 = webcam)")
     p.add_argument("--max-frames", type=int, help="with --source: stop after N frames")
@@ -291,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 def _demo(args, out: Path) -> int:
     start = time.perf_counter()
     cnn_path, fcn_path = bundled(args.models, "mnist_cnn"), bundled(args.models, "mnist_fcn")
-    digits = load_digits(args.data_dir, args.digits)
+    digits = load_digits(args.data_dir, args.digits, args.synthetic)
     logger.info("1/5 digits: %s (%d)", digits.origin, len(digits.images))
     cnn, fcn = Model.load(cnn_path, SessionConfig(provider="cpu")), Model.load(fcn_path, SessionConfig(provider="cpu"))
     logger.info("2/5 classifying %d single digits with mnist_cnn", len(digits.images))

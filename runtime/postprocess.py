@@ -3,7 +3,8 @@
 Localization follows the book: a class fires where its probability passes the threshold (0.98).
 A real digit lights a cluster of neighbouring map positions, a spurious response only a few, so
 responses are merged into connected regions, regions smaller than ``min_area`` positions are
-dropped, and overlapping boxes of different classes are resolved by non-maximum suppression.
+dropped, and regions centred close to a stronger one are suppressed (non-maximum suppression
+by centre distance: the windows are all 28 px, so distance says what IoU would).
 """
 
 from __future__ import annotations
@@ -92,19 +93,11 @@ def top_k(probs: np.ndarray, classes: tuple[str, ...], k: int) -> list[TopClass]
 
 @dataclass(frozen=True)
 class LocalizeConfig:
-    threshold: float = 0.98
+    threshold: float = 0.98  # the book's
     min_area: int = 3  # map positions a region needs to count as a digit
-    nms_iou: float = 0.3
+    merge_radius: float = 21.0  # px: a weaker region centred this close to a stronger one is the same digit
     window: int = 28  # the classifier's receptive field in input pixels
     stride: int = 2  # input pixels per map position
-
-
-def _iou(a: tuple, b: tuple) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def localize(
@@ -115,12 +108,17 @@ def localize(
 ) -> list[Detection]:
     """Detections from an FCN output map (H', W', classes), boxes in input pixels.
 
-    Each region's box is the classifier window at the region's probability-weighted centre;
-    ``scale`` (sx, sy) maps model-input pixels back to the original frame.
+    Each region's box is the classifier window at the region's probability-weighted centre.
+    Regions are ranked by their probability mass (a real digit lights many positions of its own
+    class); a region whose centre lies within ``merge_radius`` of a stronger one is dropped:
+    it is the same digit seen as another class, or a fragment. Digits in neighbouring 28-px
+    cells are 28 px apart and both survive. ``scale`` (sx, sy) maps model-input pixels back to
+    the original frame.
     """
     if heat.ndim != 3:
         raise ValueError(f"heat must be (H, W, classes), got shape {heat.shape}")
-    candidates: list[Detection] = []
+    candidates: list[tuple[float, Detection]] = []
+    half = config.window / 2
     for c in range(heat.shape[2]):
         plane = heat[:, :, c]
         mask = (plane >= config.threshold).astype(np.uint8)
@@ -134,7 +132,6 @@ def localize(
             ys, xs = np.nonzero(labels == region)
             weights = plane[ys, xs]
             cy, cx = float(np.average(ys, weights=weights)), float(np.average(xs, weights=weights))
-            half = config.window / 2
             centre_x, centre_y = cx * config.stride + half, cy * config.stride + half
             box = (
                 (centre_x - half) * scale[0],
@@ -143,12 +140,13 @@ def localize(
                 (centre_y + half) * scale[1],
             )
             label = classes[c] if c < len(classes) else str(c)
-            candidates.append(Detection(c, label, float(weights.max()), box, area))
-    # Larger regions first (a digit's own class lights the largest cluster), then score.
-    candidates.sort(key=lambda d: (d.area, d.score), reverse=True)
+            candidates.append((float(weights.sum()), Detection(c, label, float(weights.max()), box, area)))
+    candidates.sort(key=lambda item: item[0], reverse=True)
     kept: list[Detection] = []
-    for det in candidates:
-        if all(_iou(det.box, other.box) <= config.nms_iou for other in kept):
+    for _, det in candidates:
+        cx, cy = det.center
+        radius_x, radius_y = config.merge_radius * scale[0], config.merge_radius * scale[1]
+        if all(((cx - k.center[0]) / radius_x) ** 2 + ((cy - k.center[1]) / radius_y) ** 2 > 1 for k in kept):
             kept.append(det)
     return sorted(kept, key=lambda d: (d.box[1], d.box[0]))
 

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+from edgerun.bench import demo
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+needs_models = pytest.mark.skipif(
+    not (MODELS / "mnist_cnn.onnx").is_file() or not (MODELS / "mnist_fcn.onnx").is_file(),
+    reason="bundled models missing (make models)",
+)
+
+
+@needs_models
+def test_demo_writes_every_output(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = demo.main(
+        ["--out", str(out), "--data-dir", str(mnist_dir), "--digits", "300", "--scenes", "3", "--seconds", "0.05"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["synthetic"] and "real MNIST" in summary["digits"]
+    assert summary["classify"]["accuracy"] > 0.9
+    assert summary["video"]["frames"] == 48
+    for name in (
+        "scene.png",
+        "scene_annotated.png",
+        "heatmaps.png",
+        "pan.avi",
+        "pan_annotated.avi",
+        "latency.md",
+        "latency.json",
+        "latency_mnist_cnn.png",
+    ):
+        assert (out / name).is_file(), name
+        assert name in printed
+    assert len(list((out / "heatmaps").glob("digit_*.png"))) == 10
+    scene, annotated = cv2.imread(str(out / "scene.png")), cv2.imread(str(out / "scene_annotated.png"))
+    assert scene.shape == annotated.shape and (scene != annotated).any()  # boxes were drawn
+
+
+@needs_models
+def test_demo_falls_back_to_synthetic_digits(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert demo.main(["--out", str(out), "--synthetic", "--digits", "100", "--scenes", "2", "--seconds", "0.05"]) == 0
+    assert "SYNTHETIC" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["synthetic"] is True
+
+
+def test_demo_without_models_says_how_to_make_them(tmp_path, capsys):
+    assert demo.main(["--out", str(tmp_path / "o"), "--models", str(tmp_path)]) == 2
+    assert "run `make models`" in capsys.readouterr().err
