@@ -18,6 +18,7 @@ help:
 	@echo "make models  train and export the bundled models (DATA=dir with mnist/)"
 	@echo "make resnet50 WEIGHTS=imagenet|PATH|none  export ResNet50 (never committed)"
 	@echo "make bench   pytest-benchmark over the bundled models"
+	@echo "make soak    10,000 frames through run: memory, threads, files, fps"
 	@echo "make lint    ruff over the code"
 	@echo "make clean   remove .venv and build outputs"
 
@@ -68,6 +69,10 @@ resnet50: $(VENV)/.all-$(EXTRA)
 bench: $(VENV)/.all-$(EXTRA)
 	mkdir -p $(OUT)/bench
 	$(BIN)/python -m pytest bench/test_latency.py --benchmark-json=$(OUT)/bench/pytest-benchmark.json $(BENCH_ARGS)
+
+# Long-run check (10,000 frames): memory, threads, open files, steady fps. Not part of make test.
+soak: $(VENV)/.all-$(EXTRA)
+	$(BIN)/python -m pytest tests/soak -m slow -s
 
 lint: $(VENV)/.all-$(EXTRA)
 	$(BIN)/ruff check train export runtime bench tests

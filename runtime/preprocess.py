@@ -31,7 +31,7 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.bool_:
         return frame.astype(np.uint8) * 255
     if np.issubdtype(frame.dtype, np.floating):
-        data = np.nan_to_num(frame.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
+        data = np.nan_to_num(frame, nan=0.0, posinf=255.0, neginf=0.0)  # clipped before any narrowing
         if data.size and float(data.max()) <= 1.0 and float(data.min()) >= 0.0:
             data = data * 255.0
         return np.clip(np.rint(data), 0, 255).astype(np.uint8)

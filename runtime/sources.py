@@ -79,6 +79,16 @@ def _image_size_from_header(path: Path) -> tuple[int, int] | None:
     return None
 
 
+def _check_complete(path: Path, data: np.ndarray) -> None:
+    """Refuse truncated JPEG and PNG files: OpenCV decodes what is there and fills the rest
+    with grey, which would be classified as if it were the picture."""
+    head, tail = data[:8].tobytes(), data[-16:].tobytes().rstrip(b"\x00")
+    if head[:3] == b"\xff\xd8\xff" and not tail.endswith(b"\xff\xd9"):
+        raise SourceError(f"{path} is a truncated JPEG (no end-of-image marker); re-copy or re-save the file")
+    if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        raise SourceError(f"{path} is a truncated PNG (no IEND chunk); re-copy or re-save the file")
+
+
 def read_image(path: Path) -> np.ndarray:
     """Read one image as OpenCV does (any depth and channel count kept).
 
@@ -96,6 +106,7 @@ def read_image(path: Path) -> np.ndarray:
             "downscale it first (e.g. cv2.resize) or crop the region of interest"
         )
     data = np.fromfile(path, dtype=np.uint8)
+    _check_complete(path, data)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise SourceError(

@@ -89,13 +89,34 @@ def test_sources_that_cannot_open(tmp_path, make, message):
 def test_unreadable_images_give_error_frames(tmp_path):
     (tmp_path / "zero.png").write_bytes(b"")
     (tmp_path / "text.png").write_text("hello")
-    good = cv2.imencode(".jpg", np.full((50, 50, 3), 128, np.uint8))[1].tobytes()
-    (tmp_path / "cut.jpg").write_bytes(good[: len(good) // 3])
+    noise = np.random.default_rng(0).integers(0, 256, (60, 60, 3), dtype=np.uint8)
+    jpg = cv2.imencode(".jpg", noise)[1].tobytes()
+    png = cv2.imencode(".png", noise)[1].tobytes()
+    (tmp_path / "cut.jpg").write_bytes(jpg[: len(jpg) // 2])
+    (tmp_path / "cut.png").write_bytes(png[: len(png) // 2])
+    (tmp_path / "ok.png").write_bytes(png)
+    (tmp_path / "image.gif").write_bytes(b"GIF89a" + bytes(40))
     frames = list(ImageFiles(sorted(tmp_path.iterdir()), "t"))
-    assert len(frames) == 3
+    assert len(frames) == 6
     errors = {f.source.rsplit("/", 1)[-1]: f.error for f in frames}
     assert "empty (0 bytes)" in errors["zero.png"]
     assert "could not be decoded" in errors["text.png"]
+    assert "truncated JPEG" in errors["cut.jpg"] and "truncated PNG" in errors["cut.png"]
+    assert "could not be decoded" in errors["image.gif"]
+    assert errors["ok.png"] is None
+
+
+def test_huge_images_are_refused_before_decoding(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    frame = next(iter(ImageFiles([tmp_path / "huge.png"], "t")))
+    assert "20000x20000 pixels, over the 64,000,000-pixel limit" in frame.error
 
 
 class FakeCapture:

@@ -1,0 +1,68 @@
+"""An interrupted run finishes the record in hand, closes the video so it plays, and says so."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+
+def long_video(path, frames=2000):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 64))
+    for i in range(frames):
+        frame = np.zeros((64, 64, 3), np.uint8)
+        cv2.putText(frame, str(i % 10), (18, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (255, 255, 255), 4)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_run_loses_nothing(trained_mnist, tmp_path, signum, code):
+    video = long_video(tmp_path / "long.avi")
+    records, saved = tmp_path / "r.jsonl", tmp_path / "out.avi"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgerun.runtime.cli",
+            "run",
+            str(trained_mnist["onnx"]),
+            "--source",
+            str(video),
+            "--json",
+            str(records),
+            "--save",
+            str(saved),
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if records.exists() and records.read_text().count("\n") >= 30:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "finishing the frames in hand" in stderr
+    lines = records.read_text().splitlines()
+    parsed = [json.loads(line) for line in lines]  # every line is a whole record
+    assert 30 <= len(parsed) < 2000
+    assert [r["index"] for r in parsed] == list(range(len(parsed)))
+    assert len(stdout.splitlines()) == len(parsed)
+    capture = cv2.VideoCapture(str(saved))
+    played = 0
+    while capture.read()[0]:
+        played += 1
+    assert played == len(parsed)
