@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from edgerun.runtime.argtypes import positive_float, positive_int
+
 logger = logging.getLogger(__name__)
 
 EXIT_REGRESSION = 3
@@ -32,19 +34,6 @@ def _percent(text: str) -> float:
     return value
 
 
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .backends import PEERS
 
@@ -58,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs, reported apart (default 5)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--iters", type=_positive(int), help="timed runs per row")
-    g.add_argument("--seconds", type=_positive(float), help="time per row (default 1.0 s)")
-    p.add_argument("--threads", type=_positive(int), help="intra-op threads for every backend (default: all cores)")
+    g.add_argument("--iters", type=positive_int, help="timed runs per row")
+    g.add_argument("--seconds", type=positive_float, help="time per row (default 1.0 s)")
+    p.add_argument("--threads", type=positive_int, help="intra-op threads for every backend (default: all cores)")
     p.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep when idle")
     p.add_argument("--vs", default="", help=f"peers, comma-separated: {','.join(PEERS)} (or 'all')")
     p.add_argument("--tflite", type=Path, help="TFLite twin (default: NAME.tflite beside the model)")

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from edgerun.runtime.annotate import Annotator
+from edgerun.runtime.argtypes import positive_float, positive_int
 from edgerun.runtime.idx import IdxError, read_idx
 from edgerun.runtime.model import Model, SessionConfig
 from edgerun.runtime.pipeline import Pipeline, PipelineConfig
@@ -228,36 +229,21 @@ def step_sweep(paths: list[Path], out: Path, seconds: float) -> dict:
 
 
 def run_live(models_dir: Path, source: str, out: Path, max_frames: int | None) -> int:
-    from edgerun.runtime.capture import LiveOptions
-    from edgerun.runtime.sinks import Display, has_display
-    from edgerun.runtime.sources import SourceError, open_source
+    """The live demo is ``edgerun run`` with mnist_cnn on ``source``: annotated video, a window
+    where one can open."""
+    from edgerun.runtime.cli import run_main
 
-    model = Model.load(bundled(models_dir, "mnist_cnn"))
-    try:
-        src = open_source(source, LiveOptions())
-    except SourceError as exc:
-        print(f"edgerun demo: error: {exc}", file=sys.stderr)
-        return 2
-    pipeline = Pipeline(model, PipelineConfig(topk=1, max_frames=max_frames))
-    sinks = [VideoSaver(out / "live_annotated.avi", fps=getattr(src, "nominal_fps", 30.0))]
-    ok, why = has_display()
-    if ok:
-        sinks.append(Display("edgerun demo (q to quit)", on_quit=pipeline.stop))
-    else:
-        logger.warning("no window: %s", why)
-
-    def emit(result, frame):
-        print(result.summary())
-        for sink in sinks:
-            sink.write(result, frame)
-
-    try:
-        stats = pipeline.run(src, emit)
-    finally:
-        for sink in sinks:
-            sink.close()
-    print(f"{stats.frames} frames at {stats.end_to_end_fps:.1f} fps; annotated video: {out / 'live_annotated.avi'}")
-    return 0
+    argv = [
+        str(bundled(models_dir, "mnist_cnn")),
+        "--source",
+        source,
+        "--topk",
+        "1",
+        "--show",
+        "--save",
+        str(out / "live_annotated.avi"),
+    ]
+    return run_main(argv + (["--max-frames", str(max_frames)] if max_frames else []))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,21 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
     p.add_argument("--models", type=Path, default=REPO / "models", help="bundled models folder")
     p.add_argument("--data-dir", type=Path, help="MNIST IDX folder (default: EDGERUN_DATA_DIR, ../shared/data)")
-    p.add_argument("--digits", type=int, default=1000, help="test digits to classify (default 1000)")
-    p.add_argument("--scenes", type=int, default=30, help="scenes for localizer precision/recall (default 30)")
-    p.add_argument("--seconds", type=float, default=0.3, help="time per latency row (default 0.3)")
+    p.add_argument("--digits", type=positive_int, default=1000, help="test digits to classify (default 1000)")
+    p.add_argument("--scenes", type=positive_int, default=30, help="scenes for localizer precision/recall (default 30)")
+    p.add_argument("--seconds", type=positive_float, default=0.3, help="time per latency row (default 0.3)")
     p.add_argument("--synthetic", action="store_true", help="use drawn digits even where MNIST data exists")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", help="run live on this source instead (0 = webcam)")
-    p.add_argument("--max-frames", type=int, help="with --source: stop after N frames")
+    p.add_argument("--max-frames", type=positive_int, help="with --source: stop after N frames")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.digits < 1 or args.scenes < 1 or args.seconds <= 0:
-        print("edgerun demo: error: --digits and --scenes must be 1 or more, --seconds above 0", file=sys.stderr)
-        return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     try:

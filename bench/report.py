@@ -4,28 +4,21 @@ backend). Plots are drawn with OpenCV so the runtime install needs no plotting l
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edgerun.runtime.files import write_json_atomic
+
 COLORS = [(200, 90, 30), (40, 160, 40), (40, 40, 210), (180, 60, 170), (20, 150, 200), (90, 90, 90)]
 
 
 def write_json(report: dict, path: Path) -> None:
     """Atomically: a reader never sees half a file, an interrupted run leaves the old one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, report, indent=1)
 
 
 def _fmt(value, spec: str) -> str:

@@ -10,17 +10,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from edgerun.runtime.argtypes import positive_int
+
 logger = logging.getLogger(__name__)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,11 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", type=Path, help="the .keras file (its NAME.json card is read if present)")
     p.add_argument("--out", type=Path, help="output .onnx (default: beside the model, NAME.onnx)")
-    p.add_argument("--opset", type=_positive, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--nchw", action="store_true", help="NCHW input instead of the Keras NHWC")
     p.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx (static QDQ)")
     p.add_argument("--calib-data", type=Path, help="directory of images or IDX files for --int8")
-    p.add_argument("--calib-samples", type=_positive, default=200, help="calibration images (default 200)")
+    p.add_argument("--calib-samples", type=positive_int, default=200, help="calibration images (default 200)")
     p.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (for GPUs)")
     p.add_argument("--tflite", action="store_true", help="also write NAME.tflite (the bench's TFLite peer)")
     p.add_argument("--data-dir", type=Path, help="test data for the parity gate (default: the card's files)")

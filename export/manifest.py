@@ -88,7 +88,7 @@ def build(directory: Path) -> dict:
 
 
 def write(directory: Path) -> Path:
-    from edgerun.train.fit import write_json_atomic
+    from edgerun.runtime.files import write_json_atomic
 
     target = Path(directory) / MANIFEST
     write_json_atomic(target, build(directory))

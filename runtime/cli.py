@@ -126,27 +126,8 @@ if __name__ == "__main__":
 EXIT_SIGTERM = 143
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
-    return value
-
-
 def run_parser() -> argparse.ArgumentParser:
+    from .argtypes import positive_int, probability
     from .providers import CHOICES
 
     p = argparse.ArgumentParser(
@@ -158,19 +139,19 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="an .onnx file (edgerun's, or any image classifier)")
     p.add_argument("--source", required=True, help="0 (camera), image, directory, glob, list.txt, video or URL")
     p.add_argument("--provider", default="auto", choices=CHOICES, help="execution provider (default auto)")
-    p.add_argument("--batch", type=_positive_int, default=1, help="inputs per inference call (default 1)")
-    p.add_argument("--topk", type=_positive_int, default=5, help="classes to report (default 5)")
+    p.add_argument("--batch", type=positive_int, default=1, help="inputs per inference call (default 1)")
+    p.add_argument("--topk", type=positive_int, default=5, help="classes to report (default 5)")
     p.add_argument("--json", type=Path, help="write one JSON record per input to this .jsonl file")
     p.add_argument("--save", type=Path, help="annotated output: a directory of images, or a video file")
     p.add_argument("--heatmaps", action="store_true", help="with --save, also write the localizer's class maps")
     p.add_argument("--show", action="store_true", help="show annotated frames in a window (needs a display)")
-    p.add_argument("--max-frames", type=_positive_int, help="stop after N inputs")
-    p.add_argument("--threads", type=_positive_int, help="onnxruntime intra-op threads (default: all cores)")
+    p.add_argument("--max-frames", type=positive_int, help="stop after N inputs")
+    p.add_argument("--threads", type=positive_int, help="onnxruntime intra-op threads (default: all cores)")
     p.add_argument("--no-spin", action="store_true", help="let idle onnxruntime threads sleep (saves power)")
-    p.add_argument("--threshold", type=_probability, default=0.98, help="localizer threshold (default 0.98)")
+    p.add_argument("--threshold", type=probability, default=0.98, help="localizer threshold (default 0.98)")
     g = p.add_argument_group("foreign models (no edgerun metadata)")
     g.add_argument("--layout", choices=("nchw", "nhwc"), help="input layout when the shape cannot tell")
-    g.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"), help="input size when dynamic")
+    g.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"), help="input size when dynamic")
     g.add_argument("--gray", action="store_true", default=None, help="the model takes grayscale input")
     g.add_argument("--scale", type=float, help="multiply pixels by this (default 1/255)")
     g.add_argument("--mean", type=float, nargs="+", help="subtract per channel before scaling")

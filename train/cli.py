@@ -9,21 +9,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from edgerun.runtime.argtypes import positive_int
+
 from .data import ENV_VAR, DataError
 from .fit import TrainConfig, TrainError, train
 from .models import MODELS, UnknownModelError
 
 logger = logging.getLogger(__name__)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

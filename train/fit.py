@@ -7,17 +7,17 @@ and the export step copies it into the ONNX metadata.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from edgerun.runtime.files import write_json_atomic
 
 from .data import Split, load_split, shifted_copies
 from .models import ModelSpec, class_names, get_spec
@@ -112,16 +112,6 @@ def _save_atomic(model, path: Path) -> None:
     copy = model.__class__.from_config(model.get_config())  # a fresh, uncompiled twin
     copy.set_weights(model.get_weights())
     copy.save(tmp)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON so that a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2)
-        fh.write("\n")
     os.replace(tmp, path)
 
 

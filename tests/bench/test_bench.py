@@ -132,7 +132,8 @@ def test_compare_fails_on_a_planted_regression_and_passes_on_a_rerun(tmp_path, c
         (["{model}", "--batch", "0,1"], "batch sizes must be 1 or more"),
         (["{model}", "--vs", "trt"], "unknown peer(s) trt"),
         (["{model}", "--max-regression", "lots"], "expected a percentage"),
-        (["{model}", "--iters", "0"], "expected a number above 0"),
+        (["{model}", "--iters", "0"], "expected a number of at least 1"),
+        (["{model}", "--seconds", "-1"], "expected a number above 0"),
     ],
 )
 def test_arguments_are_checked_before_any_model_loads(tmp_path, argv, message, capsys):
