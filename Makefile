@@ -46,6 +46,8 @@ test: $(VENV)/.all-$(EXTRA)
 MODELS ?= models
 DATAFLAG = $(if $(DATA),--data-dir $(DATA)/mnist)
 CALIB = $(if $(DATA),--int8 --calib-data $(DATA)/mnist)
+# The committed files (keep in step with .gitignore's exceptions).
+BUNDLED = mnist_cnn.onnx mnist_cnn.int8.onnx mnist_cnn.keras mnist_cnn.tflite mnist_small.onnx mnist_fcn.onnx
 models: $(VENV)/.all-$(EXTRA)
 	$(BIN)/edgerun train mnist_cnn $(DATAFLAG) --out $(MODELS)
 	$(BIN)/edgerun export $(MODELS)/mnist_cnn.keras --tflite $(CALIB)
@@ -57,7 +59,7 @@ models: $(VENV)/.all-$(EXTRA)
 		$(BIN)/edgerun train fashion_cnn $(if $(DATA),--data-dir $(DATA)/fashion-mnist) --out $(MODELS) && \
 		$(BIN)/edgerun export $(MODELS)/fashion_cnn.keras; \
 	else echo "fashion_cnn skipped: no Fashion-MNIST training files in $(DATA)/fashion-mnist"; fi
-	$(BIN)/python -m edgerun.export.manifest $(MODELS)
+	$(BIN)/python -m edgerun.export.manifest $(MODELS) $(BUNDLED)
 
 # ResNet50 is never committed (about 100 MB): WEIGHTS=imagenet (downloads), a file, or none.
 WEIGHTS ?= imagenet

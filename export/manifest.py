@@ -78,8 +78,16 @@ def entry(path: Path) -> dict:
     return item
 
 
-def build(directory: Path) -> dict:
-    files = sorted(p for p in Path(directory).iterdir() if p.suffix in SUFFIXES and not p.name.startswith("."))
+def build(directory: Path, names: list[str] | None = None) -> dict:
+    """Entries for ``names`` in ``directory`` (default: every model file there)."""
+    directory = Path(directory)
+    if names:
+        files = [directory / n for n in names]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"not in {directory}: {', '.join(missing)}")
+    else:
+        files = sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and not p.name.startswith("."))
     return {
         "schema": SCHEMA,
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -87,20 +95,24 @@ def build(directory: Path) -> dict:
     }
 
 
-def write(directory: Path) -> Path:
+def write(directory: Path, names: list[str] | None = None) -> Path:
     from edgerun.runtime.files import write_json_atomic
 
     target = Path(directory) / MANIFEST
-    write_json_atomic(target, build(directory))
+    write_json_atomic(target, build(directory, names))
     return target
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not Path(args[0]).is_dir():
-        print("usage: python -m edgerun.export.manifest MODELS_DIR", file=sys.stderr)
+    if not args or not Path(args[0]).is_dir():
+        print("usage: python -m edgerun.export.manifest MODELS_DIR [FILE ...]", file=sys.stderr)
         return 2
-    path = write(Path(args[0]))
+    try:
+        path = write(Path(args[0]), args[1:] or None)
+    except FileNotFoundError as exc:
+        print(f"manifest: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {path}")
     return 0
 

@@ -136,7 +136,7 @@ def _reader(input_name: str, inputs: np.ndarray, layout: str, batch: int = 16):
     return Reader()
 
 
-def _restamp(path: Path, metadata: ModelMetadata) -> None:
+def restamp(path: Path, metadata: ModelMetadata) -> None:
     """Write ``metadata`` into the model at ``path`` (quantization tools drop or keep it)."""
     import onnx
 
@@ -171,7 +171,7 @@ def quantize_int8(fp32_path: Path, out: Path, calibration: LabelledInputs) -> Mo
         )
         os.replace(Path(tmp) / "int8.onnx", out)
     int8_meta = metadata.replace(variant="int8")
-    _restamp(out, int8_meta)
+    restamp(out, int8_meta)
     return int8_meta
 
 

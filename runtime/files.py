@@ -13,6 +13,7 @@ def write_json_atomic(path: str | Path, payload: dict, indent: int = 2) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are meant to be read by others
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, indent=indent)
