@@ -138,7 +138,7 @@ def step_localize(model: Model, digits: Digits, out: Path, seed: int, scenes: in
     config = LocalizeConfig()
     dets = localize(heat, model.metadata.classes, config)
     result = Result("scene", 0, detections=dets)
-    annotated = Annotator().annotate(scene.image, result)
+    annotated = Annotator(zoom=2, thickness=2, font_scale=0.6).annotate(scene.image, result)
     if digits.synthetic:
         cv2.putText(
             annotated,
@@ -157,7 +157,12 @@ def step_localize(model: Model, digits: Digits, out: Path, seed: int, scenes: in
     maps = heatmap_images(heat, scene.image.shape, config)
     for digit, gray in enumerate(maps):
         cv2.imwrite(str(heat_dir / f"digit_{digit}.png"), gray)
-    strip = np.concatenate([np.pad(m, 2, constant_values=128) for m in maps], axis=1)
+    tiles = []
+    for digit, gray in enumerate(maps):
+        tile = cv2.cvtColor(np.pad(gray, 2, constant_values=128), cv2.COLOR_GRAY2BGR)
+        cv2.putText(tile, f"digit {digit}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    strip = np.concatenate(tiles, axis=1)
     cv2.imwrite(str(out / "heatmaps.png"), strip)
     this = score(dets, scene.truth)
     many = evaluate_localizer(model, digits.images, digits.labels, scenes=scenes, seed=seed + 1, config=config)

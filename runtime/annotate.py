@@ -17,9 +17,10 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 class Annotator:
     """Configure in ``__init__``, draw in :meth:`annotate` (returns a new BGR image)."""
 
-    def __init__(self, thickness: int = 1, font_scale: float = 0.45) -> None:
+    def __init__(self, thickness: int = 1, font_scale: float = 0.45, zoom: int = 1) -> None:
         self.thickness = thickness
         self.font_scale = font_scale
+        self.zoom = zoom  # enlarge small inputs (28-px digits) so labels stay readable
 
     def _label(self, image: np.ndarray, text: str, x: int, y: int, color: tuple) -> None:
         (tw, th), base = cv2.getTextSize(text, FONT, self.font_scale, 1)
@@ -29,6 +30,8 @@ class Annotator:
 
     def annotate(self, frame: np.ndarray, result: Result) -> np.ndarray:
         image = to_bgr(frame).copy()
+        if self.zoom > 1:
+            image = cv2.resize(image, None, fx=self.zoom, fy=self.zoom, interpolation=cv2.INTER_NEAREST)
         if result.error is not None:
             self._label(image, f"error: {result.error[:60]}", 2, 14, RED)
             return image
@@ -37,7 +40,7 @@ class Annotator:
             self._label(image, f"{best.label} {best.prob:.2f}", 2, 14, GREEN)
             return image
         for det in result.detections or []:
-            x1, y1, x2, y2 = (int(round(v)) for v in det.box)
+            x1, y1, x2, y2 = (int(round(v * self.zoom)) for v in det.box)
             cv2.rectangle(image, (x1, y1), (x2, y2), GREEN, self.thickness)
             self._label(image, f"{det.label} {det.score:.2f}", x1, y1, GREEN)
         return image

@@ -34,6 +34,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "latency against batch size, peers in the same run, CI compare",
         "cpu",
     ),
+    "demo": (
+        "edgerun.bench.demo:main",
+        "the main job on the bundled models: digits, localizer, video, latency",
+        "cpu",
+    ),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -23,3 +23,12 @@ def test_console_script_runs():
         [sys.executable, "-m", "edgerun.runtime.cli", "--help"], capture_output=True, text=True, check=True
     )
     assert "train" in out.stdout
+
+
+def test_every_subcommand_resolves_to_a_function():
+    import importlib
+
+    assert set(cli.SUBCOMMANDS) == {"train", "export", "inspect", "run", "bench", "demo"}
+    for target, _, _ in cli.SUBCOMMANDS.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), target
