@@ -24,7 +24,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, help="the .keras file (its NAME.json card is read if present)")
     p.add_argument("--out", type=Path, help="output .onnx (default: beside the model, NAME.onnx)")
     p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--nchw", action="store_true", help="NCHW input instead of the Keras NHWC")
     p.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx (static QDQ)")
     p.add_argument("--calib-data", type=Path, help="directory of images or IDX files for --int8")
     p.add_argument("--calib-samples", type=positive_int, default=200, help="calibration images (default 200)")
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     staging = out.with_name(f".{out.stem}.staging.onnx")
     try:
         command = shlex.join(["edgerun", "export", *(sys.argv[2:] if argv is None else argv)])
-        keras_model, exported = export_keras(args.model, staging, opset=args.opset, nchw=args.nchw, command=command)
+        keras_model, exported = export_keras(args.model, staging, opset=args.opset, command=command)
         cases, source = parity_inputs(exported.metadata, read_card(args.model), args.data_dir)
         report = check_parity(keras_model, staging, exported.metadata, cases, source)
     except (ExportError, ParityError) as exc:

@@ -72,7 +72,7 @@ def read_card(keras_path: Path) -> dict:
 
 
 def metadata_for(
-    model, keras_path: Path, card: dict, opset: int, nchw: bool, command: str | None = None
+    model, keras_path: Path, card: dict, opset: int, command: str | None = None
 ) -> ModelMetadata:
     """Build the metadata from the training card, else the registry, else the model itself."""
     name = card.get("name") or Path(keras_path).stem
@@ -91,7 +91,7 @@ def metadata_for(
             task, classes = "classify", [str(i) for i in range(units)]
             pre = {"recipe": "generic", "size": [h, w], "color": "gray" if c == 1 else "RGB"}
     h, w, c = model.input_shape[1:]
-    shape = ["batch", c, h or "height", w or "width"] if nchw else ["batch", h or "height", w or "width", c]
+    shape = ["batch", h or "height", w or "width", c]
     import keras
     import onnx
     import tensorflow as tf
@@ -101,7 +101,7 @@ def metadata_for(
         name=name,
         task=task,
         classes=tuple(classes),
-        layout="NCHW" if nchw else "NHWC",
+        layout="NHWC",
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
         input_shape=tuple(shape),
@@ -123,28 +123,26 @@ def metadata_for(
     )
 
 
-def keras_function(model, nchw: bool = False):
-    """The model as a ``tf.function`` with a named input spec (and NCHW input if asked)."""
+def keras_function(model):
+    """The model as a ``tf.function`` with a named input spec."""
     import tensorflow as tf
 
     h, w, c = model.input_shape[1:]
-    shape = (None, c, h, w) if nchw else (None, h, w, c)
+    shape = (None, h, w, c)
     spec = (tf.TensorSpec(shape, tf.float32, name=INPUT_NAME),)
 
     @tf.function(input_signature=spec)
     def forward(x):
-        if nchw:
-            x = tf.transpose(x, [0, 2, 3, 1])
         return {OUTPUT_NAME: model(x, training=False)}
 
     return forward, spec
 
 
-def convert(model, opset: int = DEFAULT_OPSET, nchw: bool = False):
+def convert(model, opset: int = DEFAULT_OPSET):
     """Convert a Keras model to an ``onnx.ModelProto`` with named dynamic axes."""
     import tf2onnx
 
-    forward, spec = keras_function(model, nchw)
+    forward, spec = keras_function(model)
     try:
         proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
     except Exception as exc:  # noqa: BLE001 - tf2onnx raises many kinds
@@ -152,8 +150,7 @@ def convert(model, opset: int = DEFAULT_OPSET, nchw: bool = False):
     h, w, _ = model.input_shape[1:]
     renames = {(INPUT_NAME, 0): "batch", (OUTPUT_NAME, 0): "batch"}
     if h is None:  # the FCN: any height and width
-        hw_axes = (2, 3) if nchw else (1, 2)
-        renames.update({(INPUT_NAME, hw_axes[0]): "height", (INPUT_NAME, hw_axes[1]): "width"})
+        renames.update({(INPUT_NAME, 1): "height", (INPUT_NAME, 2): "width"})
         renames.update({(OUTPUT_NAME, 1): "out_height", (OUTPUT_NAME, 2): "out_width"})
     rename_dims(proto, renames)
     return proto
@@ -183,13 +180,13 @@ def save_onnx(proto, path: Path) -> int:
 
 
 def export_keras(
-    keras_path: Path, out: Path, opset: int = DEFAULT_OPSET, nchw: bool = False, command: str | None = None
+    keras_path: Path, out: Path, opset: int = DEFAULT_OPSET, command: str | None = None
 ):
     """Export ``keras_path`` to ``out``; returns the Keras model and :class:`Exported`."""
     model = load_keras(keras_path)
     card = read_card(keras_path)
-    metadata = metadata_for(model, keras_path, card, opset, nchw, command)
-    proto = convert(model, opset=opset, nchw=nchw)
+    metadata = metadata_for(model, keras_path, card, opset, command)
+    proto = convert(model, opset=opset)
     write_metadata(proto, metadata)
     size = save_onnx(proto, out)
     summary = summarize(proto, out, size)

@@ -138,8 +138,7 @@ def check_parity(
     report = ParityReport(tolerance=tolerance, inputs=source)
     for label, x in cases.items():
         expected = np.asarray(keras_model(x, training=False))
-        feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if metadata.layout == "NCHW" else x
-        got = session.run([metadata.output_name], {metadata.input_name: feed})[0]
+        got = session.run([metadata.output_name], {metadata.input_name: x})[0]
         if got.shape != expected.shape:
             raise ParityError(f"{label}: onnxruntime gave shape {got.shape}, Keras {expected.shape}")
         diff = float(np.abs(got - expected).max())

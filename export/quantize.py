@@ -117,7 +117,7 @@ def load_calibration(directory: str | Path, metadata: ModelMetadata, samples: in
     return found
 
 
-def _reader(input_name: str, inputs: np.ndarray, layout: str, batch: int = 16):
+def _reader(input_name: str, inputs: np.ndarray, batch: int = 16):
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
@@ -128,10 +128,7 @@ def _reader(input_name: str, inputs: np.ndarray, layout: str, batch: int = 16):
             start = next(self._batches, None)
             if start is None:
                 return None
-            x = inputs[start : start + batch]
-            if layout == "NCHW":
-                x = x.transpose(0, 3, 1, 2)
-            return {input_name: np.ascontiguousarray(x)}
+            return {input_name: np.ascontiguousarray(inputs[start : start + batch])}
 
     return Reader()
 
@@ -160,7 +157,7 @@ def quantize_int8(fp32_path: Path, out: Path, calibration: LabelledInputs) -> Mo
         quantize_static(
             model_input=str(prepared),
             model_output=str(Path(tmp) / "int8.onnx"),
-            calibration_data_reader=_reader(metadata.input_name, calibration.inputs, metadata.layout),
+            calibration_data_reader=_reader(metadata.input_name, calibration.inputs),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,

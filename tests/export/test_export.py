@@ -106,14 +106,6 @@ def test_fcn_export_has_dynamic_height_and_width(mnist_dir, tmp_path, capsys):
     assert heat.shape == (1, 141, 155, 10)
 
 
-def test_nchw_export(trained_mnist, tmp_path, capsys):
-    out = tmp_path / "nchw.onnx"
-    assert cli.main([str(trained_mnist["keras"]), "--nchw", "--out", str(out)]) == 0
-    assert io_dims(out)[0] == [["batch", 1, 28, 28]]
-    assert read_metadata(onnx.load(str(out))).layout == "NCHW"
-    assert "argmax agree 100.00%" in capsys.readouterr().out
-
-
 def test_resnet50_random_weights_export(tmp_path, capsys):
     path = _save_untrained("resnet50", tmp_path)
     assert cli.main([str(path)]) == 0
