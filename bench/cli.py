@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iters", type=positive_int, help="timed runs per row")
     g.add_argument("--seconds", type=positive_float, help="time per row (default 1.0 s)")
+    p.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=3,
+        help="interleaved turns per backend and batch, so machine drift hits all alike (default 3)",
+    )
     p.add_argument("--threads", type=positive_int, help="intra-op threads for every backend (default: all cores)")
     p.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep when idle")
     p.add_argument("--vs", default="", help=f"peers, comma-separated: {','.join(PEERS)} (or 'all')")
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         backends=("edgerun", *args.peers),
         provider=args.provider,
         warmup=args.warmup,
+        rounds=args.rounds,
         iters=args.iters,
         seconds=seconds,
         threads=args.threads,

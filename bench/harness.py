@@ -11,7 +11,7 @@ import numpy as np
 
 from edgerun.runtime.metadata import read_metadata
 from edgerun.runtime.model import SessionConfig, default_threads
-from edgerun.runtime.timing import measure
+from edgerun.runtime.timing import Timings, measure
 
 from .backends import PeerUnavailable, make_backend
 from .flops import flops_per_image
@@ -33,6 +33,7 @@ class SweepConfig:
     warmup: int = 5
     iters: int | None = None
     seconds: float | None = 1.0
+    rounds: int = 3  # interleaved turns per backend and batch (see _measure_batch)
     threads: int | None = None
     spinning: bool = True
     twins: dict = field(default_factory=dict)
@@ -107,22 +108,23 @@ def run_sweep(config: SweepConfig, progress=None) -> dict:
                 "opset": _opset(path),
             }
         )
+        backends, model_rows = [], []
         for backend_name in config.backends:
             try:
-                backend = make_backend(backend_name, path, session, config.twins)
+                backends.append(make_backend(backend_name, path, session, config.twins))
             except PeerUnavailable as exc:
                 logger.warning("%s: skipping %s: %s", name, backend_name, exc)
-                rows.append(Row(name, backend_name, config.provider, 0, error=f"skipped: {exc}"))
-                continue
+                model_rows.append(Row(name, backend_name, config.provider, 0, error=f"skipped: {exc}"))
             except Exception as exc:  # noqa: BLE001 - record, go on with the next backend
-                rows.append(Row(name, backend_name, config.provider, 0, error=f"{type(exc).__name__}: {exc}"))
-                continue
-            for batch in config.batches:
-                if progress:
-                    progress(name, backend_name, batch)
-                logger.info("%s  %-8s batch %d", name, backend_name, batch)
-                rows.append(_measure(backend, name, config, batch, flops, machine, providers_in_use))
-            del backend
+                model_rows.append(Row(name, backend_name, config.provider, 0, error=f"{type(exc).__name__}: {exc}"))
+        for batch in config.batches:
+            if progress:
+                progress(name, batch)
+            logger.info("%s  batch %d: %s", name, batch, ", ".join(b.name for b in backends))
+            model_rows.extend(_measure_batch(backends, path, config, batch, flops, machine, providers_in_use))
+        del backends
+        order = {b: i for i, b in enumerate(config.backends)}
+        rows.extend(sorted(model_rows, key=lambda r: (order.get(r.backend, len(order)), r.batch)))
     env = environment(threads, sorted(providers_in_use))
     return {
         "schema": SCHEMA,
@@ -141,36 +143,58 @@ def _opset(path: Path) -> int | None:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def _measure(backend, name, config: SweepConfig, batch: int, flops, machine, providers_in_use) -> Row:
-    row = Row(name, backend.name, config.provider, batch)
-    try:
-        shape, _ = _input_shape(Path(next(p for p in config.models if p.name == name)), batch)
-        x = np.random.default_rng(batch).random(shape, dtype=np.float32)
-        prepared = backend.prepare(x)
-        providers_in_use.update(prepared.providers)
-        timings = measure(prepared.run, warmup=config.warmup, iters=config.iters, seconds=config.seconds)
-    except MemoryError:
-        row.error = "out of memory"
-        return row
-    except Exception as exc:  # noqa: BLE001 - one failing batch size is a row, not the end
-        row.error = f"{type(exc).__name__}: {str(exc)[:300]}"
-        logger.warning("%s %s batch %d failed: %s", name, backend.name, batch, row.error)
-        return row
+def _fill(row: Row, timings: Timings, batch: int, flops: int | None, machine: dict) -> Row:
     stats = LatencyStats.from_timings(timings, batch)
-    for key in (
-        "iters",
-        "first_ms",
-        "mean_ms",
-        "p50_ms",
-        "p90_ms",
-        "p99_ms",
-        "max_ms",
-        "ms_per_img",
-        "imgs_per_s",
-    ):
+    for key in ("iters", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "ms_per_img", "imgs_per_s"):
         setattr(row, key, getattr(stats, key))
     if flops:
         row.gflops = flops * batch / (stats.p50_ms / 1e3) / 1e9
         row.pct_peak = 100 * row.gflops / machine["sgemm_gflops"]
     row.norm_p50 = stats.p50_ms * machine["sgemm_gflops"]
     return row
+
+
+def _failure(exc: BaseException) -> str:
+    return "out of memory" if isinstance(exc, MemoryError) else f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def _measure_batch(backends, path: Path, config: SweepConfig, batch: int, flops, machine, providers_in_use) -> list:
+    """Every backend at one batch size, measured in interleaved rounds.
+
+    On a shared machine the speed drifts over seconds; measuring backend after backend would
+    turn that drift into a difference between backends. Each backend instead gets
+    ``config.rounds`` turns, round-robin, and its samples from all turns are pooled, so all
+    backends see the same machine. The first call and the warm-up runs are kept apart.
+    """
+    rows = {b.name: Row(path.name, b.name, config.provider, batch) for b in backends}
+    shape, _ = _input_shape(path, batch)
+    x = np.random.default_rng(batch).random(shape, dtype=np.float32)
+    prepared = {}
+    for backend in backends:
+        try:
+            prepared[backend.name] = backend.prepare(x)
+            providers_in_use.update(prepared[backend.name].providers)
+        except Exception as exc:  # noqa: BLE001 - one failing batch size is a row, not the end
+            rows[backend.name].error = _failure(exc)
+            logger.warning("%s %s batch %d failed: %s", path.name, backend.name, batch, rows[backend.name].error)
+    rounds = max(1, config.rounds)
+    iters = None if config.iters is None else -(-config.iters // rounds)
+    seconds = None if config.seconds is None else config.seconds / rounds
+    pooled: dict[str, Timings] = {}
+    for turn in range(rounds):
+        for name, ready in list(prepared.items()):
+            try:
+                t = measure(ready.run, warmup=config.warmup if turn == 0 else 1, iters=iters, seconds=seconds)
+            except Exception as exc:  # noqa: BLE001
+                rows[name].error = _failure(exc)
+                logger.warning("%s %s batch %d failed: %s", path.name, name, batch, rows[name].error)
+                del prepared[name]
+                pooled.pop(name, None)
+                continue
+            if name not in pooled:
+                pooled[name] = t
+            else:
+                pooled[name].samples_ns = np.concatenate([pooled[name].samples_ns, t.samples_ns])
+    for name, timings in pooled.items():
+        _fill(rows[name], timings, batch, flops, machine)
+    return list(rows.values())

@@ -83,7 +83,7 @@ def test_sweep_with_peers_writes_every_output(trained_mnist, tmp_path, capsys):
         (b, n) for b in ("edgerun", "ort-raw", "tflite", "opencv", "keras") for n in (1, 4)
     }
     for row in rows:
-        assert row["error"] is None and row["iters"] == 5
+        assert row["error"] is None and row["iters"] >= 5  # 3 interleaved rounds of ceil(5 / 3)
         assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
         assert row["gflops"] > 0 and row["norm_p50"] > 0 and row["first_ms"] > 0
     table = (tmp_path / "r.md").read_text()
