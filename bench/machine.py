@@ -1,6 +1,7 @@
 """What machine a benchmark ran on, and how fast it is at plain fp32 matrix work.
 
-The SGEMM figure (numpy matmul, GFLOP/s) is measured in the same run as the models, so
+The SGEMM figure (numpy matmul, GFLOP/s) is measured in the same run as the models (before
+and after the sweep; the higher counts as the peak, since a shared machine drifts), so
 latencies can be normalised: ``latency x GFLOP/s`` is comparable across machines of different
 speed, and ``model GFLOP/s achieved / SGEMM GFLOP/s`` says how close to the machine's peak a
 backend runs.

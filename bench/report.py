@@ -32,7 +32,9 @@ def markdown(report: dict) -> str:
     flags = ", ".join(cpu["flags"]) or "no SIMD flags"
     lines = [
         f"Measured {env['date']} on {cpu['model']} ({cpu['cores']} cores; {flags}), "
-        f"onnxruntime {env['onnxruntime']}, {env['threads']} threads, fp32 SGEMM {machine['sgemm_gflops']} GFLOP/s.",
+        f"onnxruntime {env['onnxruntime']}, {env['threads']} threads, "
+        f"fp32 SGEMM peak {machine['sgemm_gflops']} GFLOP/s "
+        f"(before/after the sweep: {' / '.join(str(v) for v in machine.get('sgemm_samples', []))}).",
         "",
     ]
     by_model: dict[str, list[dict]] = defaultdict(list)

@@ -171,6 +171,9 @@ class Model:
         self.providers = session.get_providers()
         # On CUDA, IO binding keeps the output on the device between runs and copies once.
         self._iobinding = self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+        # The hot path reads these instead of walking the metadata on every call.
+        self._input, self._outputs = metadata.input_name, [metadata.output_name]
+        self._nchw, self._logits = metadata.layout == "NCHW", metadata.output_kind == "logits"
         self._warm: set[tuple[int, ...]] = set()
         self._lock = threading.Lock()
 
@@ -222,22 +225,24 @@ class Model:
     def _feed(self, batch: np.ndarray) -> np.ndarray:
         if batch.ndim != 4:
             raise ModelError(f"a batch must be 4-D (N, H, W, C), got shape {batch.shape}")
-        if self.metadata.layout == "NCHW":
+        if self._nchw:
             batch = batch.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.dtype != np.float32 or not batch.flags.c_contiguous:
+            batch = np.ascontiguousarray(batch, dtype=np.float32)
+        return batch
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run a preprocessed NHWC float32 batch; returns probabilities (softmax applied to logits)."""
         feed = self._feed(batch)
         if self._iobinding:
             binding = self.session.io_binding()
-            binding.bind_cpu_input(self.metadata.input_name, feed)
-            binding.bind_output(self.metadata.output_name, "cuda")
+            binding.bind_cpu_input(self._input, feed)
+            binding.bind_output(self._outputs[0], "cuda")
             self.session.run_with_iobinding(binding)
             out = binding.copy_outputs_to_cpu()[0]
         else:
-            out = self.session.run([self.metadata.output_name], {self.metadata.input_name: feed})[0]
-        if self.metadata.output_kind == "logits":
+            out = self.session.run(self._outputs, {self._input: feed})[0]
+        if self._logits:
             rows = out.reshape(-1, out.shape[-1])
             is_prob = np.all(rows >= 0) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3)
             if not is_prob:
