@@ -56,7 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="interleaved turns per backend and batch, so machine drift hits all alike (default 3)",
     )
     p.add_argument("--threads", type=positive_int, help="intra-op threads for every backend (default: all cores)")
-    p.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep when idle")
+    spin = p.add_mutually_exclusive_group()
+    spin.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep when idle")
+    spin.add_argument(
+        "--spin",
+        action="store_true",
+        help="--pipeline only: let onnxruntime threads spin (off by default there: they "
+        "would take the cores the decode and preprocessing threads need)",
+    )
     p.add_argument("--vs", default="", help=f"peers, comma-separated: {','.join(PEERS)} (or 'all')")
     p.add_argument("--tflite", type=Path, help="TFLite twin (default: NAME.tflite beside the model)")
     p.add_argument("--keras", type=Path, help="Keras twin (default: NAME.keras beside the model)")
@@ -101,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pipeline is not None:
         from .pipeline import pipeline_benchmark
 
-        return pipeline_benchmark(args.pipeline, args.models[0], args.batch[0], args.threads, args.json)
+        return pipeline_benchmark(args.pipeline, args.models[0], args.batch[0], args.threads, args.json, args.spin)
 
     from .compare import BaselineError, compare, format_changes, load_baseline
     from .harness import SweepConfig, run_sweep

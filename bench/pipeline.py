@@ -43,8 +43,10 @@ def stage_fps(video: Path, model: Model, batch: int) -> dict:
     }
 
 
-def pipeline_benchmark(video: Path, model_path: Path, batch: int, threads: int | None, json_out: Path | None) -> int:
-    model = Model.load(model_path, SessionConfig(provider="cpu", threads=threads))
+def pipeline_benchmark(
+    video: Path, model_path: Path, batch: int, threads: int | None, json_out: Path | None, spinning: bool = False
+) -> int:
+    model = Model.load(model_path, SessionConfig(provider="cpu", threads=threads, spinning=spinning))
     alone = stage_fps(video, model, batch)
     stats = Pipeline(model, PipelineConfig(batch=batch, log_every_s=1e9)).run(VideoFile(video), lambda r, f: None)
     slowest = min(alone["decode_fps"], alone["preprocess_fps"], alone["inference_fps"])

@@ -152,7 +152,12 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="show annotated frames in a window (needs a display)")
     p.add_argument("--max-frames", type=positive_int, help="stop after N inputs")
     p.add_argument("--threads", type=positive_int, help="onnxruntime intra-op threads (default: all cores)")
-    p.add_argument("--no-spin", action="store_true", help="let idle onnxruntime threads sleep (saves power)")
+    p.add_argument(
+        "--spin",
+        action="store_true",
+        help="let idle onnxruntime threads spin (off by default here: spinning threads take the "
+        "cores the decode and preprocessing threads need)",
+    )
     p.add_argument("--threshold", type=probability, default=0.98, help="localizer threshold (default 0.98)")
     g = p.add_argument_group("foreign models (no edgerun metadata)")
     g.add_argument("--layout", choices=("nchw", "nhwc"), help="input layout when the shape cannot tell")
@@ -205,7 +210,7 @@ def run_main(argv: list[str] | None = None) -> int:
         scale=args.scale,
         mean=tuple(args.mean) if args.mean else None,
     )
-    config = SessionConfig(provider=args.provider, threads=args.threads, spinning=not args.no_spin)
+    config = SessionConfig(provider=args.provider, threads=args.threads, spinning=args.spin)
     try:
         model = Model.load(args.model, config, overrides)
         pipeline = Pipeline(

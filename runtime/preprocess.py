@@ -15,6 +15,7 @@ import numpy as np
 from .metadata import Preprocessing
 
 MNIST_BOX = 20  # MNIST digits fit a 20x20 box centred by mass in a 28x28 frame
+NORMALIZE_MAX_SIDE = 160  # photos are shrunk to this before the digit is searched for (5.7x the output)
 MIN_CONTRAST = 32  # grey levels between paper and ink below which a page counts as blank
 
 
@@ -102,6 +103,12 @@ def normalize_digit(gray: np.ndarray, size: int = 28, box: int = MNIST_BOX) -> n
     Dark-on-light images are inverted first; Otsu's threshold finds the strokes, and pixels
     below it are zeroed so paper texture does not count as ink.
     """
+    longest = max(gray.shape)
+    if longest > NORMALIZE_MAX_SIDE:  # a webcam frame: the digit survives at this size, the work shrinks
+        f = NORMALIZE_MAX_SIDE / longest
+        gray = cv2.resize(
+            gray, (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f))), interpolation=cv2.INTER_AREA
+        )
     if light_background(gray):
         gray = 255 - gray
     out = np.zeros((size, size), np.uint8)
