@@ -51,6 +51,7 @@ def test_soak_10000_frames(tmp_path):
     writer.release()
 
     model = Model.load(MODEL)
+    threads_before, files_before = threading.active_count(), open_files()
     samples = []  # (frames, rss MB, threads, open files, perf_counter)
 
     import time
@@ -64,7 +65,8 @@ def test_soak_10000_frames(tmp_path):
     stats = Pipeline(model, PipelineConfig(batch=8, log_every_s=1e9)).run(VideoFile(video), emit)
     assert stats.frames == FRAMES and stats.errors == 0
     base = next(s for s in samples if s[0] == WARMUP)
-    after = [s for s in samples if s[0] >= WARMUP]
+    # While frames flow (the last sample comes after the reader has finished and closed the file).
+    after = [s for s in samples if WARMUP <= s[0] < FRAMES]
     growth = max(s[1] for s in after) - base[1]
     rates = [(b[0] - a[0]) / (b[4] - a[4]) for a, b in zip(after, after[1:], strict=False)]
     print(
@@ -74,6 +76,8 @@ def test_soak_10000_frames(tmp_path):
         f"min {min(rates):.0f} median {np.median(rates):.0f} max {max(rates):.0f}"
     )
     assert growth <= 50
+    assert threading.active_count() == threads_before, "stage threads left running"
+    assert open_files() == files_before, "files left open"
     assert len({s[2] for s in after}) == 1, "thread count changed"
     assert len({s[3] for s in after}) == 1, "open files changed"
     assert min(rates) >= 0.5 * np.median(rates), "throughput sagged"
