@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LiveOptions:
-    open_timeout: float = 10.0  # seconds to wait for the device/stream to open
+    open_timeout: float = 5.0  # seconds to wait for the device/stream to open
     read_timeout: float = 5.0  # seconds without a new frame before the signal counts as lost
     reconnect_tries: int = 5  # reconnection attempts after a loss, then the source ends
     backoff_start: float = 0.5  # seconds before the first reconnection; doubles each try

@@ -213,3 +213,13 @@ def test_stream_that_stalls_mid_read_stops_with_a_reason():
 def test_idx_file_source(mnist_dir):
     frames = list(open_source(str(mnist_dir / "t10k-images-idx3-ubyte.gz")))
     assert len(frames) == 5000 and frames[0].image.shape == (28, 28)
+
+
+def test_truncated_video_gives_the_frames_it_has(tmp_path, caplog):
+    path = write_video(tmp_path / "v.avi", frames=40)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    source = open_source(str(path))
+    frames = list(source)
+    assert 0 < len(frames) < 40
+    assert [f.index for f in frames] == list(range(len(frames)))
