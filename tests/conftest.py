@@ -73,3 +73,26 @@ def mnist_pngs(mnist_dir, tmp_path_factory) -> tuple[Path, list[int]]:
     for i in range(1000):
         cv2.imwrite(str(directory / f"{i:05d}.png"), split.images[i])
     return directory, split.labels[:1000].tolist()
+
+
+def write_digit_video(path: Path, frames: int, size: tuple[int, int] = (64, 64), fps: float = 30.0) -> Path:
+    """An MJPG video of white digits 0-9 (frame i shows i % 10) on black, made with cv2.VideoWriter."""
+    import cv2
+    import numpy as np
+
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    scale = height / 40
+    for i in range(frames):
+        frame = np.zeros((height, width, 3), np.uint8)
+        org = (int(width * 0.28), int(height * 0.78))
+        cv2.putText(frame, str(i % 10), org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), max(2, int(scale * 2.5)))
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def digit_video():
+    """``digit_video(path, frames, size=(w, h), fps=30)`` writes a test video and returns its path."""
+    return write_digit_video

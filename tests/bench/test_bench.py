@@ -143,16 +143,8 @@ def test_arguments_are_checked_before_any_model_loads(tmp_path, argv, message, c
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_pipeline_benchmark_overlaps_stages(trained_mnist, tmp_path, capsys):
-    import cv2
-
-    video = tmp_path / "v.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (320, 240))
-    for i in range(120):
-        frame = np.zeros((240, 320, 3), np.uint8)
-        cv2.putText(frame, str(i % 10), (120, 180), cv2.FONT_HERSHEY_SIMPLEX, 5, (255, 255, 255), 12)
-        writer.write(frame)
-    writer.release()
+def test_pipeline_benchmark_overlaps_stages(trained_mnist, tmp_path, digit_video):
+    video = digit_video(tmp_path / "v.avi", 120, size=(320, 240))
     out = tmp_path / "p.json"
     assert cli.main([str(trained_mnist["onnx"]), "--pipeline", str(video), "--batch", "8", "--json", str(out)]) == 0
     report = json.loads(out.read_text())

@@ -9,23 +9,12 @@ import sys
 import time
 
 import cv2
-import numpy as np
 import pytest
 
 
-def long_video(path, frames=2000):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 64))
-    for i in range(frames):
-        frame = np.zeros((64, 64, 3), np.uint8)
-        cv2.putText(frame, str(i % 10), (18, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (255, 255, 255), 4)
-        writer.write(frame)
-    writer.release()
-    return path
-
-
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupted_run_loses_nothing(trained_mnist, tmp_path, signum, code):
-    video = long_video(tmp_path / "long.avi")
+def test_interrupted_run_loses_nothing(trained_mnist, tmp_path, digit_video, signum, code):
+    video = digit_video(tmp_path / "long.avi", 2000)
     records, saved = tmp_path / "r.jsonl", tmp_path / "out.avi"
     proc = subprocess.Popen(
         [

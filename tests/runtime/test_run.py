@@ -65,14 +65,8 @@ def test_every_input_gives_one_record_errors_included(trained_mnist, tmp_path):
     assert ["error" in r for r in records] == [False, True, True, False]
 
 
-def test_video_in_annotated_video_out(trained_mnist, tmp_path):
-    video = tmp_path / "in.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 64))
-    for i in range(15):
-        frame = np.zeros((64, 64, 3), np.uint8)
-        cv2.putText(frame, str(i % 10), (18, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (255, 255, 255), 4)
-        writer.write(frame)
-    writer.release()
+def test_video_in_annotated_video_out(trained_mnist, tmp_path, digit_video):
+    video = digit_video(tmp_path / "in.avi", 15, fps=10.0)
     saved, out = tmp_path / "out.avi", tmp_path / "r.jsonl"
     assert (
         run_main(
