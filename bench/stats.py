@@ -1,22 +1,15 @@
-"""Latency statistics: the one place percentiles are computed.
+"""Latency statistics of one benchmark row.
 
-Percentiles use numpy's default method (linear interpolation between closest ranks,
-``numpy.percentile(method="linear")``). Warm-up runs and the first run are never part of them.
+Percentiles come from :func:`edgerun.runtime.timing.percentile_ms`, the one place they are
+computed (numpy's linear interpolation between closest ranks). Warm-up runs and the first run
+are never part of them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from edgerun.runtime.timing import Timings
-
-PERCENTILE_METHOD = "linear"
-
-
-def percentile_ms(samples_ns: np.ndarray, q: float) -> float:
-    return float(np.percentile(samples_ns, q, method=PERCENTILE_METHOD)) / 1e6
+from edgerun.runtime.timing import Timings, percentile_ms
 
 
 @dataclass(frozen=True)

@@ -108,8 +108,17 @@ def _int8(out: Path, args, metadata) -> list[str]:
     int8_meta = quantize_int8(out, int8, calib)
     before, after = evaluate(out, evaluation), evaluate(int8, evaluation)
     if after.accuracy is not None:  # the int8 file carries its own accuracy, not the fp32 card's
-        restamp(int8, int8_meta.replace(test={"accuracy": after.accuracy, "samples": len(evaluation.labels),
-                                              "data": evaluation.source, "fp32_accuracy": before.accuracy}))
+        restamp(
+            int8,
+            int8_meta.replace(
+                test={
+                    "accuracy": after.accuracy,
+                    "samples": len(evaluation.labels),
+                    "data": evaluation.source,
+                    "fp32_accuracy": before.accuracy,
+                }
+            ),
+        )
     lines = [
         f"wrote     {int8}  ({int8.stat().st_size / 1e6:.2f} MB, QDQ per-channel, u8 activations / s8 weights)",
         f"int8      calibrated on {calib.source}",

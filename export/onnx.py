@@ -71,9 +71,7 @@ def read_card(keras_path: Path) -> dict:
         raise ExportError(f"{card_path} is not valid JSON ({exc}); re-run edgerun train") from exc
 
 
-def metadata_for(
-    model, keras_path: Path, card: dict, opset: int, command: str | None = None
-) -> ModelMetadata:
+def metadata_for(model, keras_path: Path, card: dict, opset: int, command: str | None = None) -> ModelMetadata:
     """Build the metadata from the training card, else the registry, else the model itself."""
     name = card.get("name") or Path(keras_path).stem
     if card:
@@ -179,9 +177,7 @@ def save_onnx(proto, path: Path) -> int:
     return len(data)
 
 
-def export_keras(
-    keras_path: Path, out: Path, opset: int = DEFAULT_OPSET, command: str | None = None
-):
+def export_keras(keras_path: Path, out: Path, opset: int = DEFAULT_OPSET, command: str | None = None):
     """Export ``keras_path`` to ``out``; returns the Keras model and :class:`Exported`."""
     model = load_keras(keras_path)
     card = read_card(keras_path)

@@ -263,6 +263,8 @@ def run_main(argv: list[str] | None = None) -> int:
         summary["preprocess_fps"],
         summary["inference_fps"],
     )
+    if summary["source_fps"]:
+        logger.info("source frame rate from timestamps: %.2f fps", summary["source_fps"])
     stop_reason = getattr(source, "stop_reason", None)
     if stop_reason:
         logger.warning("%s ended: %s", source.name, stop_reason)

@@ -258,15 +258,6 @@ class Model:
             self._warm.add(key)
         self.run(np.zeros(key, np.float32))
 
-    def describe(self) -> dict:
-        return {
-            "path": str(self.path),
-            "name": self.metadata.name,
-            "task": self.metadata.task,
-            "providers": self.providers,
-            "foreign": self.foreign,
-        }
-
 
 def _apply_overrides(metadata: ModelMetadata, overrides: Overrides) -> ModelMetadata:
     pre = metadata.preprocessing

@@ -84,6 +84,7 @@ class RunStats:
             "preprocess_fps": round(self.preprocess.fps, 2),
             "inference_fps": round(self.inference.fps, 2),
             "latency_p50_ms": None if lat is None else round(float(np.percentile(lat, 50)), 3),
+            "source_fps": None if self.source_fps is None else round(self.source_fps, 2),
             "interrupted": self.interrupted,
         }
 

@@ -8,6 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: The one percentile method used for latencies everywhere (numpy's linear interpolation).
+PERCENTILE_METHOD = "linear"
+
+
+def percentile_ms(samples_ns: np.ndarray, q: float) -> float:
+    """Percentile ``q`` (0-100) of nanosecond samples, in ms."""
+    return float(np.percentile(samples_ns, q, method=PERCENTILE_METHOD)) / 1e6
+
 
 @dataclass
 class Timings:
@@ -17,13 +25,9 @@ class Timings:
     warmup_ns: list[int]
     samples_ns: np.ndarray
 
-    def percentile_ms(self, q: float) -> float:
-        """Percentile ``q`` (0-100) in ms: numpy's default linear method, the one method used."""
-        return float(np.percentile(self.samples_ns, q)) / 1e6
-
     @property
     def median_ms(self) -> float:
-        return self.percentile_ms(50)
+        return percentile_ms(self.samples_ns, 50)
 
 
 def measure(

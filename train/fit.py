@@ -51,10 +51,6 @@ class TrainResult:
     card_path: Path
     card: dict = field(default_factory=dict)
 
-    @property
-    def test_accuracy(self) -> float | None:
-        return self.card.get("test", {}).get("accuracy")
-
 
 def _validate(config: TrainConfig) -> ModelSpec:
     spec = get_spec(config.name)
