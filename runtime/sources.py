@@ -226,9 +226,15 @@ def _images_in(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def is_camera_index(spec: str) -> bool:
+    """``0``, ``1``, ... in ASCII digits (``"²".isdigit()`` is true, but it is no index)."""
+    text = spec.strip()
+    return text.isascii() and text.isdigit()
+
+
 def source_kind(spec: str) -> str:
     """Classify a source string: camera, stream, glob, directory, list, image or video."""
-    if spec.strip().isdigit():
+    if is_camera_index(spec):
         return "camera"
     if spec.lower().startswith(STREAM_SCHEMES):
         return "stream"
@@ -263,7 +269,7 @@ def open_source(spec: str, live_options=None, capture_factory=None) -> Source:
     if kind in ("camera", "stream"):
         from .capture import LiveCapture
 
-        target = int(spec) if kind == "camera" else spec
+        target = int(spec.strip()) if kind == "camera" else spec
         return LiveCapture(target, live_options, capture_factory or cv2.VideoCapture)
     if kind == "glob":
         paths = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
