@@ -81,9 +81,18 @@ def _validate(args, parser) -> None:
 
     if not args.models:
         parser.error("give at least one ONNX model")
+    import onnx
+
+    from edgerun.runtime.model import ModelError, check_model_file
+
     for path in args.models:
-        if not path.is_file():
-            parser.error(f"model {path} does not exist")
+        try:
+            check_model_file(path)
+            onnx.load(str(path), load_external_data=False)
+        except ModelError as exc:
+            parser.error(str(exc))
+        except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and others
+            parser.error(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})")
     peers = list(PEERS) if args.vs.strip() == "all" else [v.strip() for v in args.vs.split(",") if v.strip()]
     unknown = [v for v in peers if v not in PEERS]
     if unknown:

@@ -143,11 +143,15 @@ def inspect_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import onnx
 
+    from edgerun.runtime.model import ModelError, check_model_file
+
     from .graph import format_summary, summarize
 
     path: Path = args.model
-    if not path.is_file():
-        print(f"edgerun inspect: error: {path} does not exist", file=sys.stderr)
+    try:
+        check_model_file(path)
+    except ModelError as exc:
+        print(f"edgerun inspect: error: {exc}", file=sys.stderr)
         return 2
     try:
         proto = onnx.load(str(path), load_external_data=False)

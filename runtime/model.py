@@ -58,7 +58,8 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _check_file(path: Path) -> None:
+def check_model_file(path: Path) -> None:
+    """Refuse, with a clear message, what cannot be an ONNX model: missing, empty, LFS pointer."""
     if not path.exists():
         raise ModelError(f"model file {path} does not exist")
     if not path.is_file():
@@ -191,7 +192,7 @@ class Model:
         config = config or SessionConfig()
         overrides = overrides or Overrides()
         path = Path(path)
-        _check_file(path)
+        check_model_file(path)
         check_ort_install()
         plan = plan_providers(config.provider, ort.get_available_providers())
         try:

@@ -69,7 +69,10 @@ class ImageSaver(Sink):
 
     def __init__(self, directory: Path, heatmaps: bool = False, annotator: Annotator | None = None) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"cannot write annotated images to {self.directory}: {exc}") from exc
         self.heatmaps = heatmaps
         self.annotator = annotator or Annotator()
         self.written: list[Path] = []
@@ -95,7 +98,10 @@ class VideoSaver(Sink):
         self.path = Path(path)
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
             raise SinkError(f"{self.path}: a video needs one of {', '.join(VIDEO_SUFFIXES)}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"cannot write {self.path}: {exc}") from exc
         self.fps = fps
         self.annotator = annotator or Annotator()
         self._writer = None

@@ -129,6 +129,8 @@ def test_compare_fails_on_a_planted_regression_and_passes_on_a_rerun(tmp_path, c
     ("argv", "message"),
     [
         (["missing.onnx"], "does not exist"),
+        (["{text}"], "is not an ONNX model"),
+        (["{lfs}"], "Git LFS pointer"),
         (["{model}", "--batch", "0,1"], "batch sizes must be 1 or more"),
         (["{model}", "--vs", "trt"], "unknown peer(s) trt"),
         (["{model}", "--max-regression", "lots"], "expected a percentage"),
@@ -138,8 +140,10 @@ def test_compare_fails_on_a_planted_regression_and_passes_on_a_rerun(tmp_path, c
 )
 def test_arguments_are_checked_before_any_model_loads(tmp_path, argv, message, capsys):
     model = fixed_batch_model(tmp_path / "m.onnx")
+    (tmp_path / "text.onnx").write_text("not a model")
+    (tmp_path / "lfs.onnx").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
     with pytest.raises(SystemExit) as info:
-        cli.main([a.format(model=model) for a in argv])
+        cli.main([a.format(model=model, text=tmp_path / "text.onnx", lfs=tmp_path / "lfs.onnx") for a in argv])
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 

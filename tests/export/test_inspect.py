@@ -42,3 +42,10 @@ def test_inspect_not_onnx(tmp_path, capsys):
     bad.write_text("not a model")
     assert inspect_main([str(bad)]) == 2
     assert "is not an ONNX model" in capsys.readouterr().err
+
+
+def test_inspect_lfs_pointer(tmp_path, capsys):
+    pointer = tmp_path / "m.onnx"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
+    assert inspect_main([str(pointer)]) == 2
+    assert "Git LFS pointer" in capsys.readouterr().err
