@@ -265,6 +265,15 @@ def open_source(spec: str, live_options=None, capture_factory=None) -> Source:
         SourceError: a path that does not exist, nothing found, or an unsupported format.
     """
     spec = str(spec)
+    if "\x00" in spec:
+        raise SourceError(f"{spec!r} contains a NUL byte; expected a camera index, file, directory, glob or URL")
+    try:
+        return _open(spec, live_options, capture_factory)
+    except (ValueError, OSError) as exc:  # what the OS says of an impossible path (too long, ...)
+        raise SourceError(f"{spec!r} cannot be used as a source: {exc}") from exc
+
+
+def _open(spec: str, live_options, capture_factory) -> Source:
     kind = source_kind(spec)
     if kind in ("camera", "stream"):
         from .capture import LiveCapture

@@ -38,7 +38,7 @@ frames = dtypes.flatmap(
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(frame=frames)
 def test_recipes_convert_or_raise_preprocess_error(name, frame):
     prep = preprocessor(RECIPES[name])
@@ -53,8 +53,13 @@ def test_recipes_convert_or_raise_preprocess_error(name, frame):
         assert out.shape == EXPECTED_SHAPE[name]
 
 
-@settings(max_examples=300, deadline=None)
-@given(spec=st.one_of(st.text(min_size=0, max_size=40), st.sampled_from(["²", "٣", " 0x1", "-1", "1.5", "*", "?"])))
+@settings(max_examples=300, deadline=None, derandomize=True)  # the same examples in every CI run
+@given(
+    spec=st.one_of(
+        st.text(min_size=0, max_size=40),
+        st.sampled_from(["²", "٣", " 0x1", "-1", "1.5", "*", "?", "\x00/?", "a" * 5000]),
+    )
+)
 def test_source_parser_opens_or_raises_source_error(spec):
     if is_camera_index(spec):
         return  # camera indexes are covered by the capture tests; probing devices here is slow
