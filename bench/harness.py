@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgerun.runtime.files import sha256_file
 from edgerun.runtime.metadata import read_metadata
 from edgerun.runtime.model import SessionConfig, default_threads
 from edgerun.runtime.timing import Timings, measure
@@ -60,25 +60,24 @@ class Row:
     error: str | None = None
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _input_shape(path: Path, batch: int) -> tuple[tuple[int, ...], tuple[int, int] | None]:
+def _image_input(path: Path) -> tuple[tuple[int, int, int], tuple[int, int] | None, int | None]:
+    """(height, width, channels) fed per image, the size used for a model of any size (else
+    None), and the opset: read once per model, not once per batch size."""
     import onnx
 
-    meta = read_metadata(onnx.load(str(path), load_external_data=False))
-    if meta is not None:
-        pre = meta.preprocessing
-        h, w = pre.size if None not in pre.size else FCN_BENCH_SIZE
-        channels = 1 if pre.color == "gray" else 3
-        dynamic = FCN_BENCH_SIZE if None in pre.size else None
-        return (batch, h, w, channels), dynamic
-    from edgerun.runtime.model import Model
+    proto = onnx.load(str(path), load_external_data=False)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    meta = read_metadata(proto)
+    if meta is None:  # a foreign model: the runtime works its input out from the shape
+        from edgerun.runtime.model import Model
 
-    model = Model.load(path, SessionConfig(provider="cpu"))
-    h, w = model.metadata.preprocessing.size
-    return (batch, h, w, model.input_channels), None
+        model = Model.load(path, SessionConfig(provider="cpu"))
+        h, w = model.metadata.preprocessing.size
+        return (h, w, model.input_channels), None, opset
+    pre = meta.preprocessing
+    dynamic = FCN_BENCH_SIZE if None in pre.size else None
+    h, w = dynamic or pre.size
+    return (h, w, 1 if pre.color == "gray" else 3), dynamic, opset
 
 
 def run_sweep(config: SweepConfig, progress=None) -> dict:
@@ -94,7 +93,7 @@ def run_sweep(config: SweepConfig, progress=None) -> dict:
     providers_in_use: set[str] = set()
     for path in config.models:
         name = path.name
-        _, dynamic = _input_shape(path, 1)
+        image, dynamic, opset = _image_input(path)
         try:
             flops = flops_per_image(path, dynamic)
         except Exception as exc:  # noqa: BLE001 - a model we cannot count still gets latencies
@@ -104,9 +103,9 @@ def run_sweep(config: SweepConfig, progress=None) -> dict:
             {
                 "model": name,
                 "path": str(path),
-                "sha256": sha256(path),
+                "sha256": sha256_file(path),
                 "flops_per_image": flops,
-                "opset": _opset(path),
+                "opset": opset,
             }
         )
         backends, model_rows = [], []
@@ -122,7 +121,7 @@ def run_sweep(config: SweepConfig, progress=None) -> dict:
             if progress:
                 progress(name, batch)
             logger.info("%s  batch %d: %s", name, batch, ", ".join(b.name for b in backends))
-            model_rows.extend(_measure_batch(backends, path, config, batch, flops, machine, providers_in_use))
+            model_rows.extend(_measure_batch(backends, path, image, config, batch, flops, machine, providers_in_use))
         del backends
         order = {b: i for i, b in enumerate(config.backends)}
         rows.extend(sorted(model_rows, key=lambda r: (order.get(r.backend, len(order)), r.batch)))
@@ -152,13 +151,6 @@ def run_sweep(config: SweepConfig, progress=None) -> dict:
     }
 
 
-def _opset(path: Path) -> int | None:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-
-
 def _fill(row: Row, timings: Timings, batch: int, flops: int | None, machine: dict) -> Row:
     stats = LatencyStats.from_timings(timings, batch)
     for key in ("iters", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "ms_per_img", "imgs_per_s"):
@@ -174,7 +166,16 @@ def _failure(exc: BaseException) -> str:
     return "out of memory" if isinstance(exc, MemoryError) else f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
-def _measure_batch(backends, path: Path, config: SweepConfig, batch: int, flops, machine, providers_in_use) -> list:
+def _measure_batch(
+    backends,
+    path: Path,
+    image: tuple[int, int, int],
+    config: SweepConfig,
+    batch: int,
+    flops,
+    machine,
+    providers_in_use,
+) -> list:
     """Every backend at one batch size, measured in interleaved rounds.
 
     On a shared machine the speed drifts over seconds; measuring backend after backend would
@@ -183,8 +184,7 @@ def _measure_batch(backends, path: Path, config: SweepConfig, batch: int, flops,
     backends see the same machine. The first call and the warm-up runs are kept apart.
     """
     rows = {b.name: Row(path.name, b.name, config.provider, batch) for b in backends}
-    shape, _ = _input_shape(path, batch)
-    x = np.random.default_rng(batch).random(shape, dtype=np.float32)
+    x = np.random.default_rng(batch).random((batch, *image), dtype=np.float32)
     prepared = {}
     for backend in backends:
         try:

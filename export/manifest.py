@@ -9,18 +9,15 @@ by the path of the machine that trained them.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgerun.runtime.files import sha256_file
+
 MANIFEST = "MANIFEST.json"
 SUFFIXES = (".onnx", ".keras", ".tflite")
 SCHEMA = 1
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _data_summary(data: dict | None) -> dict | None:
@@ -40,7 +37,7 @@ def _data_summary(data: dict | None) -> dict | None:
 
 def entry(path: Path) -> dict:
     """The manifest entry of one model file."""
-    item = {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size}
+    item = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
     if path.suffix != ".onnx":
         item["twin_of"] = path.name.split(".")[0]
         return item

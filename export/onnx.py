@@ -7,7 +7,6 @@ tensorflow-onnx issue 2448), so the model is wrapped in a ``tf.function`` with a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgerun.runtime.files import sha256_file
 from edgerun.runtime.metadata import ModelMetadata, Preprocessing
 
 from .graph import GraphSummary, rename_dims, summarize
@@ -36,14 +36,6 @@ class Exported:
     path: Path
     metadata: ModelMetadata
     summary: GraphSummary
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_keras(path: Path):

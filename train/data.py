@@ -14,7 +14,6 @@ into the model's JSON card.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerun.runtime.files import sha256_file
 from edgerun.runtime.idx import IdxError
 from edgerun.runtime.idx import read_idx as _read_idx
 
@@ -111,10 +111,6 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(str(exc)) from exc
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _split_dir(root: Path, dataset: str) -> Path | None:
     """The directory under ``root`` that holds ``dataset``'s IDX files, if any."""
     subdirs, _ = DATASETS[dataset]
@@ -146,7 +142,7 @@ def load_idx_split(directory: Path, split: str) -> Split:
         labels=labels.astype(np.int64),
         source=str(directory),
         files=(str(images_path), str(labels_path)),
-        sha256=(_sha256(images_path), _sha256(labels_path)),
+        sha256=(sha256_file(images_path), sha256_file(labels_path)),
     )
 
 
@@ -222,10 +218,6 @@ def load_split(dataset: str, split: str, data_dir: str | Path | None = None) -> 
             f"Provide the IDX gzip files ({', '.join(SPLIT_FILES[split])}) with --data-dir DIR "
             f"or {ENV_VAR}=DIR, or put Keras' download in {keras_cache_dir()}."
         ) from exc
-
-
-def class_names(dataset: str) -> tuple[str, ...]:
-    return FASHION_CLASSES if dataset == "fashion_mnist" else MNIST_CLASSES
 
 
 def shifted_copies(
