@@ -32,7 +32,7 @@ $(VENV)/.runtime-$(EXTRA): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.all-$(EXTRA): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[$(EXTRA),train,dev]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRA),tools,train,dev]"
 	touch $@ $(VENV)/.runtime-$(EXTRA)
 
 # The main job: the bundled models through the runtime only (no TensorFlow needed).

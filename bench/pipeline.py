@@ -1,7 +1,8 @@
 """``edgerun bench --pipeline VIDEO MODEL``: does the run pipeline overlap its stages?
 
-Measures each stage alone on the same video (decode only, preprocess only, inference only),
-then the full pipeline, and reports end-to-end fps against the slowest stage.
+Measures each stage alone on the same video (decode only, prepare only, inference only) through
+the model's own steps (``Model.prepare``, ``Model.infer``), then the threaded pipeline over the
+same video, and reports end-to-end fps against the slowest stage.
 """
 
 from __future__ import annotations
@@ -10,37 +11,29 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
-
 from edgerun.runtime.model import Model, SessionConfig
 from edgerun.runtime.pipeline import Pipeline, PipelineConfig
-from edgerun.runtime.preprocess import preprocessor
-from edgerun.runtime.sources import VideoFile
+from edgerun.runtime.sources import open_source
 
 logger = logging.getLogger(__name__)
 
 
 def stage_fps(video: Path, model: Model, batch: int) -> dict:
-    """fps of decode, preprocess and inference, each measured alone over the whole video."""
+    """fps of decode, prepare and inference, each measured alone over the whole video."""
     start = time.perf_counter()
-    frames = [f.image for f in VideoFile(video)]
+    frames = list(open_source(video))
     decode = len(frames) / (time.perf_counter() - start)
-    prep = preprocessor(model.metadata.preprocessing)
     start = time.perf_counter()
-    tensors = [prep(f) for f in frames]
-    preprocess = len(tensors) / (time.perf_counter() - start)
-    model.warmup((batch, *tensors[0].shape))
+    items = [model.prepare(f) for f in frames]
+    prepare = len(items) / (time.perf_counter() - start)
+    model.infer(items[:batch])  # warm-up at this batch size
     start = time.perf_counter()
-    for i in range(0, len(tensors) - batch + 1, batch):
-        model.run(np.stack(tensors[i : i + batch]))
-    done = (len(tensors) // batch) * batch
+    done = 0
+    for i in range(0, len(items) - batch + 1, batch):
+        model.infer(items[i : i + batch])
+        done += batch
     inference = done / (time.perf_counter() - start) if done else 0.0
-    return {
-        "frames": len(frames),
-        "decode_fps": decode,
-        "preprocess_fps": preprocess,
-        "inference_fps": inference,
-    }
+    return {"frames": len(frames), "decode_fps": decode, "preprocess_fps": prepare, "inference_fps": inference}
 
 
 def pipeline_benchmark(
@@ -48,7 +41,10 @@ def pipeline_benchmark(
 ) -> int:
     model = Model.load(model_path, SessionConfig(provider="cpu", threads=threads, spinning=spinning))
     alone = stage_fps(video, model, batch)
-    stats = Pipeline(model, PipelineConfig(batch=batch, log_every_s=1e9)).run(VideoFile(video), lambda r, f: None)
+    pipeline = Pipeline(model, PipelineConfig(batch=batch))
+    for _ in pipeline.results(open_source(video)):
+        pass
+    stats = pipeline.stats
     slowest = min(alone["decode_fps"], alone["preprocess_fps"], alone["inference_fps"])
     ratio = stats.end_to_end_fps / slowest if slowest else 0.0
     report = {

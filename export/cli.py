@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (for GPUs)")
     p.add_argument("--tflite", action="store_true", help="also write NAME.tflite (the bench's TFLite peer)")
     p.add_argument("--data-dir", type=Path, help="test data for the parity gate (default: the card's files)")
+    p.add_argument("--labels", type=Path, help="class names, one per line (default: the card's or the registry's)")
     return p
 
 
@@ -47,16 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from .onnx import ExportError, export_keras, read_card
     from .parity import ParityError, check_parity, parity_inputs
+    from edgerun.runtime.cli import read_labels
+    from edgerun.runtime.metadata import MetadataError
+
     from .quantize import QuantizeError
 
     out = args.out or args.model.with_suffix(".onnx")
     staging = out.with_name(f".{out.stem}.staging.onnx")
     try:
         command = shlex.join(["edgerun", "export", *(sys.argv[2:] if argv is None else argv)])
-        keras_model, exported = export_keras(args.model, staging, opset=args.opset, command=command)
+        labels = read_labels(args.labels) if args.labels else None
+        keras_model, exported = export_keras(args.model, staging, opset=args.opset, command=command, labels=labels)
         cases, source = parity_inputs(exported.metadata, read_card(args.model), args.data_dir)
         report = check_parity(keras_model, staging, exported.metadata, cases, source)
-    except (ExportError, ParityError) as exc:
+    except (ExportError, ParityError, MetadataError) as exc:
         staging.unlink(missing_ok=True)
         return _fail(str(exc))
     summary = exported.summary
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 def _int8(out: Path, args, metadata) -> list[str]:
     from .quantize import evaluate, load_calibration, quantize_int8, restamp
 
-    calib, evaluation = load_calibration(args.calib_data, metadata, args.calib_samples)
+    calib, evaluation = load_calibration(args.calib_data, metadata.classes, args.calib_samples)
     int8 = out.with_name(f"{out.stem}.int8.onnx")
     logger.info("calibrating int8 on %s", calib.source)
     int8_meta = quantize_int8(out, int8, calib)

@@ -169,11 +169,25 @@ def save_onnx(proto, path: Path) -> int:
     return len(data)
 
 
-def export_keras(keras_path: Path, out: Path, opset: int = DEFAULT_OPSET, command: str | None = None):
-    """Export ``keras_path`` to ``out``; returns the Keras model and :class:`Exported`."""
+def export_keras(
+    keras_path: Path,
+    out: Path,
+    opset: int = DEFAULT_OPSET,
+    command: str | None = None,
+    labels: tuple[str, ...] | None = None,
+):
+    """Export ``keras_path`` to ``out``; returns the Keras model and :class:`Exported`.
+
+    ``labels`` (class names in output order) replace what the card or the registry says.
+    """
     model = load_keras(keras_path)
     card = read_card(keras_path)
     metadata = metadata_for(model, keras_path, card, opset, command)
+    if labels is not None:
+        units = model.output_shape[-1]
+        if len(labels) != units:
+            raise ExportError(f"--labels names {len(labels)} classes but {keras_path.name} has {units} outputs")
+        metadata = metadata.replace(classes=tuple(labels))
     proto = convert(model, opset=opset)
     write_metadata(proto, metadata)
     size = save_onnx(proto, out)

@@ -1,10 +1,11 @@
 """int8 (static QDQ, per-channel) and fp16 variants of an exported model.
 
-int8 types were chosen by measurement, not by default: on this project's reference CPU
-(Sapphire Rapids, VNNI + AMX) with onnxruntime 1.31, uint8 activations with int8 weights ran
-ResNet50 about 3x faster than fp32, while int8 activations gave no gain (README, Export).
+int8 types were chosen by measurement, not by default: with onnxruntime 1.31 on an AVX-512 VNNI
+CPU, uint8 activations with int8 weights ran ResNet50 about 3x faster than fp32, while int8
+activations gave no gain (README, Export).
 Every option is passed explicitly: the library's defaults have changed between versions.
-Calibration reuses the runtime's own preprocessing, so int8 sees what the runtime will feed it.
+Calibration reuses the runtime's own path (``Model.prepare``: the model's preprocessing recipe),
+so int8 sees what the runtime will feed it, and accuracy is measured with ``Model.predict``.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from edgerun.runtime.frames import Frame, SourceError
+from edgerun.runtime.images import IMAGE_SUFFIXES, read_image
 from edgerun.runtime.metadata import ModelMetadata, read_metadata
 from edgerun.runtime.model import Model, SessionConfig
-from edgerun.runtime.preprocess import preprocessor
 from edgerun.runtime.timing import measure
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
 class QuantizeError(Exception):
@@ -35,19 +34,23 @@ class QuantizeError(Exception):
 
 @dataclass
 class LabelledInputs:
-    """Preprocessed NHWC float32 inputs, with labels where the data has them."""
+    """Images as read (frames), with labels where the data has them."""
 
-    inputs: np.ndarray
+    frames: list[np.ndarray]
     labels: np.ndarray | None
     source: str
 
 
-def _preprocess_all(frames, metadata: ModelMetadata) -> np.ndarray:
-    prep = preprocessor(metadata.preprocessing)
-    return np.stack([prep(f) for f in frames]).astype(np.float32)
+def model_inputs(model: Model, frames: list[np.ndarray]) -> np.ndarray:
+    """The NHWC float32 inputs ``model`` makes of ``frames``: the runtime's own preparation."""
+    items = [model.prepare(Frame(f, "calibration", i, float(i))) for i, f in enumerate(frames)]
+    bad = [item.error for item in items if item.error is not None]
+    if bad:
+        raise QuantizeError(f"{len(bad)} calibration image(s) could not be prepared, e.g. {bad[0]}")
+    return np.stack([item.prepared.tensors[0] for item in items]).astype(np.float32)
 
 
-def _from_idx(directory: Path, metadata: ModelMetadata, samples: int, seed: int):
+def _from_idx(directory: Path, samples: int, seed: int):
     from edgerun.train.data import DataError, load_idx_split
 
     splits = {}
@@ -72,43 +75,43 @@ def _from_idx(directory: Path, metadata: ModelMetadata, samples: int, seed: int)
         calib = test.images[:samples]
         eval_images, eval_labels = test.images[samples:], test.labels[samples:]
         origin = f"{directory} (calibration: first {len(calib)} test images; evaluation: the other {len(eval_images)})"
-    calib_set = LabelledInputs(_preprocess_all(calib, metadata), None, origin)
+    calib_set = LabelledInputs(list(calib), None, origin)
     eval_set = None
     if eval_images is not None and len(eval_images):
-        eval_set = LabelledInputs(_preprocess_all(eval_images, metadata), eval_labels, origin)
+        eval_set = LabelledInputs(list(eval_images), eval_labels, origin)
     return calib_set, eval_set
 
 
-def _from_images(directory: Path, metadata: ModelMetadata, samples: int, seed: int):
+def _from_images(directory: Path, classes: tuple[str, ...], samples: int, seed: int):
     files = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         return None
     rng = np.random.default_rng(seed)
     files = [files[i] for i in np.sort(rng.permutation(len(files))[:samples])]
     frames, labels = [], []
-    classes = {name: i for i, name in enumerate(metadata.classes)}
+    index = {name: i for i, name in enumerate(classes)}
     for path in files:
-        frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if frame is None:
-            logger.warning("calibration: skipping %s (not a readable image)", path)
+        try:
+            frames.append(read_image(path))  # the runtime's checked reader: no half-decoded files
+        except SourceError as exc:
+            logger.warning("calibration: skipping %s", exc)
             continue
-        frames.append(frame)
-        labels.append(classes.get(path.parent.name, -1))
+        labels.append(index.get(path.parent.name, -1))
     if not frames:
         return None
-    inputs = _preprocess_all(frames, metadata)
     label_array = np.asarray(labels) if all(label >= 0 for label in labels) else None
     origin = f"{len(frames)} images from {directory}"
     # Images are too few to split; with folder labels the same set shows accuracy before/after.
-    return LabelledInputs(inputs, None, origin), LabelledInputs(inputs, label_array, origin)
+    return LabelledInputs(frames, None, origin), LabelledInputs(frames, label_array, origin)
 
 
-def load_calibration(directory: str | Path, metadata: ModelMetadata, samples: int = 200, seed: int = 0):
-    """Calibration inputs and (if labelled) evaluation inputs from a directory of IDX files or images."""
+def load_calibration(directory: str | Path, classes: tuple[str, ...] = (), samples: int = 200, seed: int = 0):
+    """Calibration images and (if labelled) evaluation images from a directory of IDX files or
+    images (labelled by their folder's name when it is one of ``classes``)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise QuantizeError(f"--calib-data {directory} is not a directory")
-    found = _from_idx(directory, metadata, samples, seed) or _from_images(directory, metadata, samples, seed)
+    found = _from_idx(directory, samples, seed) or _from_images(directory, classes, samples, seed)
     if found is None:
         raise QuantizeError(
             f"no calibration data in {directory}: expected IDX files (t10k-images-idx3-ubyte.gz, ...) "
@@ -151,13 +154,14 @@ def quantize_int8(fp32_path: Path, out: Path, calibration: LabelledInputs) -> Mo
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     metadata = read_metadata(onnx.load(str(fp32_path), load_external_data=False))
+    inputs = model_inputs(Model.load(fp32_path, SessionConfig(provider="cpu")), calibration.frames)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
         quantize_static(
             model_input=str(prepared),
             model_output=str(Path(tmp) / "int8.onnx"),
-            calibration_data_reader=_reader(metadata.input_name, calibration.inputs),
+            calibration_data_reader=_reader(metadata.input_name, inputs),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
@@ -200,11 +204,9 @@ def evaluate(path: Path, evaluation: LabelledInputs | None, batches=(1, 8), seco
     """Accuracy on the labelled inputs (if any) and median CPU latency at each batch size."""
     model = Model.load(path, SessionConfig(provider="cpu"))
     accuracy = None
-    if evaluation is not None and evaluation.labels is not None:
-        probs = np.concatenate(
-            [model.run(evaluation.inputs[i : i + 256]) for i in range(0, len(evaluation.inputs), 256)]
-        )
-        accuracy = float(np.mean(probs.reshape(len(probs), -1).argmax(axis=1) == evaluation.labels))
+    if evaluation is not None and evaluation.labels is not None and model.task == "classify":
+        predicted = np.array([r.class_id for r in model.predict(evaluation.frames, batch=256)])
+        accuracy = float(np.mean(predicted == evaluation.labels))
     shape = model.metadata.preprocessing.size
     h, w = (28, 28) if None in shape else shape
     channels = model.input_channels

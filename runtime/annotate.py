@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
-from .postprocess import Result
 from .preprocess import to_bgr
+
+if TYPE_CHECKING:
+    from .results import Result
 
 GREEN = (40, 200, 40)
 RED = (40, 40, 230)

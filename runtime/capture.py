@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import cv2
 
-from .sources import Frame, SourceError
+from .frames import Frame, SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class LiveCapture:
     """A camera index or stream URL as a :class:`~edgerun.runtime.sources.Source`."""
 
     live = True
+    expected = None  # a live source has no end to count towards
 
     def __init__(
         self,
@@ -90,6 +91,9 @@ class LiveCapture:
             )
             raise SourceError(f"{kind} {target} {error}; {hint}")
         self._capture = capture
+        fps = capture.get(cv2.CAP_PROP_FPS) if hasattr(capture, "get") else 0.0
+        # Only for the output video's frame rate; measured fps always come from timestamps.
+        self.nominal_fps = fps if fps and 0 < fps < 1000 else 30.0
         self._thread = threading.Thread(target=self._grab_loop, name=f"edgerun-grab-{self.name}", daemon=True)
         self._thread.start()
 

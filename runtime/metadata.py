@@ -8,6 +8,7 @@ back through :func:`read_metadata`, the one place that knows the keys and the sc
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -30,14 +31,18 @@ class Preprocessing:
     Attributes:
         recipe: ``mnist`` (digit photos normalised like MNIST), ``gray`` (plain grayscale
             resize), ``fcn`` (any size, grayscale, inverted on light backgrounds), ``caffe``
-            (ImageNet: BGR, mean subtraction), or ``generic`` (scale and mean only).
+            (ImageNet: BGR, mean subtraction), or ``generic`` (scale, mean and std only).
         size: (height, width); ``None`` entries for any size.
         color: ``gray``, ``RGB`` or ``BGR``: the channel order the model expects.
-        scale: multiplied into the pixel values (after mean subtraction for caffe).
-        mean: subtracted per channel, in the model's channel order.
+        scale: multiplied into the pixel values first (1/255 maps 0..255 to 0..1).
+        mean: then subtracted per channel, in the model's channel order and scaled units.
+        std: then divided per channel (torchvision's ImageNet models: mean 0.485, 0.456, 0.406
+            and std 0.229, 0.224, 0.225 with scale 1/255 and RGB).
         resize: ``area`` (direct, INTER_AREA), ``direct`` (INTER_LINEAR) or
             ``short_side_crop`` (shorter side to size, then centre crop).
         background: ``dark`` (digits are light on dark, as MNIST) or ``any``.
+        stride: localize models: input pixels per output map position.
+        window: localize models: the input window one map position sees, in pixels.
     """
 
     recipe: str = "generic"
@@ -46,8 +51,32 @@ class Preprocessing:
     scale: float = 1.0
     mean: tuple[float, ...] = (0.0,)
     resize: str = "direct"
+    std: tuple[float, ...] = (1.0,)
     background: str = "any"
     stride: int | None = None
+    window: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipe, str):
+            raise MetadataError(f"preprocessing recipe must be a name, got {self.recipe!r}")
+        if len(self.size) != 2 or any(v is not None and (not isinstance(v, int) or v < 1) for v in self.size):
+            raise MetadataError(
+                f"preprocessing size must be [height, width] of whole numbers or null, got {self.size!r}"
+            )
+        if self.color not in ("gray", "RGB", "BGR"):
+            raise MetadataError(f"preprocessing color must be gray, RGB or BGR, got {self.color!r}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                raise MetadataError(f"preprocessing {name} must be a list of finite numbers, got {values!r}")
+        if any(v == 0 for v in self.std):
+            raise MetadataError(f"preprocessing std must not contain 0, got {self.std!r}")
+        if not isinstance(self.scale, (int, float)) or not math.isfinite(self.scale) or self.scale == 0:
+            raise MetadataError(f"preprocessing scale must be a finite, non-zero number, got {self.scale!r}")
+        for name in ("stride", "window"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise MetadataError(f"preprocessing {name} must be a whole number of at least 1, got {value!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
@@ -56,10 +85,11 @@ class Preprocessing:
         if unknown:
             raise MetadataError(f"unknown preprocessing fields {sorted(unknown)}; known: {sorted(known)}")
         values = dict(data)
-        if "size" in values:
-            values["size"] = tuple(values["size"])
-        if "mean" in values:
-            values["mean"] = tuple(float(m) for m in values["mean"])
+        for name in ("size", "mean", "std"):
+            if name in values:
+                if not isinstance(values[name], (list, tuple)):
+                    raise MetadataError(f"preprocessing {name} must be a list, got {values[name]!r}")
+                values[name] = tuple(values[name])
         return cls(**values)
 
 
@@ -93,6 +123,10 @@ class ModelMetadata:
             raise MetadataError(f"output kind must be one of {OUTPUT_KINDS}, got {self.output_kind!r}")
         if self.layout not in ("NHWC", "NCHW"):
             raise MetadataError(f"layout must be NHWC or NCHW, got {self.layout!r}")
+        if not isinstance(self.classes, tuple) or not all(isinstance(c, str) for c in self.classes):
+            raise MetadataError(f"classes must be a list of strings, got {self.classes!r}")
+        if not isinstance(self.preprocessing, Preprocessing):
+            raise MetadataError(f"preprocessing must be an object, got {self.preprocessing!r}")
 
     def to_props(self) -> dict[str, str]:
         """The ONNX ``metadata_props`` entries (string -> string)."""
@@ -143,9 +177,15 @@ def from_props(props: dict[str, str]) -> ModelMetadata | None:
             raise MetadataError(f"metadata field {key} is not valid JSON: {exc}") from None
     if "name" not in values:
         raise MetadataError(f"edgerun metadata has no {PREFIX}name")
-    values["classes"] = tuple(values.get("classes") or ())
-    values["input_shape"] = tuple(values.get("input_shape") or ())
-    values["preprocessing"] = Preprocessing.from_dict(values.get("preprocessing") or {})
+    for name in ("classes", "input_shape"):
+        value = values.get(name) or ()
+        if not isinstance(value, (list, tuple)):
+            raise MetadataError(f"metadata field {PREFIX}{name} must be a list, got {value!r}")
+        values[name] = tuple(value)
+    pre = values.get("preprocessing") or {}
+    if not isinstance(pre, dict):
+        raise MetadataError(f"metadata field {PREFIX}preprocessing must be an object, got {pre!r}")
+    values["preprocessing"] = Preprocessing.from_dict(pre)
     values.pop("schema", None)
     return ModelMetadata(**values)
 

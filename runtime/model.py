@@ -1,9 +1,15 @@
-"""One loaded model: an onnxruntime session, its metadata, and a batch -> probabilities call.
+"""One loaded model: an onnxruntime session, its metadata, its task head, and every way to run it.
 
-A :class:`Model` is safe to call from several threads (onnxruntime sessions are), warms up once
-per batch size, and knows its preprocessing from the model's own metadata. Models exported by
-something else run too: layout and size come from the input shape where that is unambiguous,
-otherwise from :class:`Overrides`.
+``Model.load(path)`` (or ``edgerun.load``) opens a session with the providers asked for and
+reads the model's own metadata; models exported by something else run too, their layout and
+size read from the input shape where that is unambiguous, otherwise from :class:`Overrides`.
+
+The one path from frame to result: ``prepare`` (the task head makes the model's inputs from a
+frame), ``infer`` (inputs of equal shape from many frames run as one batch; the head turns the
+outputs into one :class:`~edgerun.runtime.results.Result` per frame). ``predict`` runs it over
+frames in memory, ``stream`` over any source (threaded, so decode, preprocessing and inference
+overlap), and calling the model does either, returning a list. ``run`` is the raw call: a
+preprocessed NHWC batch in, probabilities (or class maps) out.
 """
 
 from __future__ import annotations
@@ -12,13 +18,21 @@ import logging
 import os
 import re
 import threading
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from .frames import Frame
+from .heads import HeadOptions, OutputError, check_outputs, make_head
 from .metadata import MetadataError, ModelMetadata, Preprocessing, read_metadata
+from .pipeline import Item, Pipeline, PipelineConfig
+from .preprocess import PreprocessError
 from .providers import ProviderPlan, check_ort_install, plan_providers, verify_providers
+from .results import Result
+from .sources import ArraySource, open_source
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +45,19 @@ class ModelError(Exception):
 
 @dataclass(frozen=True)
 class Overrides:
-    """What a user tells edgerun about a foreign model (``None``: read it from the model)."""
+    """What a user tells edgerun about a model (``None``: read it from the model).
+
+    For foreign models (no edgerun metadata) these are how the input is described; for
+    edgerun's own they replace what the metadata says.
+    """
 
     layout: str | None = None  # "nchw" | "nhwc"
     size: tuple[int, int] | None = None
     gray: bool | None = None
     scale: float | None = None
     mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    labels: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,25 @@ def check_model_file(path: Path) -> None:
         raise ModelError(f"{path} is empty (0 bytes); expected an ONNX model")
 
 
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A path as given, or the bundled model of that name (``mnist_cnn``) when no such file exists.
+
+    Raises:
+        ModelError: neither a file nor a bundled model (the bundled names are listed).
+    """
+    path = Path(name_or_path)
+    if path.exists() or path.suffix == ".onnx" or len(path.parts) > 1:
+        return path
+    try:
+        from edgerun.models import path as bundled  # data, not code: the runtime depends on no room
+    except ModuleNotFoundError:
+        return path
+    try:
+        return bundled(str(name_or_path))
+    except FileNotFoundError as exc:
+        raise ModelError(f"{name_or_path!r} is neither a file nor a bundled model: {exc}") from None
+
+
 def _session_options(config: SessionConfig):
     import onnxruntime as ort
 
@@ -108,6 +147,17 @@ def _load_failure(path: Path, text: str) -> str:
     return f"{path} is not a loadable ONNX model: {reason[:300]}"
 
 
+def guess_layout(shape: list) -> str | None:
+    """``NCHW`` or ``NHWC`` from a 4-D input shape when the channel axis is unambiguous, else None."""
+    if len(shape) != 4:
+        return None
+    nchw_like = shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4)
+    nhwc_like = shape[3] in (1, 3, 4) and shape[1] not in (1, 3, 4)
+    if nchw_like == nhwc_like:
+        return None
+    return "NCHW" if nchw_like else "NHWC"
+
+
 def _infer_foreign(inputs, outputs, overrides: Overrides) -> ModelMetadata:
     """Metadata for a model without edgerun's: from its input shape and the user's flags."""
     inp = inputs[0]
@@ -117,31 +167,19 @@ def _infer_foreign(inputs, outputs, overrides: Overrides) -> ModelMetadata:
             f"input {inp.name!r} has shape {shape}; edgerun runs image models with a 4-D input "
             "(batch, height, width, channels) or (batch, channels, height, width)"
         )
-    layout = overrides.layout.upper() if overrides.layout else None
+    layout = overrides.layout.upper() if overrides.layout else guess_layout(shape)
     if layout is None:
-        nchw_like = shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4)
-        nhwc_like = shape[3] in (1, 3, 4) and shape[1] not in (1, 3, 4)
-        if nchw_like == nhwc_like:
-            raise ModelError(
-                f"cannot tell the layout of input {inp.name!r} with shape {shape}; "
-                "pass --layout nchw or --layout nhwc (and --size H W if it is dynamic)"
-            )
-        layout = "NCHW" if nchw_like else "NHWC"
+        raise ModelError(
+            f"cannot tell the layout of input {inp.name!r} with shape {shape}; "
+            "pass --layout nchw or --layout nhwc (and --size H W if it is dynamic)"
+        )
     c, h, w = (shape[1], shape[2], shape[3]) if layout == "NCHW" else (shape[3], shape[1], shape[2])
     if overrides.size:
         h, w = overrides.size
     if not isinstance(h, int) or not isinstance(w, int):
         raise ModelError(f"input {inp.name!r} has dynamic size {shape}; pass --size H W")
     gray = overrides.gray if overrides.gray is not None else c == 1
-    pre = Preprocessing(
-        recipe="generic",
-        size=(h, w),
-        color="gray" if gray else "RGB",
-        scale=overrides.scale if overrides.scale is not None else 1 / 255.0,
-        mean=overrides.mean or (0.0,),
-        resize="area",
-    )
-    n_out = outputs[0].shape[-1] if isinstance(outputs[0].shape[-1], int) else 0
+    n_out = outputs[0].shape[-1] if outputs[0].shape and isinstance(outputs[0].shape[-1], int) else 0
     return ModelMetadata(
         name="foreign",
         classes=tuple(str(i) for i in range(n_out)),
@@ -149,9 +187,41 @@ def _infer_foreign(inputs, outputs, overrides: Overrides) -> ModelMetadata:
         input_name=inp.name,
         output_name=outputs[0].name,
         input_shape=tuple(shape),
-        preprocessing=pre,
+        preprocessing=Preprocessing(
+            recipe="generic", size=(h, w), color="gray" if gray else "RGB", scale=1 / 255.0, resize="area"
+        ),
         output_kind="logits",  # checked per batch: rows that already sum to 1 are left alone
     )
+
+
+def _apply_overrides(metadata: ModelMetadata, overrides: Overrides) -> ModelMetadata:
+    """One place where the user's options replace what the model says (timm's resolve step)."""
+    pre = metadata.preprocessing
+    changes = {
+        key: value
+        for key, value in (
+            ("size", tuple(overrides.size) if overrides.size else None),
+            ("scale", overrides.scale),
+            ("mean", tuple(overrides.mean) if overrides.mean is not None else None),
+            ("std", tuple(overrides.std) if overrides.std is not None else None),
+            ("color", _color(pre.color, overrides.gray)),
+        )
+        if value is not None
+    }
+    if changes:
+        metadata = metadata.replace(preprocessing=replace(pre, **changes))
+    if overrides.labels is not None:
+        metadata = metadata.replace(classes=tuple(overrides.labels))
+    return metadata
+
+
+def _color(current: str, gray: bool | None) -> str | None:
+    """The colour a ``gray`` override asks for: gray, or colour (RGB unless the model says BGR)."""
+    if gray is None:
+        return None
+    if gray:
+        return "gray"
+    return current if current != "gray" else "RGB"
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -161,15 +231,26 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 
 class Model:
-    """An ONNX model ready to run. Use :meth:`load`."""
+    """An ONNX model ready to run. Use :meth:`load` (or ``edgerun.load``)."""
 
-    def __init__(self, session, metadata: ModelMetadata, path: Path, plan: ProviderPlan, foreign: bool):
+    def __init__(
+        self,
+        session,
+        metadata: ModelMetadata,
+        path: Path,
+        plan: ProviderPlan,
+        foreign: bool,
+        options: HeadOptions | None = None,
+        batch: int = 1,
+    ):
         self.session = session
         self.metadata = metadata
         self.path = path
         self.plan = plan
         self.foreign = foreign
+        self.batch = batch
         self.providers = session.get_providers()
+        self.head = make_head(metadata, options)
         # On CUDA, IO binding keeps the output on the device between runs and copies once.
         self._iobinding = self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
         # The hot path reads these instead of walking the metadata on every call.
@@ -179,19 +260,27 @@ class Model:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: str | Path, config: SessionConfig | None = None, overrides: Overrides | None = None) -> Model:
-        """Open ``path`` with the providers ``config`` asks for.
+    def load(
+        cls,
+        path: str | Path,
+        config: SessionConfig | None = None,
+        overrides: Overrides | None = None,
+        options: HeadOptions | None = None,
+        batch: int = 1,
+    ) -> Model:
+        """Open ``path`` (a file, or a bundled model's name) with the providers ``config`` asks for.
 
         Raises:
             ModelError: missing, empty, LFS pointer, not ONNX, or an input no recipe fits.
             ProviderError: an explicit GPU provider that cannot run here.
-            MetadataError: edgerun metadata of an unknown schema.
+            MetadataError: edgerun metadata of an unknown schema, malformed, or disagreeing
+                with the graph (class names vs output width, task vs output shape).
         """
         import onnxruntime as ort
 
         config = config or SessionConfig()
         overrides = overrides or Overrides()
-        path = Path(path)
+        path = resolve_model_path(path)
         check_model_file(path)
         check_ort_install()
         plan = plan_providers(config.provider, ort.get_available_providers())
@@ -204,28 +293,39 @@ class Model:
         foreign = metadata is None
         if foreign:
             metadata = _infer_foreign(session.get_inputs(), session.get_outputs(), overrides)
-        else:
-            metadata = _apply_overrides(metadata, overrides)
-        model = cls(session, metadata, path, plan, foreign)
-        model._check_io()
+        metadata = _apply_overrides(metadata, overrides)
+        _check_io(session, metadata)
+        model = cls(session, metadata, path, plan, foreign, options, batch)
         logger.info("loaded %s (%s, %s) on %s", path.name, metadata.name, metadata.task, ", ".join(model.providers))
         return model
 
-    def _check_io(self) -> None:
-        names = [i.name for i in self.session.get_inputs()]
-        if self.metadata.input_name not in names:
-            raise MetadataError(f"metadata names input {self.metadata.input_name!r}, the graph has {names}")
-        outs = [o.name for o in self.session.get_outputs()]
-        if self.metadata.output_name not in outs:
-            raise MetadataError(f"metadata names output {self.metadata.output_name!r}, the graph has {outs}")
+    # -- what the model is ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def task(self) -> str:
+        return self.metadata.task
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.metadata.classes
 
     @property
     def input_channels(self) -> int:
         return 1 if self.metadata.preprocessing.color == "gray" else 3
 
+    def __repr__(self) -> str:
+        return f"Model({self.path.name!r}, task={self.task!r}, classes={len(self.classes)}, providers={self.providers})"
+
+    # -- the raw call --------------------------------------------------------------------------
     def _feed(self, batch: np.ndarray) -> np.ndarray:
         if batch.ndim != 4:
-            raise ModelError(f"a batch must be 4-D (N, H, W, C), got shape {batch.shape}")
+            raise ModelError(
+                f"Model.run takes a preprocessed batch (N, H, W, C), got shape {batch.shape}; "
+                "to run frames or files, call the model: model(x) or model.predict(frames)"
+            )
         if self._nchw:
             batch = batch.transpose(0, 3, 1, 2)
         if batch.dtype != np.float32 or not batch.flags.c_contiguous:
@@ -259,16 +359,92 @@ class Model:
             self._warm.add(key)
         self.run(np.zeros(key, np.float32))
 
+    # -- frame -> result -----------------------------------------------------------------------
+    def prepare(self, frame: Frame) -> Item:
+        """The model's inputs for one frame, or the reason there are none (never raises)."""
+        if frame.error is not None:
+            return Item(frame, error=frame.error)
+        if frame.image is None:
+            return Item(frame, error="no image")
+        try:
+            return Item(frame, self.head.prepare(frame.image))
+        except PreprocessError as exc:
+            return Item(frame, error=f"preprocessing failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one bad frame gives one error record, never a crash
+            logger.debug("preprocessing %s failed", frame.source, exc_info=True)
+            return Item(frame, error=f"preprocessing failed: {type(exc).__name__}: {exc}")
 
-def _apply_overrides(metadata: ModelMetadata, overrides: Overrides) -> ModelMetadata:
-    pre = metadata.preprocessing
-    changes = {}
-    if overrides.size:
-        changes["size"] = tuple(overrides.size)
-    if overrides.scale is not None:
-        changes["scale"] = overrides.scale
-    if overrides.mean is not None:
-        changes["mean"] = tuple(overrides.mean)
-    if overrides.gray is not None:
-        changes["color"] = "gray" if overrides.gray else "RGB"
-    return metadata.replace(preprocessing=replace(pre, **changes)) if changes else metadata
+    def infer(self, items: list[Item]) -> list[Result]:
+        """One Result per item, in order. Inputs of equal shape run together as one batch."""
+        outputs: list[list[np.ndarray | None]] = [[None] * len(i.prepared.tensors) if i.prepared else [] for i in items]
+        latency = [0.0] * len(items)
+        failed: dict[int, str] = {i: item.error for i, item in enumerate(items) if item.error is not None}
+        groups: dict[tuple, list[tuple[int, int]]] = {}
+        for i, item in enumerate(items):
+            if item.prepared is not None:
+                for j, tensor in enumerate(item.prepared.tensors):
+                    groups.setdefault(tensor.shape, []).append((i, j))
+        for members in groups.values():
+            batch = np.stack([items[i].prepared.tensors[j] for i, j in members])
+            start = time.perf_counter_ns()
+            try:
+                out = self.run(batch)
+            except Exception as exc:  # noqa: BLE001 - a failed run gives error records, not a crash
+                logger.debug("inference failed", exc_info=True)
+                for i, _ in members:
+                    failed.setdefault(i, f"inference failed: {_short(exc)}")
+                continue
+            elapsed_ms = (time.perf_counter_ns() - start) / 1e6
+            for row, (i, j) in enumerate(members):
+                outputs[i][j] = out[row]
+            for i in {i for i, _ in members}:
+                latency[i] += elapsed_ms
+        results = []
+        for i, item in enumerate(items):
+            if i in failed:
+                results.append(Result(item.frame.source, item.frame.index, error=failed[i]))
+                continue
+            try:
+                results.append(self.head.finish(outputs[i], item.prepared, item.frame, latency[i]))
+            except OutputError as exc:
+                results.append(Result(item.frame.source, item.frame.index, latency[i], error=str(exc)))
+        return results
+
+    def predict(self, frames: Iterable, batch: int | None = None) -> list[Result]:
+        """Results for frames in memory (numpy images, or paths), one per frame, in order.
+
+        Runs in the calling thread; for long or live sources use :meth:`stream`.
+        """
+        return list(self.stream(ArraySource(list(frames)), batch=batch, threaded=False))
+
+    def stream(
+        self, source, batch: int | None = None, threaded: bool = True, max_frames: int | None = None
+    ) -> Iterator[Result]:
+        """Results for every frame of ``source`` (anything :func:`open_source` takes), in order.
+
+        Threaded (the default), decoding, preprocessing and inference overlap; see
+        :class:`~edgerun.runtime.pipeline.Pipeline` for the stages and their statistics.
+        """
+        source = open_source(source)
+        config = PipelineConfig(batch=batch or self.batch, max_frames=max_frames, threaded=threaded)
+        return Pipeline(self, config).results(source)
+
+    def __call__(self, x, batch: int | None = None) -> list[Result]:
+        """Results for ``x``: a path, directory, glob, list file, video, numpy frame, or a list
+        of frames and paths. Always a list, one Result per input (a single input: a list of one)."""
+        return list(self.stream(x, batch=batch, threaded=not isinstance(x, (np.ndarray, list, tuple))))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]
+
+
+def _check_io(session, metadata: ModelMetadata) -> None:
+    names = [i.name for i in session.get_inputs()]
+    if metadata.input_name not in names:
+        raise MetadataError(f"metadata names input {metadata.input_name!r}, the graph has {names}")
+    outs = {o.name: o for o in session.get_outputs()}
+    if metadata.output_name not in outs:
+        raise MetadataError(f"metadata names output {metadata.output_name!r}, the graph has {list(outs)}")
+    check_outputs(metadata, list(outs[metadata.output_name].shape))

@@ -1,9 +1,10 @@
-"""The run pipeline: Source -> Frame -> preprocess -> Model -> Result, with the stages overlapped.
+"""The threaded form of ``Model.stream``: Source -> Frame -> prepare -> infer -> Result, overlapped.
 
-A reader thread decodes frames, a preprocessing thread turns them into model inputs, and the
-calling thread batches and runs the model, then hands each :class:`Result` to the sinks. The
-queues between stages are bounded, so memory stays flat however fast the source is. Order is
-kept, and every frame gives exactly one result (an error result when it failed anywhere).
+A reader thread decodes frames, a preparing thread turns them into model inputs (the task
+head's ``prepare``), and the consuming thread batches them and runs the model (``infer``),
+yielding each :class:`Result` in order. The queues between stages are bounded, so memory stays
+flat however fast the source is, and every frame gives exactly one result (an error result when
+it failed anywhere). With ``threaded=False`` the same steps run in the calling thread.
 """
 
 from __future__ import annotations
@@ -12,29 +13,39 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+from .frames import Frame, Source
+from .heads import Prepared
+from .timing import Reservoir
 
-from .model import Model
-from .postprocess import LocalizeConfig, Result, localize, top_k
-from .preprocess import preprocessor
-from .sources import Frame, Source
+if TYPE_CHECKING:
+    from .model import Model
+    from .results import Result
 
 logger = logging.getLogger(__name__)
 
 _END = object()
 
 
+@dataclass
+class Item:
+    """One frame on its way through: its prepared inputs, or why it has none."""
+
+    frame: Frame
+    prepared: Prepared | None = None
+    error: str | None = None
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     batch: int = 1
-    topk: int = 5
     queue_size: int = 16
     max_frames: int | None = None
-    log_every_s: float = 5.0
-    localize: LocalizeConfig = field(default_factory=LocalizeConfig)
+    log_every_s: float | None = None  # None: no periodic progress lines
+    threaded: bool = True
 
 
 @dataclass
@@ -57,7 +68,7 @@ class RunStats:
     decode: StageClock = field(default_factory=StageClock)
     preprocess: StageClock = field(default_factory=StageClock)
     inference: StageClock = field(default_factory=StageClock)
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: Reservoir = field(default_factory=Reservoir)
     first_ts: float | None = None
     last_ts: float | None = None
     interrupted: bool = False
@@ -74,7 +85,7 @@ class RunStats:
         return (self.frames - 1) / (self.last_ts - self.first_ts)
 
     def as_dict(self) -> dict:
-        lat = np.asarray(self.latencies_ms) if self.latencies_ms else None
+        p50 = self.latencies_ms.percentile(50)
         return {
             "frames": self.frames,
             "errors": self.errors,
@@ -83,7 +94,7 @@ class RunStats:
             "decode_fps": round(self.decode.fps, 2),
             "preprocess_fps": round(self.preprocess.fps, 2),
             "inference_fps": round(self.inference.fps, 2),
-            "latency_p50_ms": None if lat is None else round(float(np.percentile(lat, 50)), 3),
+            "latency_p50_ms": None if p50 is None else round(p50, 3),
             "source_fps": None if self.source_fps is None else round(self.source_fps, 2),
             "interrupted": self.interrupted,
         }
@@ -95,156 +106,158 @@ class Pipeline:
     def __init__(self, model: Model, config: PipelineConfig | None = None) -> None:
         self.model = model
         self.config = config or PipelineConfig()
-        self._prep = preprocessor(model.metadata.preprocessing)
-        self._stop = threading.Event()
+        self.stats = RunStats()
+        self._stop = threading.Event()  # asked for by the user (a signal, a window's 'q')
+        self._halt = threading.Event()  # the run is over: stage threads leave
+        self._last_log = 0.0
 
     def stop(self) -> None:
-        """Stop reading new frames; the frames already read are finished and emitted.
+        """Stop reading new frames; the frames already read are finished and yielded.
 
         Safe to call from a signal handler or another thread."""
         self._stop.set()
 
-    # -- stage threads -------------------------------------------------------------------------
-    def _read(self, source: Source, out: queue.Queue, stats: RunStats) -> None:
-        try:
-            iterator = iter(source)
-            count = 0
-            while not self._stop.is_set():
-                if self.config.max_frames is not None and count >= self.config.max_frames:
-                    break
-                start = time.perf_counter_ns()
+    # -- the stages ----------------------------------------------------------------------------
+    def _frames(self, source: Source) -> Iterator[Frame]:
+        """The source's frames, up to ``max_frames``, timed; a failing source ends with one
+        error frame, never an exception."""
+        stats, limit = self.stats, self.config.max_frames
+        iterator = iter(source)
+        count = 0
+        while not (self._stop.is_set() or self._halt.is_set()) and (limit is None or count < limit):
+            start = time.perf_counter_ns()
+            try:
                 frame = next(iterator, None)
-                if frame is None:
-                    break
-                stats.decode.busy_ns += time.perf_counter_ns() - start
-                stats.decode.items += 1
-                count += 1
+            except Exception as exc:  # noqa: BLE001 - a source failure ends the run with a record
+                logger.error("%s: reading failed: %s", source.name, exc)
+                yield Frame(None, source.name, count, 0.0, error=f"reading {source.name} failed: {exc}")
+                return
+            if frame is None:
+                return
+            stats.decode.busy_ns += time.perf_counter_ns() - start
+            stats.decode.items += 1
+            count += 1
+            yield frame
+
+    def _prepare(self, frame: Frame) -> Item:
+        start = time.perf_counter_ns()
+        item = self.model.prepare(frame)
+        if frame.error is None:
+            self.stats.preprocess.busy_ns += time.perf_counter_ns() - start
+            self.stats.preprocess.items += 1
+        return item
+
+    def _infer(self, items: list[Item]) -> list[Result]:
+        start = time.perf_counter_ns()
+        results = self.model.infer(items)
+        stats = self.stats
+        ran = [r for r in results if r.latency_ms is not None]
+        if ran:
+            stats.inference.busy_ns += time.perf_counter_ns() - start
+            stats.inference.items += len(ran)
+        for result, item in zip(results, items, strict=True):
+            stats.frames += 1
+            stats.errors += result.error is not None
+            if result.latency_ms is not None:
+                stats.latencies_ms.add(result.latency_ms)
+            if item.frame.error is None:
+                stats.first_ts = item.frame.timestamp if stats.first_ts is None else stats.first_ts
+                stats.last_ts = item.frame.timestamp
+        return results
+
+    # -- the run -------------------------------------------------------------------------------
+    def results(self, source: Source) -> Iterator[Result]:
+        """Every frame's Result, in order. Closing the generator (or :meth:`stop`) ends the run
+        cleanly: threads joined, the source closed, ``stats`` complete."""
+        start = self._last_log = time.perf_counter()
+        try:
+            if self.config.threaded:
+                yield from self._threaded(source, start)
+            else:
+                yield from self._inline(source, start)
+            self.stats.interrupted = self._stop.is_set()
+        except KeyboardInterrupt:
+            self.stats.interrupted = True
+            logger.warning("interrupted: finishing the records in hand")
+        finally:
+            source.close()
+            self.stats.wall_s = time.perf_counter() - start
+
+    def _inline(self, source: Source, start: float) -> Iterator[Result]:
+        items: list[Item] = []
+        for frame in self._frames(source):
+            items.append(self._prepare(frame))
+            if len(items) >= self.config.batch:
+                yield from self._infer(items)
+                items = []
+                self._log(start)
+        if items:
+            yield from self._infer(items)
+
+    def _read(self, source: Source, out: queue.Queue) -> None:
+        try:
+            for frame in self._frames(source):
                 out.put(frame)
-        except Exception as exc:  # noqa: BLE001 - a source failure ends the run with a record
-            logger.error("%s: reading failed: %s", source.name, exc)
-            out.put(Frame(None, source.name, -1, 0.0, error=f"source failed: {exc}"))
         finally:
             out.put(_END)
 
-    def _preprocess(self, inp: queue.Queue, out: queue.Queue, stats: RunStats) -> None:
+    def _prep_loop(self, inp: queue.Queue, out: queue.Queue) -> None:
         while True:
             frame = inp.get()
             if frame is _END:
                 out.put(_END)
                 return
-            tensor, error = None, frame.error
-            if error is None:
-                start = time.perf_counter_ns()
-                try:
-                    tensor = self._prep(frame.image)
-                except Exception as exc:  # noqa: BLE001 - one bad frame gives one error record
-                    error = f"preprocessing failed: {exc}"
-                stats.preprocess.busy_ns += time.perf_counter_ns() - start
-                stats.preprocess.items += 1
-            out.put((frame, tensor, error))
+            out.put(self._prepare(frame))
 
-    # -- inference -----------------------------------------------------------------------------
-    def _results(self, items: list, stats: RunStats) -> list[Result]:
-        """Run one batch of (frame, tensor, error) items; same-shape tensors share a run."""
-        results: dict[int, Result] = {}
-        runnable = [(i, it) for i, it in enumerate(items) if it[2] is None]
-        for i, (frame, _, error) in enumerate(items):
-            if error is not None:
-                results[i] = Result(frame.source, frame.index, error=error)
-        groups: dict[tuple, list] = {}
-        for i, item in runnable:
-            groups.setdefault(item[1].shape, []).append((i, item))
-        meta = self.model.metadata
-        for members in groups.values():
-            batch = np.stack([item[1] for _, item in members])
-            start = time.perf_counter_ns()
-            try:
-                out = self.model.run(batch)
-            except Exception as exc:  # noqa: BLE001 - a failed run gives error records, not a crash
-                for i, (frame, _, _) in members:
-                    results[i] = Result(frame.source, frame.index, error=f"inference failed: {exc}")
-                continue
-            elapsed = time.perf_counter_ns() - start
-            stats.inference.busy_ns += elapsed
-            stats.inference.items += len(members)
-            latency = elapsed / 1e6
-            for row, (i, (frame, tensor, _)) in enumerate(members):
-                if meta.task == "localize":
-                    h, w = frame.image.shape[:2]
-                    scale = (w / tensor.shape[1], h / tensor.shape[0])
-                    dets = localize(out[row], meta.classes, self.config.localize, scale)
-                    results[i] = Result(frame.source, frame.index, latency, detections=dets, extras={"heat": out[row]})
-                else:
-                    results[i] = Result(
-                        frame.source,
-                        frame.index,
-                        latency,
-                        top=top_k(out[row], meta.classes, self.config.topk),
-                    )
-                stats.latencies_ms.append(latency)
-        return [results[i] for i in range(len(items))]
-
-    def run(self, source: Source, emit: Callable[[Result, Frame], None]) -> RunStats:
-        """Process every frame of ``source``; ``emit(result, frame)`` is called once per frame, in order."""
-        stats = RunStats()
+    def _threaded(self, source: Source, start: float) -> Iterator[Result]:
         frames: queue.Queue = queue.Queue(self.config.queue_size)
-        tensors: queue.Queue = queue.Queue(self.config.queue_size)
+        items: queue.Queue = queue.Queue(self.config.queue_size)
         threads = [
-            threading.Thread(target=self._read, args=(source, frames, stats), name="edgerun-read", daemon=True),
-            threading.Thread(target=self._preprocess, args=(frames, tensors, stats), name="edgerun-prep", daemon=True),
+            threading.Thread(target=self._read, args=(source, frames), name="edgerun-read", daemon=True),
+            threading.Thread(target=self._prep_loop, args=(frames, items), name="edgerun-prep", daemon=True),
         ]
-        start = time.perf_counter()
-        last_log = start
         for t in threads:
             t.start()
-        finished = False
         try:
+            finished = False
             while not finished:
-                first = tensors.get()
+                first = items.get()
                 if first is _END:
                     break
-                items = [first]
-                while len(items) < self.config.batch:
+                batch = [first]
+                while len(batch) < self.config.batch:
                     try:  # live sources must not wait for a full batch: take what is ready
-                        item = tensors.get_nowait() if source.live else tensors.get()
+                        item = items.get_nowait() if source.live else items.get()
                     except queue.Empty:
                         break
                     if item is _END:
                         finished = True
                         break
-                    items.append(item)
-                for result, (frame, _, _) in zip(self._results(items, stats), items, strict=True):
-                    stats.frames += 1
-                    stats.errors += result.error is not None
-                    if frame.error is None and frame.index >= 0:
-                        stats.first_ts = frame.timestamp if stats.first_ts is None else stats.first_ts
-                        stats.last_ts = frame.timestamp
-                    emit(result, frame)
-                now = time.perf_counter()
-                if now - last_log >= self.config.log_every_s:
-                    last_log = now
-                    stats.wall_s = now - start
-                    lat = np.percentile(stats.latencies_ms, 50) if stats.latencies_ms else float("nan")
-                    logger.info(
-                        "%d frames, %.1f fps end-to-end, inference p50 %.2f ms",
-                        stats.frames,
-                        stats.end_to_end_fps,
-                        lat,
-                    )
-            stats.interrupted = self._stop.is_set()
-        except KeyboardInterrupt:
-            stats.interrupted = True
-            logger.warning("interrupted: finishing the records in hand")
+                    batch.append(item)
+                yield from self._infer(batch)
+                self._log(start)
         finally:
-            self._stop.set()
+            self._halt.set()
             deadline = time.monotonic() + 5
             while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-                for q in (frames, tensors):  # unblock stage threads stuck on a full queue
+                for q in (frames, items):  # unblock stage threads stuck on a full queue
                     try:
                         q.get_nowait()
                     except queue.Empty:
                         pass
                 time.sleep(0.005)
-            source.close()
-            stats.wall_s = time.perf_counter() - start
-        return stats
+
+    def _log(self, start: float) -> None:
+        every = self.config.log_every_s
+        now = time.perf_counter()
+        if every is None or now - self._last_log < every:
+            return
+        self._last_log = now
+        self.stats.wall_s = now - start
+        p50 = self.stats.latencies_ms.percentile(50)
+        logger.info(
+            "%d frames, %.1f fps end-to-end, inference p50 %s",
+            self.stats.frames,
+            self.stats.end_to_end_fps,
+            "-" if p50 is None else f"{p50:.2f} ms",
+        )

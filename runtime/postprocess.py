@@ -1,4 +1,4 @@
-"""Model outputs -> results: top-k classes, or FCN heatmaps -> digit detections in input pixels.
+"""Model outputs -> answers: top-k classes, or FCN heatmaps -> digit detections in input pixels.
 
 Localization follows the book: a class fires where its probability passes the threshold (0.98).
 A real digit lights a cluster of neighbouring map positions, a spurious response only a few, so
@@ -9,78 +9,12 @@ by centre distance: the windows are all 28 px, so distance says what IoU would).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-
-@dataclass(frozen=True)
-class TopClass:
-    class_id: int
-    label: str
-    prob: float
-
-
-@dataclass(frozen=True)
-class Detection:
-    class_id: int
-    label: str
-    score: float
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in input pixels
-    area: int = 0  # map positions in the merged region
-
-    @property
-    def center(self) -> tuple[float, float]:
-        x1, y1, x2, y2 = self.box
-        return (x1 + x2) / 2, (y1 + y2) / 2
-
-
-@dataclass
-class Result:
-    """What one input gave: top-k classes, detections, or an error. One per input, always."""
-
-    source: str
-    index: int
-    latency_ms: float | None = None
-    top: list[TopClass] | None = None
-    detections: list[Detection] | None = None
-    error: str | None = None
-    extras: dict = field(default_factory=dict)
-
-    def to_record(self) -> dict:
-        """The JSON-lines record documented in the README (``run --json``)."""
-        record: dict = {"source": self.source, "index": self.index}
-        if self.error is not None:
-            record["error"] = self.error
-            return record
-        if self.top is not None:
-            record["top"] = [{"class_id": t.class_id, "label": t.label, "prob": round(t.prob, 6)} for t in self.top]
-        if self.detections is not None:
-            record["detections"] = [
-                {
-                    "class_id": d.class_id,
-                    "label": d.label,
-                    "score": round(d.score, 6),
-                    "box": [round(v, 1) for v in d.box],
-                }
-                for d in self.detections
-            ]
-        record["latency_ms"] = None if self.latency_ms is None else round(self.latency_ms, 3)
-        return record
-
-    def summary(self) -> str:
-        """One line for the terminal."""
-        head = f"{self.index:>6} {self.source}"
-        if self.error is not None:
-            return f"{head}: ERROR {self.error}"
-        if self.top is not None:
-            best = ", ".join(f"{t.label} {t.prob:.3f}" for t in self.top)
-            return f"{head}: {best}"
-        found = ", ".join(
-            f"{d.label}@({d.center[0]:.0f},{d.center[1]:.0f}) {d.score:.3f}" for d in self.detections or []
-        )
-        return f"{head}: {len(self.detections or [])} found" + (f": {found}" if found else "")
+from .results import Detection, TopClass
 
 
 def top_k(probs: np.ndarray, classes: tuple[str, ...], k: int) -> list[TopClass]:
@@ -96,8 +30,8 @@ class LocalizeConfig:
     threshold: float = 0.98  # the book's
     min_area: int = 3  # map positions a region needs to count as a digit
     merge_radius: float = 21.0  # px: a weaker region centred this close to a stronger one is the same digit
-    window: int = 28  # the classifier's receptive field in input pixels
-    stride: int = 2  # input pixels per map position
+    window: int = 28  # the classifier's receptive field in input pixels (from the model's metadata)
+    stride: int = 2  # input pixels per map position (from the model's metadata)
 
 
 def localize(
@@ -151,7 +85,7 @@ def localize(
     return sorted(kept, key=lambda d: (d.box[1], d.box[0]))
 
 
-def heatmap_images(heat: np.ndarray, input_shape: tuple[int, int], config: LocalizeConfig = LocalizeConfig()):
+def heatmap_images(heat: np.ndarray, input_shape: tuple[int, int], stride: int) -> list[np.ndarray]:
     """The book's graymaps: per class, the map resized x stride and placed at the window offset so
     it lines up with the input. Returns a list of uint8 HxW images (255 = probability 1)."""
     h, w = input_shape
@@ -159,7 +93,7 @@ def heatmap_images(heat: np.ndarray, input_shape: tuple[int, int], config: Local
     for c in range(heat.shape[2]):
         plane = cv2.resize(
             heat[:, :, c],
-            (heat.shape[1] * config.stride, heat.shape[0] * config.stride),
+            (heat.shape[1] * stride, heat.shape[0] * stride),
             interpolation=cv2.INTER_NEAREST,
         )
         canvas = np.zeros((h, w), np.float32)

@@ -136,14 +136,18 @@ def normalize_digit(gray: np.ndarray, size: int = 28, box: int = MNIST_BOX) -> n
 
 
 def _scaled(image: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """Pixels x scale, then - mean, then / std (per channel, in the model's channel order)."""
     data = image.astype(np.float32)
     if data.ndim == 2:
         data = data[:, :, None]
+    if pre.scale != 1.0:
+        data *= np.float32(pre.scale)
     mean = np.asarray(pre.mean, np.float32)
     if np.any(mean):
-        data = data - mean
-    if pre.scale != 1.0:
-        data = data * np.float32(pre.scale)
+        data -= mean
+    std = np.asarray(pre.std, np.float32)
+    if np.any(std != 1.0):
+        data /= std
     return data
 
 

@@ -63,8 +63,8 @@ def check_ort_install() -> list[str]:
 
 
 @cache
-def _warn_cpu_fallback(reason: str) -> None:
-    logger.warning("provider auto: %s; running on CPU", reason)
+def _note_cpu_fallback(reason: str) -> None:
+    logger.debug("provider auto: %s; running on CPU", reason)
 
 
 def plan_providers(choice: str, available: list[str], cuda_options: dict | None = None) -> ProviderPlan:
@@ -81,7 +81,7 @@ def plan_providers(choice: str, available: list[str], cuda_options: dict | None 
     if choice == "auto":
         if "CUDAExecutionProvider" in available:
             return ProviderPlan(choice, [cuda, "CPUExecutionProvider"], strict=False)
-        _warn_cpu_fallback(f"this onnxruntime has no CUDA provider (it has {', '.join(available)})")
+        _note_cpu_fallback(f"this onnxruntime has no CUDA provider (it has {', '.join(available)})")
         return ProviderPlan(choice, ["CPUExecutionProvider"], strict=False)
     wanted = PROVIDER_NAMES[choice]
     if wanted not in available:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .postprocess import Detection, LocalizeConfig, localize
+from .results import Detection
 
 CELL = 28
 
@@ -91,23 +91,12 @@ def score(detections: list[Detection], truth: list[Truth], radius: float = 14.0)
     return result
 
 
-def evaluate_localizer(
-    model,
-    digits: np.ndarray,
-    labels: np.ndarray,
-    scenes: int = 50,
-    seed: int = 0,
-    config: LocalizeConfig | None = None,
-) -> Score:
-    """Precision and recall of ``model`` (an FCN :class:`~edgerun.runtime.model.Model`) over
+def evaluate_localizer(model, digits: np.ndarray, labels: np.ndarray, scenes: int = 50, seed: int = 0) -> Score:
+    """Precision and recall of ``model`` (a localize :class:`~edgerun.runtime.model.Model`) over
     ``scenes`` generated scenes."""
-    from .preprocess import preprocessor
-
-    prep = preprocessor(model.metadata.preprocessing)
     rng = np.random.default_rng(seed)
+    made = [make_scene(digits, labels, rng) for _ in range(scenes)]
     total = Score()
-    for _ in range(scenes):
-        scene = make_scene(digits, labels, rng)
-        heat = model.run(prep(scene.image)[None])[0]
-        total.add(score(localize(heat, model.metadata.classes, config or LocalizeConfig()), scene.truth))
+    for scene, result in zip(made, model.predict([s.image for s in made]), strict=True):
+        total.add(score(result.detections or [], scene.truth))
     return total

@@ -1,5 +1,6 @@
 """Where results go: JSON lines, annotated images or video, a window. Each sink has
-``write(result, frame)`` and ``close()``, and is a context manager."""
+``write(result)`` and ``close()``, and is a context manager. A result carries the frame it came
+from (``result.image``), so sinks that draw need nothing else."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import json
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 
 import cv2
 
 from .annotate import Annotator
-from .postprocess import Result, heatmap_images
-from .sources import VIDEO_SUFFIXES, Frame
+from .images import VIDEO_SUFFIXES
+from .postprocess import heatmap_images
+from .results import Result
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ class SinkError(Exception):
 
 
 class Sink:
-    def write(self, result: Result, frame: Frame) -> None:
+    def write(self, result: Result) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -37,24 +40,29 @@ class Sink:
 
 
 class JsonlSink(Sink):
-    """One JSON object per input, written and flushed as it is produced."""
+    """One JSON object per input, written and flushed as it is produced; ``-`` is standard output."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        except OSError as exc:
-            raise SinkError(f"cannot write {self.path}: {exc}") from exc
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self._own = str(path) != "-"
+        if not self._own:
+            self._fh = sys.stdout
+        else:
+            self.path = Path(path)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            except OSError as exc:
+                raise SinkError(f"cannot write {self.path}: {exc}") from exc
         self.records = 0
 
-    def write(self, result: Result, frame: Frame) -> None:
-        self._fh.write(json.dumps(result.to_record()) + "\n")
+    def write(self, result: Result) -> None:
+        self._fh.write(json.dumps(result.to_dict(), allow_nan=False) + "\n")
         self._fh.flush()
         self.records += 1
 
     def close(self) -> None:
-        if not self._fh.closed:
+        if self._own and not self._fh.closed:
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
@@ -67,8 +75,11 @@ def _safe_name(text: str) -> str:
 class ImageSaver(Sink):
     """Annotated images into a directory, one per input; with ``heatmaps``, the per-class maps too."""
 
-    def __init__(self, directory: Path, heatmaps: bool = False, annotator: Annotator | None = None) -> None:
+    def __init__(
+        self, directory: Path, heatmaps: bool = False, annotator: Annotator | None = None, stride: int = 2
+    ) -> None:
         self.directory = Path(directory)
+        self.stride = stride  # the localizer's input pixels per map position, to align heatmaps
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -77,16 +88,15 @@ class ImageSaver(Sink):
         self.annotator = annotator or Annotator()
         self.written: list[Path] = []
 
-    def write(self, result: Result, frame: Frame) -> None:
-        if frame.image is None:
+    def write(self, result: Result) -> None:
+        if result.image is None:
             return
-        stem = f"{result.index:06d}_{_safe_name(Path(frame.source).stem)}"
+        stem = f"{result.index:06d}_{_safe_name(Path(result.source).stem)}"
         path = self.directory / f"{stem}.png"
-        cv2.imwrite(str(path), self.annotator.annotate(frame.image, result))
+        cv2.imwrite(str(path), self.annotator.annotate(result.image, result))
         self.written.append(path)
-        heat = result.extras.get("heat")
-        if self.heatmaps and heat is not None:
-            maps = heatmap_images(heat, frame.image.shape[:2])
+        if self.heatmaps and result.heat is not None:
+            maps = heatmap_images(result.heat, result.image.shape[:2], self.stride)
             for class_id, gray in enumerate(maps):
                 cv2.imwrite(str(self.directory / f"{stem}_heat_{class_id}.png"), gray)
 
@@ -108,10 +118,10 @@ class VideoSaver(Sink):
         self._size = None
         self.frames = 0
 
-    def write(self, result: Result, frame: Frame) -> None:
-        if frame.image is None:
+    def write(self, result: Result) -> None:
+        if result.image is None:
             return
-        image = self.annotator.annotate(frame.image, result)
+        image = self.annotator.annotate(result.image, result)
         if self._writer is None:
             self._size = (image.shape[1], image.shape[0])
             fourcc = cv2.VideoWriter_fourcc(
@@ -150,10 +160,10 @@ class Display(Sink):
         self.on_quit = on_quit
         self.annotator = annotator or Annotator()
 
-    def write(self, result: Result, frame: Frame) -> None:
-        if frame.image is None:
+    def write(self, result: Result) -> None:
+        if result.image is None:
             return
-        cv2.imshow(self.title, self.annotator.annotate(frame.image, result))
+        cv2.imshow(self.title, self.annotator.annotate(result.image, result))
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27) and self.on_quit:
             self.on_quit()
 

@@ -1,129 +1,80 @@
 """Sources: one contract for every input kind — each yields :class:`Frame` objects and has ``close()``.
 
-``open_source(spec)`` turns a string into a source: a camera index (``0``), an image file, a
-directory, a glob, a text file listing paths, a video file, an IDX image file (MNIST's format),
-or a stream URL (rtsp/rtmp/http).
-Files and videos never drop a frame, and a file that cannot be read still gives a frame, with
-``error`` set, so every input yields exactly one record downstream. Cameras and streams live in
-:mod:`edgerun.runtime.capture` (grabber thread, newest frame only, timeouts, reconnection).
+``open_source(spec)`` turns what it is given into a source: a camera index (``0``), an image
+file, a directory, a glob, a text file listing paths, a video file, an IDX image file (MNIST's
+format), a stream URL (rtsp/rtmp/http), or frames already in memory (a numpy array, or a list
+of arrays and paths). Files and videos never drop a frame, and a file that cannot be read still
+gives a frame, with ``error`` set, so every input yields exactly one record downstream. Cameras
+and streams live in :mod:`edgerun.runtime.capture` (grabber thread, newest frame only,
+timeouts, reconnection).
 """
 
 from __future__ import annotations
 
 import glob
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 
+from .frames import Frame, Source, SourceError
+from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
+
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 IDX_MARKERS = ("-idx3-ubyte", ".idx3")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
-#: Images larger than this are refused before decoding (a 20000x20000 RGB image is 1.2 GB).
-MAX_IMAGE_PIXELS = 64_000_000
+__all__ = ["Frame", "Source", "SourceError", "open_source", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 
-class SourceError(Exception):
-    """A source that cannot be opened; the message says what was expected and what to do."""
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One input: the image (BGR/gray/BGRA as OpenCV reads it), where it came from and when.
-
-    ``image`` is None and ``error`` says why when this input could not be read.
-    ``timestamp`` is seconds: the video position for files, ``time.monotonic()`` for live input.
-    """
-
-    image: np.ndarray | None
-    source: str
-    index: int
-    timestamp: float
-    error: str | None = None
-
-
-class Source(Protocol):
-    name: str
-    live: bool
-
-    def __iter__(self) -> Iterator[Frame]: ...
-
-    def close(self) -> None: ...
-
-
-def _image_size_from_header(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding, or None if unknown."""
-    with open(path, "rb") as fh:
-        head = fh.read(64 * 1024)
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    if head[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(head):
-            if head[i] != 0xFF:
-                i += 1
-                continue
-            marker = head[i + 1]
-            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                return int.from_bytes(head[i + 7 : i + 9], "big"), int.from_bytes(head[i + 5 : i + 7], "big")
-            i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
-    return None
-
-
-def _check_complete(path: Path, data: np.ndarray) -> None:
-    """Refuse truncated JPEG and PNG files: OpenCV decodes what is there and fills the rest
-    with grey, which would be classified as if it were the picture."""
-    head, tail = data[:8].tobytes(), data[-16:].tobytes().rstrip(b"\x00")
-    if head[:3] == b"\xff\xd8\xff" and not tail.endswith(b"\xff\xd9"):
-        raise SourceError(f"{path} is a truncated JPEG (no end-of-image marker); re-copy or re-save the file")
-    if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
-        raise SourceError(f"{path} is a truncated PNG (no IEND chunk); re-copy or re-save the file")
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Read one image as OpenCV does (any depth and channel count kept).
-
-    Raises:
-        SourceError: missing, empty, too large, or not a decodable image.
-    """
-    if not path.is_file():
-        raise SourceError(f"{path} does not exist")
-    if path.stat().st_size == 0:
-        raise SourceError(f"{path} is empty (0 bytes)")
-    size = _image_size_from_header(path)
-    if size and size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise SourceError(
-            f"{path} is {size[0]}x{size[1]} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel limit; "
-            "downscale it first (e.g. cv2.resize) or crop the region of interest"
-        )
-    data = np.fromfile(path, dtype=np.uint8)
-    _check_complete(path, data)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise SourceError(
-            f"{path} could not be decoded as an image (truncated, corrupt, or not an image); "
-            f"supported: {', '.join(IMAGE_SUFFIXES)}"
-        )
-    return image
-
-
-class ImageFiles:
-    """A fixed list of image paths: one frame per path, an error frame for an unreadable one."""
+class _Finite:
+    """What every finite source shares: not live, no claimed frame rate unless a video says so."""
 
     live = False
+    nominal_fps: float | None = None
+    stop_reason: str | None = None
+    expected: int | None = None
+
+    def close(self) -> None:
+        return None
+
+
+class ArraySource(_Finite):
+    """Frames already in memory: numpy images, or a mix of images and image paths.
+
+    A path in the list is read like any image file (an unreadable one gives an error frame).
+    """
+
+    def __init__(self, items: Sequence, name: str = "array") -> None:
+        self.items = list(items)
+        self.name = name
+        self.expected = len(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, item in enumerate(self.items):
+            if isinstance(item, np.ndarray):
+                yield Frame(item, f"{self.name}[{index}]", index, float(index))
+                continue
+            try:
+                yield Frame(read_image(Path(item)), str(item), index, float(index))
+            except (SourceError, OSError, TypeError, ValueError) as exc:
+                yield Frame(None, str(item), index, float(index), error=str(exc))
+
+
+class ImageFiles(_Finite):
+    """A fixed list of image paths: one frame per path, an error frame for an unreadable one."""
 
     def __init__(self, paths: list[Path], name: str) -> None:
         self.paths = paths
         self.name = name
+        self.expected = len(paths)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -137,14 +88,9 @@ class ImageFiles:
                 continue
             yield Frame(image, str(path), index, float(index))
 
-    def close(self) -> None:
-        return None
 
-
-class IdxImages:
+class IdxImages(_Finite):
     """Every image of an IDX image file (MNIST's format, gzip or plain), as grayscale frames."""
-
-    live = False
 
     def __init__(self, path: Path) -> None:
         from .idx import IdxError, read_idx
@@ -157,6 +103,7 @@ class IdxImages:
             raise SourceError(str(exc)) from exc
         if self.images.ndim != 3:
             raise SourceError(f"{path} holds labels, not images; pass the images file (…-images-idx3-ubyte.gz)")
+        self.expected = len(self.images)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -165,14 +112,9 @@ class IdxImages:
         for index, image in enumerate(self.images):
             yield Frame(image, self.name, index, float(index))
 
-    def close(self) -> None:
-        return None
 
-
-class VideoFile:
+class VideoFile(_Finite):
     """Every frame of a video file, in order; timestamps from the decoder's position."""
-
-    live = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -185,6 +127,7 @@ class VideoFile:
                 f"supported: {', '.join(VIDEO_SUFFIXES)}"
             )
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.expected = self.frame_count or None
         fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
         # Only for the output video's frame rate: measured fps always come from timestamps.
         self.nominal_fps = fps if 0 < fps < 1000 else 30.0
@@ -202,7 +145,8 @@ class VideoFile:
             yield Frame(image, self.name, index, position if position > 0 else index / self.nominal_fps)
             index += 1
         if self.frame_count and index < self.frame_count:
-            logger.warning("%s: decoded %d of %d frames; the file may be truncated", self.name, index, self.frame_count)
+            self.stop_reason = f"decoded {index} of {self.frame_count} frames; the file may be truncated"
+            logger.warning("%s: %s", self.name, self.stop_reason)
         self.close()
 
     def close(self) -> None:
@@ -255,8 +199,11 @@ def source_kind(spec: str) -> str:
     return "unknown"
 
 
-def open_source(spec: str, live_options=None, capture_factory=None) -> Source:
+def open_source(spec, live_options=None, capture_factory=None) -> Source:
     """Open the source ``spec`` names (see module docstring).
+
+    ``spec`` is a string or path, a numpy image, a list/tuple of images and paths, or a
+    :class:`Source` already (returned as it is).
 
     ``live_options`` (a :class:`~edgerun.runtime.capture.LiveOptions`) and ``capture_factory``
     (default ``cv2.VideoCapture``) apply to cameras and streams.
@@ -264,6 +211,12 @@ def open_source(spec: str, live_options=None, capture_factory=None) -> Source:
     Raises:
         SourceError: a path that does not exist, nothing found, or an unsupported format.
     """
+    if isinstance(spec, np.ndarray):
+        return ArraySource(_split_array(spec))
+    if isinstance(spec, (list, tuple)):
+        return ArraySource(spec)
+    if isinstance(spec, Source) and not isinstance(spec, (str, Path)):
+        return spec
     spec = str(spec)
     if "\x00" in spec:
         raise SourceError(f"{spec!r} contains a NUL byte; expected a camera index, file, directory, glob or URL")
@@ -271,6 +224,18 @@ def open_source(spec: str, live_options=None, capture_factory=None) -> Source:
         return _open(spec, live_options, capture_factory)
     except (ValueError, OSError) as exc:  # what the OS says of an impossible path (too long, ...)
         raise SourceError(f"{spec!r} cannot be used as a source: {exc}") from exc
+
+
+def _split_array(array: np.ndarray) -> list[np.ndarray]:
+    """One image (HxW, HxWxC) is one frame; a 4-D array, or a 3-D stack of many gray images
+    that cannot be one picture (a last axis longer than 4), is one frame per leading index."""
+    if array.ndim == 4 or (array.ndim == 3 and array.shape[2] > 4):
+        return list(array)
+    if array.ndim in (2, 3):
+        return [array]
+    raise SourceError(
+        f"a numpy input must be one image (HxW or HxWxC) or a stack of them (NxHxW or NxHxWxC), got shape {array.shape}"
+    )
 
 
 def _open(spec: str, live_options, capture_factory) -> Source:

@@ -1,10 +1,12 @@
-"""Timing a callable: warm-up apart, every latency kept, ``perf_counter_ns`` only."""
+"""Timing: a callable measured with warm-up apart (``perf_counter_ns`` only), and a bounded
+sample of a live run's latencies."""
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,3 +63,29 @@ def measure(
         elif (time.perf_counter_ns() >= deadline and len(samples) >= 5) or len(samples) >= max_iters:
             break
     return Timings(first, warm, np.asarray(samples, dtype=np.int64))
+
+
+@dataclass
+class Reservoir:
+    """A uniform sample of at most ``size`` values from a stream of any length (Vitter's
+    algorithm R), so a run's latency percentiles take bounded memory however long it lasts."""
+
+    size: int = 4096
+    seen: int = 0
+    values: list[float] = field(default_factory=list)
+    _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
+
+    def add(self, value: float) -> None:
+        self.seen += 1
+        if len(self.values) < self.size:
+            self.values.append(value)
+            return
+        slot = self._rng.randrange(self.seen)
+        if slot < self.size:
+            self.values[slot] = value
+
+    def percentile(self, q: float) -> float | None:
+        """Percentile ``q`` (0-100) of the sample, or None before the first value."""
+        if not self.values:
+            return None
+        return float(np.percentile(np.asarray(self.values), q, method=PERCENTILE_METHOD))

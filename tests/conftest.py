@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data in ../shared/data (tests skip with a message when it is absent)."""
+"""Shared fixtures: the real data in ../shared/data (or $EDGERUN_DATA_DIR), the committed models,
+and test videos. Tests skip with a message when the data or the models are absent."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
 
 
 def shared_data_dir() -> Path:
-    return Path(os.environ.get("EDGERUN_SHARED_DATA", REPO.parent / "shared" / "data"))
+    """Where the data sets are: $EDGERUN_DATA_DIR (the one variable the project reads), else ../shared/data."""
+    return Path(os.environ.get("EDGERUN_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     path = shared_data_dir() / "mnist"
     if not (path / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST IDX files not found in {path} (set EDGERUN_SHARED_DATA)")
+        pytest.skip(f"real MNIST IDX files not found in {path} (set EDGERUN_DATA_DIR)")
     return path
 
 
@@ -26,53 +29,47 @@ def mnist_dir() -> Path:
 def fashion_dir() -> Path:
     path = shared_data_dir() / "fashion-mnist"
     if not (path / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real Fashion-MNIST IDX files not found in {path} (set EDGERUN_SHARED_DATA)")
+        pytest.skip(f"real Fashion-MNIST IDX files not found in {path} (set EDGERUN_DATA_DIR)")
+    return path
+
+
+def _committed(name: str) -> Path:
+    path = MODELS / name
+    if not path.is_file():
+        pytest.skip(f"committed model {path} is missing (make models)")
     return path
 
 
 @pytest.fixture(scope="session")
-def trained_mnist(mnist_dir, tmp_path_factory) -> dict:
-    """A briefly trained mnist_cnn, exported with every variant (made once per test session)."""
-    from edgerun.export import cli as export_cli
-    from edgerun.train.fit import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("models")
-    result = train(TrainConfig("mnist_cnn", data_dir=str(mnist_dir), epochs=2, limit=2000, out=out))
-    code = export_cli.main(
-        [
-            str(result.model_path),
-            "--tflite",
-            "--fp16",
-            "--int8",
-            "--calib-data",
-            str(mnist_dir),
-            "--calib-samples",
-            "100",
-        ]
-    )
-    assert code == 0
-    return {
-        "keras": result.model_path,
-        "card": result.card,
-        "onnx": out / "mnist_cnn.onnx",
-        "int8": out / "mnist_cnn.int8.onnx",
-        "fp16": out / "mnist_cnn.fp16.onnx",
-        "tflite": out / "mnist_cnn.tflite",
-    }
+def mnist_cnn() -> Path:
+    """The committed mnist_cnn.onnx (its .keras and .tflite twins sit beside it)."""
+    return _committed("mnist_cnn.onnx")
 
 
 @pytest.fixture(scope="session")
-def mnist_pngs(mnist_dir, tmp_path_factory) -> tuple[Path, list[int]]:
+def mnist_fcn() -> Path:
+    """The committed localizer."""
+    return _committed("mnist_fcn.onnx")
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_dir):
+    """The shared MNIST test images (uint8 N x 28 x 28) and labels, read by the runtime's reader."""
+    from edgerun.runtime.idx import read_idx
+
+    return read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz"), read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.fixture(scope="session")
+def mnist_pngs(mnist_test, tmp_path_factory) -> tuple[Path, list[int]]:
     """The first 1,000 shared MNIST test images written out as PNG files, with their labels."""
     import cv2
 
-    from edgerun.train.data import load_split
-
-    split = load_split("mnist", "test", mnist_dir)
+    images, labels = mnist_test
     directory = tmp_path_factory.mktemp("mnist_png")
     for i in range(1000):
-        cv2.imwrite(str(directory / f"{i:05d}.png"), split.images[i])
-    return directory, split.labels[:1000].tolist()
+        cv2.imwrite(str(directory / f"{i:05d}.png"), images[i])
+    return directory, labels[:1000].tolist()
 
 
 def write_digit_video(path: Path, frames: int, size: tuple[int, int] = (64, 64), fps: float = 30.0) -> Path:

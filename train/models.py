@@ -208,7 +208,7 @@ MODELS: dict[str, ModelSpec] = {
         task="localize",
         input_shape=(None, None, 1),
         classes=MNIST_CLASSES,
-        preprocessing={**_MNIST_PRE, "recipe": "fcn", "size": [None, None], "stride": 2},
+        preprocessing={**_MNIST_PRE, "recipe": "fcn", "size": [None, None], "stride": 2, "window": 28},
         params=1_199_882,
         recipe=Recipe(optimizer="adadelta", learning_rate=1.0, batch_size=128, epochs=24, shifted_copies=4),
         book="99.25% on single 28x28 test digits; localizes digits on scenes (no figure)",

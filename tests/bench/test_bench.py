@@ -38,9 +38,9 @@ def test_flops_are_counted_from_the_graph(tmp_path):
     assert flops_per_image(path) == 2 * (4 * 26 * 26) * 9 + 2 * 2704 * 10
 
 
-def test_flops_of_the_real_model(trained_mnist):
+def test_flops_of_the_real_model(mnist_cnn):
     # Conv 32 (389,376) + Conv 64 (21,233,664) + Dense 128 (2,359,296) + Dense 10 (2,560)
-    assert flops_per_image(trained_mnist["onnx"]) == 23_984_896
+    assert flops_per_image(mnist_cnn) == 23_984_896
 
 
 def test_stats_keep_first_run_and_warmup_apart():
@@ -52,11 +52,11 @@ def test_stats_keep_first_run_and_warmup_apart():
     assert stats.ms_per_img == pytest.approx(50.5 / 4) and stats.imgs_per_s == pytest.approx(4 / 0.0505)
 
 
-def test_sweep_with_peers_writes_every_output(trained_mnist, tmp_path, capsys):
+def test_sweep_with_peers_writes_every_output(mnist_cnn, tmp_path, capsys):
     out = tmp_path / "r.json"
     code = cli.main(
         [
-            str(trained_mnist["onnx"]),
+            str(mnist_cnn),
             "--batch",
             "1,4",
             "--vs",
@@ -147,10 +147,10 @@ def test_arguments_are_checked_before_any_model_loads(tmp_path, argv, message, c
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_pipeline_benchmark_overlaps_stages(trained_mnist, tmp_path, digit_video):
+def test_pipeline_benchmark_overlaps_stages(mnist_cnn, tmp_path, digit_video):
     video = digit_video(tmp_path / "v.avi", 120, size=(320, 240))
     out = tmp_path / "p.json"
-    assert cli.main([str(trained_mnist["onnx"]), "--pipeline", str(video), "--batch", "8", "--json", str(out)]) == 0
+    assert cli.main([str(mnist_cnn), "--pipeline", str(video), "--batch", "8", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["frames"] == report["frames_processed"] == 120
     assert report["end_to_end_fps"] > 0 and report["overlap_ratio"] > 0

@@ -1,18 +1,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import pytest
 
-from edgerun.bench import demo
+from edgerun.demo import app as demo
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
-needs_models = pytest.mark.skipif(
-    not (MODELS / "mnist_cnn.onnx").is_file() or not (MODELS / "mnist_fcn.onnx").is_file(),
-    reason="bundled models missing (make models)",
-)
+needs_models = pytest.mark.usefixtures("mnist_cnn", "mnist_fcn")  # skips without the committed models
 
 
 @needs_models
@@ -56,4 +51,5 @@ def test_demo_falls_back_to_synthetic_digits(tmp_path, capsys):
 
 def test_demo_without_models_says_how_to_make_them(tmp_path, capsys):
     assert demo.main(["--out", str(tmp_path / "o"), "--models", str(tmp_path)]) == 2
-    assert "run `make models`" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "run `make models`" in err

@@ -46,7 +46,7 @@ def test_int8_keeps_accuracy(trained_mnist, mnist_dir):
     from edgerun.export.quantize import evaluate, load_calibration
 
     meta = read_metadata(onnx.load(str(trained_mnist["onnx"])))
-    _, evaluation = load_calibration(mnist_dir, meta, samples=100)
+    _, evaluation = load_calibration(mnist_dir, meta.classes, samples=100)
     fp32 = evaluate(trained_mnist["onnx"], evaluation, batches=(1,), seconds=0.2)
     int8 = evaluate(trained_mnist["int8"], evaluation, batches=(1,), seconds=0.2)
     assert abs(fp32.accuracy - int8.accuracy) <= 0.01

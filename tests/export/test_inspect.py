@@ -23,8 +23,8 @@ def foreign_model(path):
     return path
 
 
-def test_inspect_our_model(trained_mnist, capsys):
-    assert inspect_main([str(trained_mnist["onnx"])]) == 0
+def test_inspect_our_model(mnist_cnn, capsys):
+    assert inspect_main([str(mnist_cnn)]) == 0
     out = capsys.readouterr().out
     assert "input" in out and "[batch, 28, 28, 1]" in out
     assert "opset       17" in out and "Conv" in out and "Transpose" in out

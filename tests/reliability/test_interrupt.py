@@ -13,16 +13,16 @@ import pytest
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupted_run_loses_nothing(trained_mnist, tmp_path, digit_video, signum, code):
+def test_interrupted_run_loses_nothing(mnist_cnn, tmp_path, digit_video, signum, code):
     video = digit_video(tmp_path / "long.avi", 2000)
     records, saved = tmp_path / "r.jsonl", tmp_path / "out.avi"
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "edgerun.runtime.cli",
+            "edgerun",
             "run",
-            str(trained_mnist["onnx"]),
+            str(mnist_cnn),
             "--source",
             str(video),
             "--json",

@@ -16,7 +16,7 @@ import pytest
 
 from edgerun.runtime.model import Model
 from edgerun.runtime.pipeline import Pipeline, PipelineConfig
-from edgerun.runtime.sources import VideoFile
+from edgerun.runtime.sources import open_source
 
 pytestmark = pytest.mark.slow
 
@@ -56,13 +56,13 @@ def test_soak_10000_frames(tmp_path):
 
     import time
 
-    def emit(result, frame):
-        n = frame.index + 1
+    pipeline = Pipeline(model, PipelineConfig(batch=8))
+    for result in pipeline.results(open_source(video)):
+        n = result.index + 1
         assert result.error is None
         if n % 500 == 0:
             samples.append((n, rss_mb(), threading.active_count(), open_files(), time.perf_counter()))
-
-    stats = Pipeline(model, PipelineConfig(batch=8, log_every_s=1e9)).run(VideoFile(video), emit)
+    stats = pipeline.stats
     assert stats.frames == FRAMES and stats.errors == 0
     base = next(s for s in samples if s[0] == WARMUP)
     # While frames flow (the last sample comes after the reader has finished and closed the file).

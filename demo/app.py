@@ -28,20 +28,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgerun.runtime.annotate import Annotator
+from edgerun.runtime.api import load
 from edgerun.runtime.argtypes import positive_float, positive_int
 from edgerun.runtime.idx import IdxError, read_idx
-from edgerun.runtime.model import Model, SessionConfig
-from edgerun.runtime.pipeline import Pipeline, PipelineConfig
-from edgerun.runtime.postprocess import LocalizeConfig, Result, heatmap_images, localize
-from edgerun.runtime.preprocess import preprocessor
+from edgerun.runtime.model import Model, ModelError
+from edgerun.runtime.postprocess import heatmap_images
+from edgerun.runtime.run import Run, RunConfig
 from edgerun.runtime.scenes import evaluate_localizer, make_scene, score
 from edgerun.runtime.sinks import VideoSaver
-from edgerun.runtime.sources import Frame, VideoFile
+from edgerun.runtime.sources import open_source
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+#: the one variable naming where the data sets live (a folder with mnist/, or the IDX files)
+DATA_ENV = "EDGERUN_DATA_DIR"
 HERSHEY = (
     cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
     cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
@@ -64,12 +64,7 @@ class Digits:
 
 def find_mnist_test(data_dir: Path | None) -> Path | None:
     candidates = []
-    for root in (
-        data_dir,
-        os.environ.get("EDGERUN_DATA_DIR"),
-        Path.cwd().parent / "shared" / "data",
-        REPO.parent / "shared" / "data",
-    ):
+    for root in (data_dir, os.environ.get(DATA_ENV), Path.cwd().parent / "shared" / "data"):
         if root:
             candidates += [Path(root), Path(root) / "mnist"]
     return next((c for c in candidates if (c / "t10k-images-idx3-ubyte.gz").is_file()), None)
@@ -111,21 +106,21 @@ def load_digits(data_dir: Path | None, count: int, synthetic: bool = False) -> D
     return synthetic_digits(min(count, 1000))
 
 
-def bundled(models_dir: Path, name: str) -> Path:
-    path = models_dir / f"{name}.onnx"
-    if not path.is_file():
-        raise DemoError(f"{path} is missing: the demo uses the bundled models; run `make models` to make them")
-    return path
+def bundled(models_dir: Path | None, name: str) -> Model:
+    """A bundled model (shipped in the package), or ``models_dir/NAME.onnx`` when a folder is given."""
+    try:
+        return load(str(models_dir / f"{name}.onnx") if models_dir else name, provider="cpu")
+    except ModelError as exc:
+        raise DemoError(f"{exc}; the demo uses the bundled models (reinstall edgerun, or run `make models`)") from exc
 
 
 def step_classify(model: Model, digits: Digits) -> dict:
-    prep = preprocessor(model.metadata.preprocessing)
-    x = np.stack([prep(img) for img in digits.images])
     start = time.perf_counter()
-    probs = np.concatenate([model.run(x[i : i + 64]) for i in range(0, len(x), 64)])
+    results = model.predict(list(digits.images), batch=64)
     seconds = time.perf_counter() - start
-    accuracy = float(np.mean(probs.argmax(axis=1) == digits.labels))
-    return {"images": len(x), "accuracy": accuracy, "seconds": seconds}
+    predicted = np.array([r.class_id for r in results])
+    accuracy = float(np.mean(predicted == digits.labels))
+    return {"images": len(results), "accuracy": accuracy, "seconds": seconds}
 
 
 def step_localize(model: Model, digits: Digits, out: Path, seed: int, scenes: int) -> dict:
@@ -133,12 +128,9 @@ def step_localize(model: Model, digits: Digits, out: Path, seed: int, scenes: in
     scene = make_scene(digits.images, digits.labels, rng)
     while len(scene.truth) < 3:  # a scene with something on it to look at
         scene = make_scene(digits.images, digits.labels, rng)
-    prep = preprocessor(model.metadata.preprocessing)
-    heat = model.run(prep(scene.image)[None])[0]
-    config = LocalizeConfig()
-    dets = localize(heat, model.metadata.classes, config)
-    result = Result("scene", 0, detections=dets)
-    annotated = Annotator(zoom=2, thickness=2, font_scale=0.6).annotate(scene.image, result)
+    result = model.predict([scene.image])[0]
+    dets = result.detections or []
+    annotated = result.plot(zoom=2, thickness=2, font_scale=0.6)
     if digits.synthetic:
         cv2.putText(
             annotated,
@@ -154,7 +146,7 @@ def step_localize(model: Model, digits: Digits, out: Path, seed: int, scenes: in
     cv2.imwrite(str(out / "scene_annotated.png"), annotated)
     heat_dir = out / "heatmaps"
     heat_dir.mkdir(exist_ok=True)
-    maps = heatmap_images(heat, scene.image.shape, config)
+    maps = heatmap_images(result.heat, scene.image.shape, model.metadata.preprocessing.stride)
     for digit, gray in enumerate(maps):
         cv2.imwrite(str(heat_dir / f"digit_{digit}.png"), gray)
     tiles = []
@@ -165,7 +157,7 @@ def step_localize(model: Model, digits: Digits, out: Path, seed: int, scenes: in
     strip = np.concatenate(tiles, axis=1)
     cv2.imwrite(str(out / "heatmaps.png"), strip)
     this = score(dets, scene.truth)
-    many = evaluate_localizer(model, digits.images, digits.labels, scenes=scenes, seed=seed + 1, config=config)
+    many = evaluate_localizer(model, digits.images, digits.labels, scenes=scenes, seed=seed + 1)
     return {
         "digits_on_scene": len(scene.truth),
         "found": len(dets),
@@ -197,29 +189,22 @@ def make_panning_video(digits: Digits, path: Path, seed: int, frames: int = 48, 
 
 def step_video(model: Model, digits: Digits, out: Path, seed: int) -> dict:
     video = make_panning_video(digits, out / "pan.avi", seed)
-    saver = VideoSaver(out / "pan_annotated.avi", fps=12.0)
     found = []
-
-    def emit(result: Result, frame: Frame) -> None:
-        found.append(len(result.detections or []))
-        saver.write(result, frame)
-
-    try:
-        stats = Pipeline(model, PipelineConfig(batch=4, log_every_s=1e9)).run(VideoFile(video), emit)
-    finally:
-        saver.close()
+    with Run(model, open_source(video), [VideoSaver(out / "pan_annotated.avi", fps=12.0)], RunConfig(batch=4)) as run:
+        for result in run:
+            found.append(len(result.detections or []))
     return {
-        "frames": stats.frames,
-        "fps": stats.end_to_end_fps,
+        "frames": run.stats.frames,
+        "fps": run.stats.end_to_end_fps,
         "mean_detections": float(np.mean(found or [0])),
         "video": str(video),
-        "annotated": str(saver.path),
+        "annotated": str(out / "pan_annotated.avi"),
     }
 
 
 def step_sweep(paths: list[Path], out: Path, seconds: float) -> dict:
-    from .harness import SweepConfig, run_sweep
-    from .report import markdown, plot, write_json
+    from edgerun.bench.harness import SweepConfig, run_sweep
+    from edgerun.bench.report import markdown, plot, write_json
 
     report = run_sweep(SweepConfig(models=tuple(paths), batches=(1, 2, 4, 8, 16, 32, 64), seconds=seconds))
     write_json(report, out / "latency.json")
@@ -233,29 +218,37 @@ def step_sweep(paths: list[Path], out: Path, seconds: float) -> dict:
     }
 
 
-def run_live(models_dir: Path, source: str, out: Path, max_frames: int | None) -> int:
-    """The live demo is ``edgerun run`` with mnist_cnn on ``source``: annotated video, a window
-    where one can open."""
-    from edgerun.runtime.cli import run_main
+def run_live(models_dir: Path | None, source: str, out: Path, max_frames: int | None) -> int:
+    """The live demo: mnist_cnn on ``source`` through the same run lifecycle as ``edgerun run``,
+    writing an annotated video and showing a window where one can open."""
+    from edgerun.runtime.frames import SourceError
+    from edgerun.runtime.sinks import Display, has_display
 
-    argv = [
-        str(bundled(models_dir, "mnist_cnn")),
-        "--source",
-        source,
-        "--topk",
-        "1",
-        "--show",
-        "--save",
-        str(out / "live_annotated.avi"),
-    ]
-    return run_main(argv + (["--max-frames", str(max_frames)] if max_frames else []))
+    model = bundled(models_dir, "mnist_cnn")
+    try:
+        src = open_source(source)
+    except SourceError as exc:
+        raise DemoError(str(exc)) from exc
+    run = Run(model, src, config=RunConfig(max_frames=max_frames))
+    sinks = [VideoSaver(out / "live_annotated.avi", fps=src.nominal_fps or 30.0)]
+    shown, why = has_display()
+    if shown:
+        sinks.append(Display(on_quit=run.stop))
+    else:
+        logger.warning("no window: %s", why)
+    run.sinks = sinks
+    with run:
+        for result in run:
+            run.write_line(result.summary())
+    run.log_summary()
+    return run.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgerun demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
-    p.add_argument("--models", type=Path, default=REPO / "models", help="bundled models folder")
-    p.add_argument("--data-dir", type=Path, help="MNIST IDX folder (default: EDGERUN_DATA_DIR, ../shared/data)")
+    p.add_argument("--models", type=Path, help="a folder of models to use instead of the bundled ones")
+    p.add_argument("--data-dir", type=Path, help=f"MNIST IDX folder (default: ${DATA_ENV}, ../shared/data)")
     p.add_argument("--digits", type=positive_int, default=1000, help="test digits to classify (default 1000)")
     p.add_argument("--scenes", type=positive_int, default=30, help="scenes for localizer precision/recall (default 30)")
     p.add_argument("--seconds", type=positive_float, default=0.3, help="time per latency row (default 0.3)")
@@ -281,10 +274,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _demo(args, out: Path) -> int:
     start = time.perf_counter()
-    cnn_path, fcn_path = bundled(args.models, "mnist_cnn"), bundled(args.models, "mnist_fcn")
+    cnn, fcn = bundled(args.models, "mnist_cnn"), bundled(args.models, "mnist_fcn")
     digits = load_digits(args.data_dir, args.digits, args.synthetic)
     logger.info("1/5 digits: %s (%d)", digits.origin, len(digits.images))
-    cnn, fcn = Model.load(cnn_path, SessionConfig(provider="cpu")), Model.load(fcn_path, SessionConfig(provider="cpu"))
     logger.info("2/5 classifying %d single digits with mnist_cnn", len(digits.images))
     classify = step_classify(cnn, digits)
     logger.info("3/5 localizing digits on scenes with mnist_fcn")
@@ -292,7 +284,12 @@ def _demo(args, out: Path) -> int:
     logger.info("4/5 panning video through the run pipeline")
     video = step_video(fcn, digits, out, args.seed)
     logger.info("5/5 latency against batch size")
-    classifiers = [p for p in (cnn_path, args.models / "mnist_small.onnx") if p.is_file()]
+    small = args.models / "mnist_small.onnx" if args.models else None
+    if small is None:
+        from edgerun.models import names, path
+
+        small = path("mnist_small") if "mnist_small" in names() else None
+    classifiers = [p for p in (cnn.path, small) if p is not None and p.is_file()]
     sweep = step_sweep(classifiers, out, args.seconds)
     summary = {
         "digits": digits.origin,

@@ -1,0 +1,1 @@
+"""``edgerun demo``: the main job on the bundled models, with the runtime install only."""

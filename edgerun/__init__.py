@@ -1,0 +1,54 @@
+"""edgerun: an ONNX edge-inference runtime with a benchmarking harness.
+
+Three lines classify anything::
+
+    import edgerun
+    model = edgerun.load("mnist_cnn")          # a bundled model's name, or any .onnx file
+    results = model("digits/")                 # a path, directory, glob, video, numpy frame, or a list
+    print(results[0].label, results[0].score)  # .top, .detections, .to_dict(), .plot()
+
+``edgerun.load`` takes the options of ``edgerun run`` as keywords (``provider``, ``threads``,
+``batch``, ``topk``, ``threshold``, ``labels``, ``layout``, ``size``, ``gray``, ``scale``,
+``mean``, ``std``). Importing ``edgerun`` is cheap: numpy, OpenCV and onnxruntime load on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("edgerun")
+except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+#: public name -> module that defines it (loaded on first use, PEP 562)
+_EXPORTS = {
+    "load": "edgerun.runtime.api",
+    "Model": "edgerun.runtime.model",
+    "Result": "edgerun.runtime.results",
+    "TopClass": "edgerun.runtime.results",
+    "Detection": "edgerun.runtime.results",
+    "open_source": "edgerun.runtime.sources",
+    "Frame": "edgerun.runtime.frames",
+    "ModelError": "edgerun.runtime.model",
+    "MetadataError": "edgerun.runtime.metadata",
+    "SourceError": "edgerun.runtime.frames",
+    "ProviderError": "edgerun.runtime.providers",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgerun' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

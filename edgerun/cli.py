@@ -1,0 +1,135 @@
+"""The ``edgerun`` command: one entry point that hands each subcommand to its package.
+
+Subcommands are named here by module path and imported only when asked for, so ``edgerun run``
+never loads TensorFlow and ``edgerun --version`` loads nothing. A missing optional dependency
+is one line naming the extra that provides it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+logger = logging.getLogger(__name__)
+
+#: subcommand -> ("module:function" taking argv and returning an exit code, help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("edgerun.train.cli:main", "train a registry model (writes NAME.keras + NAME.json)"),
+    "export": ("edgerun.export.cli:main", "export a .keras model to ONNX (parity gate, int8, fp16)"),
+    "inspect": ("edgerun.export.cli:inspect_main", "describe any ONNX file: I/O, opset, metadata, ops"),
+    "run": ("edgerun.runtime.cli:main", "run a model on a camera, stream, video, images (one line each)"),
+    "bench": ("edgerun.bench.cli:main", "latency against batch size, peers in the same run, CI gate"),
+    "demo": ("edgerun.demo.app:main", "the main job on the bundled models: digits, localizer, video, latency"),
+}
+
+#: a module that may be missing -> the extra that installs it
+EXTRAS = {
+    "onnxruntime": "cpu",
+    "cv2": "cpu",
+    "onnx": "tools",
+    "tensorflow": "train",
+    "keras": "train",
+    "tf2onnx": "train",
+    "onnxconverter_common": "train",
+    "ai_edge_litert": "train",
+    "ray": "ray",
+}
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+USAGE = """usage: edgerun [-v|-q] {subcommands} ...
+
+edgerun: an ONNX edge-inference runtime with a benchmarking harness.
+
+subcommands:
+{table}
+
+Run 'edgerun SUBCOMMAND --help' for a subcommand's options.
+"""
+
+
+def _usage() -> str:
+    table = "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in SUBCOMMANDS.items())
+    return USAGE.format(subcommands="{" + ",".join(SUBCOMMANDS) + "}", table=table)
+
+
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """Let through edgerun's own records, and other libraries' warnings and errors."""
+    return record.name.startswith("edgerun") or record.levelno >= logging.WARNING
+
+
+def configure_logging(verbosity: int) -> None:
+    """INFO progress from edgerun on stderr (-q: warnings only; -v: debug and libraries' INFO)."""
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    if verbosity < 1:
+        handler.addFilter(_quiet_libraries)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def missing_dependency(name: str, exc: ImportError) -> str | None:
+    """The one-line install hint for a missing optional package, or None if it is not one of ours."""
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    if extra == "cpu":
+        return (
+            f"edgerun {name}: {module} is not installed; install a runtime: pip install 'edgerun[cpu]' "
+            "(or 'edgerun[gpu]' on an NVIDIA machine)"
+        )
+    return f"edgerun {name}: {module} is not installed; install it with: pip install 'edgerun[{extra}]'"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbosity = 0
+    while argv and argv[0] in ("-v", "--verbose", "-q", "--quiet"):
+        verbosity += 1 if argv.pop(0) in ("-v", "--verbose") else -1
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return EXIT_OK if argv else EXIT_USAGE
+    if argv[0] == "--version":
+        from edgerun import __version__
+
+        print(f"edgerun {__version__}")
+        return EXIT_OK
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"edgerun: unknown subcommand {name!r}; choose one of: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        return EXIT_USAGE
+    module_name, function = SUBCOMMANDS[name][0].split(":")
+    configure_logging(verbosity)
+    try:
+        return int(getattr(importlib.import_module(module_name), function)(rest) or 0)
+    except ImportError as exc:
+        hint = missing_dependency(name, exc)
+        if hint is None:
+            return _unexpected(name, exc, verbosity)
+        print(hint, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"edgerun {name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no bare traceback
+        return _unexpected(name, exc, verbosity)
+
+
+def _unexpected(name: str, exc: BaseException, verbosity: int) -> int:
+    if verbosity > 0:
+        logger.error("edgerun %s failed", name, exc_info=exc)
+    print(
+        f"edgerun {name}: unexpected error: {type(exc).__name__}: {exc}\n"
+        f"This is a bug in edgerun or a case it does not handle yet; run 'edgerun -v {name} ...' "
+        "for the traceback and report it.",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

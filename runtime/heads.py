@@ -1,0 +1,148 @@
+"""Task heads: how one model's inputs are made from a frame and its outputs become a Result.
+
+A head is chosen from the model's metadata (``task``) and owns both ends of inference for its
+task: :meth:`prepare` turns one frame into the tensors the model runs (one for a classifier;
+a localizer may ask for several, one per scale), and :meth:`finish` turns the model's outputs
+for those tensors into one :class:`~edgerun.runtime.results.Result`. The model runs tensors of
+equal shape from many frames as one batch in between, so a head never calls the model itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from .frames import Frame
+from .metadata import MetadataError, ModelMetadata
+from .postprocess import LocalizeConfig, localize, top_k
+from .preprocess import preprocessor
+from .results import Result
+
+#: The book's threshold for a localizer's class maps.
+DEFAULT_THRESHOLD = 0.98
+
+
+@dataclass(frozen=True)
+class HeadOptions:
+    """What a user may set about turning outputs into answers."""
+
+    topk: int = 5
+    threshold: float | None = None  # localize; None: DEFAULT_THRESHOLD
+
+
+@dataclass
+class Prepared:
+    """One frame's model inputs (NHWC float32, one per run) and what :meth:`finish` needs back."""
+
+    tensors: list[np.ndarray]
+    context: Any = None
+
+
+class OutputError(ValueError):
+    """Outputs a head cannot turn into an answer (non-finite values): one error record."""
+
+
+class TaskHead(Protocol):
+    task: str
+
+    def prepare(self, image: np.ndarray) -> Prepared: ...
+
+    def finish(self, outputs: list[np.ndarray], prepared: Prepared, frame: Frame, latency_ms: float) -> Result: ...
+
+
+def _check_finite(output: np.ndarray) -> None:
+    if not np.all(np.isfinite(output)):
+        bad = int(np.size(output) - np.count_nonzero(np.isfinite(output)))
+        raise OutputError(
+            f"the model produced {bad} non-finite value(s) (NaN or infinity) for this input; "
+            "the model or its input scaling is broken for it"
+        )
+
+
+class ClassifyHead:
+    """One tensor per frame; the top ``k`` classes of its probabilities."""
+
+    task = "classify"
+
+    def __init__(self, metadata: ModelMetadata, options: HeadOptions) -> None:
+        self.classes = metadata.classes
+        self.topk = options.topk
+        self._prep = preprocessor(metadata.preprocessing)
+
+    def prepare(self, image: np.ndarray) -> Prepared:
+        return Prepared([self._prep(image)])
+
+    def finish(self, outputs: list[np.ndarray], prepared: Prepared, frame: Frame, latency_ms: float) -> Result:
+        probs = outputs[0]
+        _check_finite(probs)
+        return Result(
+            frame.source, frame.index, latency_ms, top=top_k(probs, self.classes, self.topk), image=frame.image
+        )
+
+
+class LocalizeHead:
+    """One tensor per frame (the whole picture); class maps -> detections in frame pixels.
+
+    The map geometry (``stride``, ``window``) comes from the model's metadata.
+    """
+
+    task = "localize"
+
+    def __init__(self, metadata: ModelMetadata, options: HeadOptions) -> None:
+        pre = metadata.preprocessing
+        if pre.stride is None or pre.window is None:
+            raise MetadataError(
+                f"localize model {metadata.name!r} does not say its map geometry (preprocessing stride "
+                f"{pre.stride}, window {pre.window}); re-export it with this edgerun"
+            )
+        self.classes = metadata.classes
+        threshold = DEFAULT_THRESHOLD if options.threshold is None else options.threshold
+        self.config = LocalizeConfig(threshold=threshold, stride=pre.stride, window=pre.window)
+        self._prep = preprocessor(pre)
+
+    def prepare(self, image: np.ndarray) -> Prepared:
+        tensor = self._prep(image)
+        h, w = image.shape[:2]
+        return Prepared([tensor], (w / tensor.shape[1], h / tensor.shape[0]))
+
+    def finish(self, outputs: list[np.ndarray], prepared: Prepared, frame: Frame, latency_ms: float) -> Result:
+        heat = outputs[0]
+        _check_finite(heat)
+        detections = localize(heat, self.classes, self.config, prepared.context)
+        return Result(frame.source, frame.index, latency_ms, detections=detections, image=frame.image, heat=heat)
+
+
+HEADS = {"classify": ClassifyHead, "localize": LocalizeHead}
+
+
+def check_outputs(metadata: ModelMetadata, output_shape: list) -> None:
+    """Refuse a model whose output cannot be what its task says: a wrong label is worse than none.
+
+    Raises:
+        MetadataError: the output's rank or width disagrees with the task or the class names.
+    """
+    width = output_shape[-1] if output_shape else None
+    expected_rank = 2 if metadata.task == "classify" else 4
+    if len(output_shape) != expected_rank:
+        kind = "(batch, classes)" if metadata.task == "classify" else "(batch, height, width, classes)"
+        raise MetadataError(
+            f"output {metadata.output_name!r} has shape {output_shape}, but a {metadata.task} model "
+            f"needs {kind}; check the model's task (edgerun inspect) or use a {metadata.task} model"
+        )
+    if isinstance(width, int) and metadata.classes and width != len(metadata.classes):
+        raise MetadataError(
+            f"output {metadata.output_name!r} has {width} classes but the model names {len(metadata.classes)} "
+            f"({', '.join(metadata.classes[:5])}{', …' if len(metadata.classes) > 5 else ''}); "
+            "give one label per output (--labels FILE with one name per line)"
+        )
+
+
+def make_head(metadata: ModelMetadata, options: HeadOptions | None = None) -> TaskHead:
+    """The head for ``metadata.task``."""
+    try:
+        head = HEADS[metadata.task]
+    except KeyError:
+        raise MetadataError(f"no head for task {metadata.task!r}; known: {', '.join(HEADS)}") from None
+    return head(metadata, options or HeadOptions())

@@ -1,0 +1,135 @@
+"""What a model gives for one input: a :class:`Result` (top classes, detections, or an error).
+
+Exactly one Result per input, always: an input that could not be read, preprocessed or run
+still has one, with ``error`` set. ``to_dict()`` is the JSON-lines record ``edgerun run --json``
+writes; ``plot()`` draws the result on the input it came from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .annotate import Annotator
+
+
+@dataclass(frozen=True)
+class TopClass:
+    class_id: int
+    label: str
+    prob: float
+
+    @property
+    def score(self) -> float:
+        return self.prob
+
+
+@dataclass(frozen=True)
+class Detection:
+    class_id: int
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in input pixels
+    area: int = 0  # map positions in the merged region
+
+    @property
+    def center(self) -> tuple[float, float]:
+        x1, y1, x2, y2 = self.box
+        return (x1 + x2) / 2, (y1 + y2) / 2
+
+    def to_dict(self) -> dict:
+        return {
+            "class_id": self.class_id,
+            "label": self.label,
+            "score": round(self.score, 6),
+            "box": [round(v, 1) for v in self.box],
+        }
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN or infinity: such a value is written as null."""
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class Result:
+    """One input's result.
+
+    Attributes:
+        source: where the input came from (a path, ``camera:0``, ``array[3]``).
+        index: the input's position in its source.
+        latency_ms: inference time of the batch the input ran in.
+        top: classify models: the top-k classes, best first.
+        detections: localize models: what was found, in input pixels.
+        error: why this input has no answer (unreadable, bad shape, failed inference).
+        image: the input frame as read (kept for :meth:`plot`; None for failed reads).
+        heat: localize models: the raw class maps (H', W', classes), for heatmap pictures.
+    """
+
+    source: str
+    index: int
+    latency_ms: float | None = None
+    top: list[TopClass] | None = None
+    detections: list[Detection] | None = None
+    error: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    heat: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def label(self) -> str | None:
+        """The best class's name (classify), or None."""
+        return self.top[0].label if self.top else None
+
+    @property
+    def class_id(self) -> int | None:
+        return self.top[0].class_id if self.top else None
+
+    @property
+    def score(self) -> float | None:
+        """The best class's probability (classify), or None."""
+        return self.top[0].prob if self.top else None
+
+    def to_dict(self) -> dict:
+        """The JSON-lines record documented in the README (``run --json``)."""
+        record: dict = {"source": self.source, "index": self.index}
+        if self.error is not None:
+            record["error"] = self.error
+            return record
+        if self.top is not None:
+            record["top"] = [
+                {"class_id": t.class_id, "label": t.label, "prob": _finite(round(t.prob, 6))} for t in self.top
+            ]
+        if self.detections is not None:
+            record["detections"] = [d.to_dict() for d in self.detections]
+        record["latency_ms"] = None if self.latency_ms is None else round(self.latency_ms, 3)
+        return record
+
+    def summary(self) -> str:
+        """One line for the terminal."""
+        head = f"{self.index:>6} {self.source}"
+        if self.error is not None:
+            return f"{head}: ERROR {self.error}"
+        if self.top is not None:
+            best = ", ".join(f"{t.label} {t.prob:.3f}" for t in self.top)
+            return f"{head}: {best}"
+        found = ", ".join(
+            f"{d.label}@({d.center[0]:.0f},{d.center[1]:.0f}) {d.score:.3f}" for d in self.detections or []
+        )
+        return f"{head}: {len(self.detections or [])} found" + (f": {found}" if found else "")
+
+    def plot(self, image: np.ndarray | None = None, **style) -> np.ndarray:
+        """The input with this result drawn on it (a new BGR image).
+
+        ``image`` defaults to the frame the result came from; ``style`` goes to
+        :class:`~edgerun.runtime.annotate.Annotator` (``zoom``, ``thickness``, ``font_scale``).
+        """
+        base = self.image if image is None else image
+        if base is None:
+            raise ValueError(f"{self.source}: no image to draw on (the input could not be read); pass image=")
+        return Annotator(**style).annotate(base, self)

@@ -1,0 +1,154 @@
+"""One run of a model over a source, start to finish: the lifecycle the CLI and the demo share.
+
+``Run`` is a context manager around ``Model.stream``: on entry it opens the sinks and (in the
+main thread) turns SIGINT/SIGTERM into a clean stop; iterating it yields each Result after the
+sinks have it; on exit the sinks are closed (a video plays, the JSON lines are whole) and the
+signal handlers restored. ``exit_code`` then says how it went::
+
+    with Run(model, source, sinks, batch=8) as run:
+        for result in run:
+            print(result.summary())
+    sys.exit(run.exit_code)
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from .frames import Source
+from .pipeline import Pipeline, PipelineConfig
+from .results import Result
+from .sinks import Sink
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0  # every input gave an answer
+EXIT_FAILED = 1  # some inputs failed; each has its error record
+EXIT_USAGE = 2  # bad arguments, model or source: nothing ran
+EXIT_INCOMPLETE = 4  # the source ended early (a lost stream, a truncated video) or gave nothing
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_SIGTERM = 143
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    batch: int = 1
+    max_frames: int | None = None
+    log_every_s: float | None = 5.0  # live sources: a progress line this often
+    progress: bool | None = None  # a progress bar for finite sources; None: when stderr is a terminal
+
+
+class Run:
+    """See the module docstring."""
+
+    def __init__(self, model, source: Source, sinks: Sequence[Sink] = (), config: RunConfig | None = None) -> None:
+        self.model = model
+        self.source = source
+        self.sinks = list(sinks)
+        self.config = config or RunConfig()
+        self.pipeline = Pipeline(
+            model,
+            PipelineConfig(
+                batch=self.config.batch,
+                max_frames=self.config.max_frames,
+                log_every_s=self.config.log_every_s if source.live else None,
+            ),
+        )
+        self.signal: int | None = None
+        self._previous: dict = {}
+        self._bar = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> Run:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._bar = self._progress_bar()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            for sink in self.sinks:
+                sink.close()
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            for s, handler in self._previous.items():
+                signal.signal(s, handler)
+            self._previous = {}
+
+    def stop(self) -> None:
+        """Stop reading; the frames in hand are finished. Safe from signal handlers and threads."""
+        self.pipeline.stop()
+
+    def _on_signal(self, signum, _frame) -> None:
+        if self.signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+        logger.warning("%s received: finishing the frames in hand", signal.Signals(signum).name)
+        self.stop()
+
+    def _progress_bar(self):
+        wanted = self.config.progress
+        if wanted is None:
+            wanted = sys.stderr.isatty()
+        if not wanted or self.source.live:
+            return None
+        from tqdm import tqdm
+
+        total = self.source.expected
+        if self.config.max_frames is not None and total is not None:
+            total = min(total, self.config.max_frames)
+        return tqdm(total=total, unit="img", desc=self.model.name, leave=False, dynamic_ncols=True)
+
+    # -- the results ---------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Result]:
+        for result in self.pipeline.results(self.source):
+            for sink in self.sinks:
+                sink.write(result)
+            if self._bar is not None:
+                self._bar.update(1)
+            yield result
+
+    def write_line(self, text: str) -> None:
+        """Print a line to stdout without breaking the progress bar."""
+        if self._bar is not None and sys.stdout.isatty():
+            self._bar.write(text)
+        else:
+            print(text)
+
+    @property
+    def stats(self):
+        return self.pipeline.stats
+
+    @property
+    def exit_code(self) -> int:
+        if self.signal is not None:
+            return EXIT_INTERRUPTED if self.signal == signal.SIGINT else EXIT_SIGTERM
+        if self.stats.interrupted:
+            return EXIT_INTERRUPTED
+        if self.source.stop_reason or self.stats.frames == 0:
+            return EXIT_INCOMPLETE
+        return EXIT_FAILED if self.stats.errors else EXIT_OK
+
+    def log_summary(self) -> None:
+        s = self.stats.as_dict()
+        logger.info(
+            "%d inputs, %d errors, %.1f fps end-to-end (decode %.1f, preprocess %.1f, inference %.1f fps)",
+            s["frames"],
+            s["errors"],
+            s["end_to_end_fps"],
+            s["decode_fps"],
+            s["preprocess_fps"],
+            s["inference_fps"],
+        )
+        if s["source_fps"]:
+            logger.info("source frame rate from timestamps: %.2f fps", s["source_fps"])
+        if self.source.stop_reason:
+            logger.warning("%s ended early: %s", self.source.name, self.source.stop_reason)
+        elif s["frames"] == 0 and not self.stats.interrupted and self.signal is None:
+            logger.warning("%s gave no inputs at all (an empty video or file?)", self.source.name)
