@@ -10,7 +10,7 @@ EXTRA  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 DATA   ?= $(if $(EDGERUN_DATA_DIR),$(EDGERUN_DATA_DIR),$(wildcard ../shared/data))
 OUT    ?= out
 
-.PHONY: demo test lint models resnet50 bench soak clean help
+.PHONY: demo test lint models resnet50 bench soak clean help constraints wheel-check
 
 help:
 	@echo "make demo    set up .venv and run the main job"
@@ -27,12 +27,13 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # One stamp per set of extras, redone when pyproject.toml changes.
-$(VENV)/.runtime-$(EXTRA): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[$(EXTRA)]"
+# constraints.txt pins the versions the README's figures came from (make constraints rewrites it).
+$(VENV)/.runtime-$(EXTRA): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRA)]"
 	touch $@
 
-$(VENV)/.all-$(EXTRA): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[$(EXTRA),tools,train,dev]"
+$(VENV)/.all-$(EXTRA): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRA),tools,train,dev]"
 	touch $@ $(VENV)/.runtime-$(EXTRA)
 
 # The main job: the bundled models through the runtime only (no TensorFlow needed).
@@ -70,7 +71,7 @@ resnet50: $(VENV)/.all-$(EXTRA)
 # pytest-benchmark over the bundled models; compare runs with --benchmark-compare (README).
 bench: $(VENV)/.all-$(EXTRA)
 	mkdir -p $(OUT)/bench
-	$(BIN)/python -m pytest bench/test_latency.py --benchmark-json=$(OUT)/bench/pytest-benchmark.json $(BENCH_ARGS)
+	$(BIN)/python -m pytest benchmarks/test_latency.py --benchmark-json=$(OUT)/bench/pytest-benchmark.json $(BENCH_ARGS)
 
 # Long-run check (10,000 frames): memory, threads, open files, steady fps. Not part of make test.
 soak: $(VENV)/.all-$(EXTRA)
@@ -78,6 +79,15 @@ soak: $(VENV)/.all-$(EXTRA)
 
 lint: $(VENV)/.all-$(EXTRA)
 	$(BIN)/ruff check train export runtime bench tests
+
+# Pin today's versions of everything make test installs (after an upgrade, with the figures redone).
+constraints: $(VENV)/.all-$(EXTRA)
+	{ head -3 constraints.txt; $(BIN)/python -m pip freeze | grep -v "^-e\|^edgerun\|^#"; } > constraints.tmp
+	mv constraints.tmp constraints.txt
+
+# The way users install: a wheel into a fresh venv outside the repository, then demo and run.
+wheel-check:
+	bash scripts/wheel_check.sh
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info .pytest_cache

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from edgerun.runtime.files import sha256_file
-from edgerun.runtime.metadata import read_metadata
 from edgerun.runtime.model import SessionConfig, default_threads
 from edgerun.runtime.timing import Timings, measure
 
@@ -62,22 +61,25 @@ class Row:
 
 def _image_input(path: Path) -> tuple[tuple[int, int, int], tuple[int, int] | None, int | None]:
     """(height, width, channels) fed per image, the size used for a model of any size (else
-    None), and the opset: read once per model, not once per batch size."""
-    import onnx
+    None), and the opset: read once per model, not once per batch size. The input comes from the
+    runtime's own reading of the model (metadata, or the shape of a foreign one); the opset needs
+    the onnx package and is None without it."""
+    from edgerun.runtime.model import Model
 
-    proto = onnx.load(str(path), load_external_data=False)
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    meta = read_metadata(proto)
-    if meta is None:  # a foreign model: the runtime works its input out from the shape
-        from edgerun.runtime.model import Model
-
-        model = Model.load(path, SessionConfig(provider="cpu"))
-        h, w = model.metadata.preprocessing.size
-        return (h, w, model.input_channels), None, opset
-    pre = meta.preprocessing
+    model = Model.load(path, SessionConfig(provider="cpu", threads=1))
+    pre = model.metadata.preprocessing
     dynamic = FCN_BENCH_SIZE if None in pre.size else None
     h, w = dynamic or pre.size
-    return (h, w, 1 if pre.color == "gray" else 3), dynamic, opset
+    return (h, w, model.input_channels), dynamic, _opset(path)
+
+
+def _opset(path: Path) -> int | None:
+    try:
+        import onnx
+    except ImportError:
+        return None
+    proto = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def run_sweep(config: SweepConfig, progress=None) -> dict:
@@ -96,6 +98,9 @@ def run_sweep(config: SweepConfig, progress=None) -> dict:
         image, dynamic, opset = _image_input(path)
         try:
             flops = flops_per_image(path, dynamic)
+        except ImportError:
+            logger.info("%s: FLOPs not counted: the onnx package is missing (pip install 'edgerun[tools]')", name)
+            flops = None
         except Exception as exc:  # noqa: BLE001 - a model we cannot count still gets latencies
             logger.warning("%s: FLOPs not counted (%s)", name, exc)
             flops = None

@@ -144,16 +144,17 @@ def _int8(out: Path, args, metadata) -> list[str]:
 
 def inspect_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="edgerun inspect", description="Describe any ONNX file.")
-    p.add_argument("model", type=Path, help="an .onnx file (edgerun's or any other)")
+    p.add_argument("model", help="an .onnx file (edgerun's or any other), or a bundled model's name")
+    p.add_argument("--json", action="store_true", help="print the description as JSON (for scripts)")
     args = p.parse_args(argv)
     import onnx
 
-    from edgerun.runtime.model import ModelError, check_model_file
+    from edgerun.runtime.model import ModelError, check_model_file, resolve_model_path
 
     from .graph import format_summary, summarize
 
-    path: Path = args.model
     try:
+        path = resolve_model_path(args.model)
         check_model_file(path)
     except ModelError as exc:
         print(f"edgerun inspect: error: {exc}", file=sys.stderr)
@@ -166,5 +167,12 @@ def inspect_main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    print(format_summary(summarize(proto, path, path.stat().st_size)))
+    summary = summarize(proto, path, path.stat().st_size)
+    if args.json:
+        import json
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(summary), indent=1))
+    else:
+        print(format_summary(summary))
     return 0

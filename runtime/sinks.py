@@ -146,7 +146,10 @@ def has_display() -> tuple[bool, str]:
     info = cv2.getBuildInformation()
     gui = re.search(r"GUI:\s*(\S+)", info)
     if gui is None or gui.group(1).upper() in ("NONE", "NO"):
-        return False, "this OpenCV has no GUI (opencv-python-headless); install opencv-python for --show"
+        return False, (
+            "this OpenCV has no GUI (opencv-python-headless); for --show swap it for the GUI build: "
+            "pip uninstall -y opencv-python-headless && pip install 'edgerun[cpu-gui]' (or [gpu-gui])"
+        )
     if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False, "no display (DISPLAY is unset); use --save to write annotated output instead"
     return True, ""

@@ -1,15 +1,14 @@
-"""Export tests train a small model first: they need the train extra (TensorFlow)."""
+"""Export tests that train a small model first need the train extra (TensorFlow); inspect does not."""
 
 from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("tensorflow", reason="export tests need the train extra: pip install 'edgerun[cpu,train]'")
-
 
 @pytest.fixture(scope="session")
 def trained_mnist(mnist_dir, tmp_path_factory) -> dict:
     """A briefly trained mnist_cnn, exported with every variant (made once per test session)."""
+    pytest.importorskip("tensorflow", reason="needs the train extra: pip install 'edgerun[cpu,train]'")
     from edgerun.export import cli as export_cli
     from edgerun.train.fit import TrainConfig, train
 

@@ -49,3 +49,12 @@ def test_inspect_lfs_pointer(tmp_path, capsys):
     pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
     assert inspect_main([str(pointer)]) == 2
     assert "Git LFS pointer" in capsys.readouterr().err
+
+
+def test_inspect_json_for_scripts(mnist_cnn, capsys):
+    import json
+
+    assert inspect_main(["mnist_cnn", "--json"]) == 0  # a bundled model's name works too
+    info = json.loads(capsys.readouterr().out)
+    assert info["inputs"][0][0] == "input" and info["inputs"][0][2] == ["batch", 28, 28, 1]
+    assert info["metadata"]["edgerun.name"] == "mnist_cnn" and info["parameters"] > 1_000_000
