@@ -46,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.calib_data is not None and not args.calib_data.is_dir():
         return _fail(f"--calib-data {args.calib_data} is not a directory")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from .onnx import ExportError, export_keras, read_card
-    from .parity import ParityError, check_parity, parity_inputs
     from edgerun.runtime.cli import read_labels
     from edgerun.runtime.metadata import MetadataError
 
+    from .onnx import ExportError, export_keras, read_card
+    from .parity import ParityError, check_parity, parity_inputs
     from .quantize import QuantizeError
 
     out = args.out or args.model.with_suffix(".onnx")
