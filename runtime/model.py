@@ -30,7 +30,7 @@ from .heads import HeadOptions, OutputError, check_outputs, make_head
 from .metadata import MetadataError, ModelMetadata, Preprocessing, read_metadata
 from .pipeline import Item, Pipeline, PipelineConfig
 from .preprocess import PreprocessError
-from .providers import ProviderPlan, check_ort_install, plan_providers, verify_providers
+from .providers import check_ort_install, plan_providers, verify_providers
 from .results import Result
 from .sources import ArraySource, open_source
 
@@ -238,7 +238,6 @@ class Model:
         session,
         metadata: ModelMetadata,
         path: Path,
-        plan: ProviderPlan,
         foreign: bool,
         options: HeadOptions | None = None,
         batch: int = 1,
@@ -246,7 +245,6 @@ class Model:
         self.session = session
         self.metadata = metadata
         self.path = path
-        self.plan = plan
         self.foreign = foreign
         self.batch = batch
         self.providers = session.get_providers()
@@ -295,7 +293,7 @@ class Model:
             metadata = _infer_foreign(session.get_inputs(), session.get_outputs(), overrides)
         metadata = _apply_overrides(metadata, overrides)
         _check_io(session, metadata)
-        model = cls(session, metadata, path, plan, foreign, options, batch)
+        model = cls(session, metadata, path, foreign, options, batch)
         logger.info("loaded %s (%s, %s) on %s", path.name, metadata.name, metadata.task, ", ".join(model.providers))
         return model
 
