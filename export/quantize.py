@@ -23,6 +23,7 @@ from edgerun.runtime.frames import Frame, SourceError
 from edgerun.runtime.images import IMAGE_SUFFIXES, read_image
 from edgerun.runtime.metadata import ModelMetadata, read_metadata
 from edgerun.runtime.model import Model, SessionConfig
+from edgerun.runtime.progress import progress_bar
 from edgerun.runtime.timing import measure
 
 logger = logging.getLogger(__name__)
@@ -126,11 +127,16 @@ def _reader(input_name: str, inputs: np.ndarray, batch: int = 16):
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self._batches = iter(range(0, len(inputs), batch))
+            self._bar = progress_bar(len(inputs), "calibrating int8")
 
         def get_next(self) -> dict | None:
             start = next(self._batches, None)
             if start is None:
+                if self._bar is not None:
+                    self._bar.close()
                 return None
+            if self._bar is not None:
+                self._bar.update(min(batch, len(inputs) - start))
             return {input_name: np.ascontiguousarray(inputs[start : start + batch])}
 
     return Reader()

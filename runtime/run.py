@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from .frames import Source
 from .pipeline import Pipeline, PipelineConfig
+from .progress import progress_bar
 from .results import Result
 from .sinks import Sink
 
@@ -93,17 +94,12 @@ class Run:
         self.stop()
 
     def _progress_bar(self):
-        wanted = self.config.progress
-        if wanted is None:
-            wanted = sys.stderr.isatty()
-        if not wanted or self.source.live:
+        if self.source.live:
             return None
-        from tqdm import tqdm
-
         total = self.source.expected
         if self.config.max_frames is not None and total is not None:
             total = min(total, self.config.max_frames)
-        return tqdm(total=total, unit="img", desc=self.model.name, leave=False, dynamic_ncols=True)
+        return progress_bar(total, self.model.name, enabled=self.config.progress)
 
     # -- the results ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Result]:
