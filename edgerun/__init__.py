@@ -14,13 +14,6 @@ Three lines classify anything::
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
-
-try:
-    __version__ = _metadata.version("edgerun")
-except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
-
 #: public name -> module that defines it (loaded on first use, PEP 562)
 _EXPORTS = {
     "load": "edgerun.runtime.api",
@@ -39,7 +32,19 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("edgerun")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str):
+    if name == "__version__":  # read from the installed metadata on first use, not at import
+        globals()[name] = value = _version()
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'edgerun' has no attribute {name!r}")
