@@ -11,8 +11,10 @@ timeouts, reconnection).
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from .frames import Frame, Source, SourceError
 from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
+from .outputs import os_reason
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +31,7 @@ LIST_SUFFIXES = (".txt", ".lst", ".list")
 IDX_MARKERS = ("-idx3-ubyte", ".idx3")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
-__all__ = ["Frame", "Source", "SourceError", "open_source", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["Frame", "Source", "SourceError", "open_source", "input_files", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 
 class _Finite:
@@ -64,23 +67,37 @@ class ArraySource(_Finite):
                 continue
             try:
                 yield Frame(read_image(Path(item)), str(item), index, float(index))
-            except (SourceError, OSError, TypeError, ValueError) as exc:
+            except (SourceError, TypeError, ValueError) as exc:
                 yield Frame(None, str(item), index, float(index), error=str(exc))
+
+    @property
+    def files(self) -> list[Path]:
+        return [Path(item) for item in self.items if isinstance(item, (str, Path))]
 
 
 class ImageFiles(_Finite):
-    """A fixed list of image paths: one frame per path, an error frame for an unreadable one."""
+    """A fixed list of image paths: one frame per path, an error frame for an unreadable one
+    (whatever the OS says of it: permission, a link loop, a name too long, an I/O error).
 
-    def __init__(self, paths: list[Path], name: str) -> None:
+    ``listing`` is the list file the paths came from, if any (an input too)."""
+
+    def __init__(
+        self, paths: list[Path], name: str, listing: Path | None = None, errors: dict[Path, str] | None = None
+    ) -> None:
         self.paths = paths
         self.name = name
         self.expected = len(paths)
+        self.files = [*paths, *([listing] if listing else [])]
+        self.errors = errors or {}  # entries known to be unreadable while the source was listed
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __iter__(self) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):
+            if path in self.errors:
+                yield Frame(None, str(path), index, float(index), error=self.errors[path])
+                continue
             try:
                 image = read_image(path)
             except SourceError as exc:
@@ -90,27 +107,39 @@ class ImageFiles(_Finite):
 
 
 class IdxImages(_Finite):
-    """Every image of an IDX image file (MNIST's format, gzip or plain), as grayscale frames."""
+    """Every image of an IDX image file (MNIST's format, gzip or plain), as grayscale frames,
+    read one at a time. A file that ends before its header's count sets ``stop_reason``."""
 
     def __init__(self, path: Path) -> None:
-        from .idx import IdxError, read_idx
+        from .idx import IdxError, IdxFile
 
         self.path = path
         self.name = str(path)
+        self.files = [path]
         try:
-            self.images = read_idx(path)
+            self.idx = IdxFile(path)
         except IdxError as exc:
             raise SourceError(str(exc)) from exc
-        if self.images.ndim != 3:
+        if not self.idx.images:
             raise SourceError(f"{path} holds labels, not images; pass the images file (…-images-idx3-ubyte.gz)")
-        self.expected = len(self.images)
+        self.expected = self.idx.available
+        self._records = None
 
     def __len__(self) -> int:
-        return len(self.images)
+        return self.idx.available
 
     def __iter__(self) -> Iterator[Frame]:
-        for index, image in enumerate(self.images):
+        reasons: list[str] = []
+        self._records = self.idx.records(reasons)
+        for index, image in enumerate(self._records):
             yield Frame(image, self.name, index, float(index))
+        if reasons:
+            self.stop_reason = reasons[0]
+            logger.warning("%s: %s", self.name, self.stop_reason)
+
+    def close(self) -> None:
+        if self._records is not None:
+            self._records.close()  # closes the file
 
 
 class VideoFile(_Finite):
@@ -119,6 +148,9 @@ class VideoFile(_Finite):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = str(path)
+        self.files = [path]
+        if not path.is_file():
+            raise SourceError(f"{path} is not a regular file; expected a video file")
         self._capture = cv2.VideoCapture(str(path))
         if not self._capture.isOpened():
             self._capture.release()
@@ -154,12 +186,20 @@ class VideoFile(_Finite):
 
 
 def _list_file(path: Path) -> list[Path]:
+    """The paths a list file names, one per line, relative to its folder; names that are not
+    UTF-8 are kept as the bytes they are (so they still name their file)."""
+    if not path.is_file():
+        raise SourceError(f"{path} is not a regular file; expected a text file with one image path per line")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"list file {path} cannot be read: {os_reason(exc)}") from None
     entries = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
+    for line in raw.splitlines():
+        text = os.fsdecode(line.strip())
+        if not text or text.startswith("#"):
             continue
-        entry = Path(line)
+        entry = Path(text)
         entries.append(entry if entry.is_absolute() else path.parent / entry)
     if not entries:
         raise SourceError(f"{path} lists no paths; expected one image path per line")
@@ -167,7 +207,105 @@ def _list_file(path: Path) -> list[Path]:
 
 
 def _images_in(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Every entry of ``directory`` named like an image, whatever it is (a file, a link to
+    nothing, a link loop, an unreadable file): each will give one record. Real directories
+    named like images are left out."""
+    try:
+        with os.scandir(directory) as entries:
+            found = []
+            for entry in entries:
+                if os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES:
+                    continue
+                try:
+                    if entry.is_dir():
+                        continue
+                except OSError:
+                    pass  # cannot tell: it gives an error record
+                found.append(Path(entry.path))
+    except OSError as exc:
+        raise SourceError(f"directory {directory} cannot be listed: {os_reason(exc)}") from None
+    return sorted(found)
+
+
+def _split_pattern(spec: str) -> tuple[Path, list[str]]:
+    """A glob's fixed root (the folders before the first wildcard) and its remaining parts."""
+    parts = Path(spec).parts
+    for i, part in enumerate(parts):
+        if glob.has_magic(part):
+            return Path(*parts[:i]) if i else Path("."), list(parts[i:])
+    return Path(spec).parent, [Path(spec).name]
+
+
+def _match(parts: list[str], names: tuple[str, ...]) -> bool:
+    """Do path components ``names`` match pattern components ``parts`` (``**``: any depth)?
+    As glob does, a name starting with '.' matches only a part that starts with '.'."""
+    if not parts:
+        return not names
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        if _match(rest, names):
+            return True
+        return bool(names) and not names[0].startswith(".") and _match(parts, names[1:])
+    if not names or (names[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(names[0], head) and _match(rest, names[1:])
+
+
+def _glob(spec: str) -> tuple[list[Path], dict[Path, str]]:
+    """The files ``spec`` matches, walking each real folder once: a link loop cannot repeat a
+    file or run forever, and a file reached by two names is read once. A folder that cannot be
+    listed is returned among the errors (it gives one error record)."""
+    root, parts = _split_pattern(spec)
+    recursive = "**" in parts
+    depth = None if recursive else len(parts) - 1
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    found: list[Path] = []
+    errors: dict[Path, str] = {}
+
+    def unlisted(exc: OSError) -> None:
+        path = Path(exc.filename) if exc.filename else root
+        if path != root:
+            errors[path] = f"folder {path} cannot be listed: {os_reason(exc)}"
+
+    for top, dirs, files in os.walk(root, followlinks=True, onerror=unlisted):
+        here = Path(top)
+        level = len(here.parts) - len(root.parts) if root != Path(".") else len(here.parts)
+        try:
+            st = os.stat(top)
+            key = (st.st_dev, st.st_ino)
+        except OSError:
+            key = None
+        if key is not None and key in seen_dirs:
+            dirs[:] = []
+            continue
+        if key is not None:
+            seen_dirs.add(key)
+        if depth is not None and level >= depth:
+            dirs[:] = []
+        dirs.sort()
+        rel = here.parts[len(here.parts) - level :] if level else ()
+        for name in sorted(files):
+            if not _match(parts, (*rel, name)):
+                continue
+            path = here / name
+            try:
+                st = os.stat(path)
+                ident = (st.st_dev, st.st_ino)
+            except OSError:  # a loop or unreadable entry: it gives its own error record
+                found.append(path)
+                continue
+            if ident not in seen_files:
+                seen_files.add(ident)
+                found.append(path)
+    found.extend(errors)
+    return sorted(found), errors
+
+
+def input_files(source) -> list[Path]:
+    """The files a source reads (its images, list file, video or IDX file): what no output of
+    the run may replace. Empty for cameras, streams and arrays in memory."""
+    return list(getattr(source, "files", ()) or ())
 
 
 def is_camera_index(spec: str) -> bool:
@@ -246,15 +384,15 @@ def _open(spec: str, live_options, capture_factory) -> Source:
         target = int(spec.strip()) if kind == "camera" else spec
         return LiveCapture(target, live_options, capture_factory or cv2.VideoCapture)
     if kind == "glob":
-        paths = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
-        images = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
+        paths, errors = _glob(spec)
+        images = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES or p in errors]
         if not images:
             raise SourceError(
                 f"no images match {spec!r}"
                 + (f" ({len(paths)} other files do)" if paths else "")
                 + f"; supported: {', '.join(IMAGE_SUFFIXES)}"
             )
-        return ImageFiles(images, spec)
+        return ImageFiles(images, spec, errors=errors)
     path = Path(spec)
     if kind == "directory":
         images = _images_in(path)
@@ -266,7 +404,7 @@ def _open(spec: str, live_options, capture_factory) -> Source:
     if not path.exists():
         raise SourceError(f"{spec} does not exist (expected a camera index, file, directory, glob or URL)")
     if kind == "list":
-        return ImageFiles(_list_file(path), str(path))
+        return ImageFiles(_list_file(path), str(path), listing=path)
     if kind == "video":
         return VideoFile(path)
     if kind == "idx":
