@@ -45,6 +45,7 @@ class ByteBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.peak = 0  # the most bytes in flight at once
         self.waiting = False
         self._cond = threading.Condition()
 
@@ -58,12 +59,14 @@ class ByteBudget:
                 self._cond.wait(0.1)
             self.waiting = False
             self.used += n
+            self.peak = max(self.peak, self.used)
             return True
 
     def charge(self, n: int) -> None:
         """Count ``n`` more bytes without waiting (model inputs made from a frame in flight)."""
         with self._cond:
             self.used += n
+            self.peak = max(self.peak, self.used)
 
     def release(self, n: int) -> None:
         with self._cond:
