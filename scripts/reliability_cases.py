@@ -178,11 +178,12 @@ class MjpegServer:
     """An MJPEG (multipart/x-mixed-replace) server on 127.0.0.1 serving ``frames`` frames per
     connection; stop() closes the port (connections refused), start() opens it again."""
 
-    def __init__(self, port: int = 0, frames: int = 20) -> None:
+    def __init__(self, port: int = 0, frames: int | None = 20) -> None:
         self.port, self.frames, self.server = port, frames, None
+        self.stopping = threading.Event()
 
     def start(self) -> MjpegServer:
-        frames = self.frames
+        frames, stopping = self.frames, self.stopping
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -193,7 +194,9 @@ class MjpegServer:
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
                 try:
-                    for i in range(frames):
+                    i = 0
+                    while not stopping.is_set() and (frames is None or i < frames):
+                        i += 1
                         image = np.zeros((28, 28, 3), np.uint8)
                         cv2.putText(image, str(i % 10), (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255,) * 3, 2)
                         data = cv2.imencode(".jpg", image)[1].tobytes()
@@ -217,6 +220,7 @@ class MjpegServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()  # open connections end too
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -700,19 +704,21 @@ def cases(shared: Path):
         c("foreign model, 10 outputs, --labels with 3 names", tiny("ten", None, labels=["a", "b", "c"])),
         c("NaN probabilities", tiny("nan", [str(i) for i in range(10)])),
         c("[batch]-shaped output, --batch 4", tiny("batch", None, batch=4)),
-        c("stream down 4 s mid-run, then back", stream_back),
+        c("stream down 6 s mid-run, back 5 s, then gone", stream_back),
     ]
 
 
 def run_stream_case(python: str, d: Path) -> tuple:
-    server = MjpegServer(frames=20).start()
+    server = MjpegServer(frames=None).start()
     port = server.port
 
     def during(proc):
-        time.sleep(3.0)  # 20 frames at 20 fps, then the server goes away
-        server.stop()
-        time.sleep(4.0)
-        MjpegServer(port=port, frames=20).start()  # back: serves 20 more frames, then stays up
+        time.sleep(3.0)  # frames at 20 fps, then the server goes away for 6 s (the 4th try, 7.5 s
+        server.stop()  # after the loss, reaches it; the 5 s read timeout used to end the run first)
+        time.sleep(6.0)
+        back = MjpegServer(port=port, frames=None).start()
+        time.sleep(5.0)
+        back.stop()  # and away for good: the tries run out
 
     argv = ["run", "model.onnx", "--source", server.url, "--json", "r.jsonl"]
     return execute(python, argv, d, 90, during=during)
