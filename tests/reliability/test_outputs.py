@@ -144,3 +144,12 @@ def test_non_utf8_names_under_a_strict_stdout(mnist_cnn, tmp_path, digits, edger
     assert "\\xff.png" in proc.stdout.decode()
     proc = edgerun("run", mnist_cnn, "--source", tmp_path / "in", "--json", "-")
     assert json.loads(proc.stdout)["source"].endswith("\\xff.png")
+
+
+def test_export_refuses_to_write_over_its_keras_model(tmp_path):
+    from edgerun.export.cli import main as export_main
+
+    keras = tmp_path / "m.keras"
+    keras.write_bytes(b"not really a model, and it must stay as it is")
+    assert export_main([str(keras), "--out", str(keras)]) == 2
+    assert keras.read_bytes() == b"not really a model, and it must stay as it is"
