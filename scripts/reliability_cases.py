@@ -355,18 +355,19 @@ def execute(
 
 
 def first_message(stderr: str) -> str:
-    """The first warning or error the user sees, else the run's summary line."""
-    summary = ""
+    """What the user is told: an error line first, else why the source ended early, else the
+    first warning, else the run's summary line."""
+    errors, ended, warnings, summary = [], [], [], ""
     for line in stderr.splitlines():
         text = line.strip()
-        if " WARNING " in text or " ERROR " in text:
-            return _short(text.split(": ", 1)[-1])
         if "error:" in text or "unexpected error" in text:
-            return _short(text)
-        if " INFO " in text and " inputs, " in text:
-            summary = text.split(": ", 1)[-1].split(", ", 2)
-            summary = ", ".join(summary[:2])
-    return _short(summary)
+            errors.append(text)
+        elif " WARNING " in text or " ERROR " in text:
+            message = text.split(": ", 1)[-1]
+            (ended if "ended early" in message or "gave no inputs" in message else warnings).append(message)
+        elif " INFO " in text and " inputs, " in text:
+            summary = ", ".join(text.split(": ", 1)[-1].split(", ", 2)[:2])
+    return _short((errors or ended or warnings or [summary])[0])
 
 
 def _short(text: str) -> str:
