@@ -64,6 +64,8 @@ def read_labels(path: Path) -> tuple[str, ...]:
     """Class names from a text file, one per line (blank lines and '#' comments skipped)."""
     from .metadata import MetadataError
 
+    if not path.is_file():  # a FIFO would block here for ever
+        raise MetadataError(f"--labels {path} is not a regular file; expected a text file, one name per line")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -41,7 +41,8 @@ class IdxFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise IdxError(f"{self.path} does not exist")
+            what = "is not a regular file" if self.path.exists() else "does not exist"
+            raise IdxError(f"{self.path} {what}; expected an IDX file, gzip or plain")
         self.gzip = self.path.suffix == ".gz"
         size = self.path.stat().st_size
         header = self._header()

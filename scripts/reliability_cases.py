@@ -656,6 +656,19 @@ def cases(shared: Path):
 
         return setup
 
+    def fifo(kind):
+        def setup(d):
+            os.mkfifo(d / {"list": "list.txt", "labels": "labels.txt", "video": "v.avi"}[kind])
+            digits(d / "in", 1)
+            argv = {
+                "list": ["--source", "list.txt"],
+                "labels": ["--source", "in", "--labels", "labels.txt"],
+                "video": ["--source", "v.avi"],
+            }[kind]
+            return {"argv": ["run", "model.onnx", *argv, "--json", "r.jsonl"], "json": "r.jsonl", "timeout": 15}
+
+        return setup
+
     def stream_back(d):
         return {"stream": True, "json": "r.jsonl", "timeout": 90}
 
@@ -706,6 +719,9 @@ def cases(shared: Path):
         c("NaN probabilities", tiny("nan", [str(i) for i in range(10)])),
         c("[batch]-shaped output, --batch 4", tiny("batch", None, batch=4)),
         c("stream down 6 s mid-run, back 5 s, then gone", stream_back),
+        c("list file is a FIFO", fifo("list")),
+        c("--labels is a FIFO", fifo("labels")),
+        c("video file is a FIFO", fifo("video")),
     ]
 
 
@@ -788,7 +804,7 @@ def run_case(python: str, work: Path, shared: Path, name: str, setup) -> Outcome
 
 
 def table(before: list[dict], after: list[dict]) -> str:
-    by_name = {o["case"]: o for o in before}
+    by_name = {o["case"]: o for o in before}  # later entries win
     lines = [
         "| case | before: exit | records | peak MB | after: exit | records | peak MB | after: what the user is told |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
@@ -815,10 +831,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write the outcomes as JSON")
     p.add_argument("--work", type=Path, default=Path("/tmp/edgerun-reliability"))
     p.add_argument("--only", help="run the cases whose name contains this")
-    p.add_argument("--table", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="print the Markdown table")
+    p.add_argument(
+        "--table",
+        nargs=2,
+        metavar=("BEFORE", "AFTER"),
+        help="print the Markdown table (each: JSON files, comma-separated)",
+    )
     args = p.parse_args(argv)
-    if args.table:
-        before, after = (json.loads(path.read_text()) for path in args.table)
+    if args.table:  # each side may be several files (a later run of some cases): later ones win
+        before, after = (
+            [o for part in str(path).split(",") for o in json.loads(Path(part).read_text())] for path in args.table
+        )
+        after = list({o["case"]: o for o in after}.values())
         print(table(before, after))
         return 0
     shared = args.work / "shared"

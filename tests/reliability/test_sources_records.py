@@ -143,3 +143,17 @@ def test_idx_gzip_is_read_lazily_and_checked_against_its_size(tmp_path):
     lying.write_bytes(gzip.compress(struct.pack(">IIII", 0x803, 4_000_000_000, 28, 28)))
     with pytest.raises(SourceError, match="more than a .*-byte gzip file can hold"):
         open_source(str(lying))
+
+
+def test_fifos_named_as_inputs_are_refused_without_blocking(tmp_path, mnist_cnn, digits, edgerun):
+    digits(tmp_path / "in", 1)
+    for name in ("list.txt", "labels.txt", "v.avi", "x-idx3-ubyte"):
+        os.mkfifo(tmp_path / name)
+    for argv, message in [
+        (["--source", tmp_path / "list.txt"], "not a regular file"),
+        (["--source", tmp_path / "v.avi"], "not a regular file"),
+        (["--source", tmp_path / "x-idx3-ubyte"], "not a regular file"),
+        (["--source", tmp_path / "in", "--labels", tmp_path / "labels.txt"], "not a regular file"),
+    ]:
+        proc = edgerun("run", mnist_cnn, *argv, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr.decode(), proc.stderr.decode()
