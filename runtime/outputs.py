@@ -135,8 +135,11 @@ class Protected:
         return self._ids.get((st.st_dev, st.st_ino))
 
 
-def check_target(path: str | os.PathLike, protected: Protected | None = None, what: str = "output") -> Path:
-    """The real path to write ``path`` to (symbolic links followed), or :class:`TargetRefused`."""
+def check_target(
+    path: str | os.PathLike, protected: Protected | None = None, what: str = "output", stdout_ok: bool = False
+) -> Path:
+    """The real path to write ``path`` to (symbolic links followed), or :class:`TargetRefused`.
+    ``stdout_ok``: the option also takes ``-`` (standard output), and the message says so."""
     target = Path(path)
     try:
         real = Path(os.path.realpath(target))
@@ -147,7 +150,7 @@ def check_target(path: str | os.PathLike, protected: Protected | None = None, wh
         reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
         raise TargetRefused(f"{what} {target} cannot be used: {reason}") from None
     if not stat.S_ISREG(st.st_mode):
-        hint = "; give a file path" + (", or '-' for standard output" if what.endswith("--json") else "")
+        hint = "; give a file path" + (", or '-' for standard output" if stdout_ok else "")
         raise TargetRefused(f"{what} {target} is {_kind(st.st_mode)}, not a regular file{hint}")
     owner = protected.owner(st) if protected is not None else None
     if owner is not None:
@@ -292,7 +295,7 @@ class LineWriter:
             self.target = Path(STDOUT)
             return
         self.target = Path(target)
-        real = check_target(target, protected, what)
+        real = check_target(target, protected, what, stdout_ok=True)
         try:
             real.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(real, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
