@@ -371,7 +371,8 @@ def first_message(stderr: str) -> str:
 
 
 def _short(text: str) -> str:
-    return text.replace("|", "/")[:160]
+    text = text.replace("|", "/")
+    return text if len(text) <= 220 else f"{text[:90]} … {text[-120:]}"
 
 
 # -- the cases -------------------------------------------------------------------------------
@@ -781,11 +782,16 @@ def run_case(python: str, work: Path, shared: Path, name: str, setup) -> Outcome
                 if stdout is not None:
                     stdout.close()
         records = invalid = 0
+        first_error = ""
         if spec.get("json") and (d / spec["json"]).is_file():
-            records, invalid = count_records((d / spec["json"]).read_text("utf-8", "replace"))
+            text = (d / spec["json"]).read_text("utf-8", "replace")
+            records, invalid = count_records(text)
+            first_error = next((json.loads(x).get("error", "") for x in text.splitlines() if '"error"' in x), "")
         elif spec.get("stdout_records") or spec.get("head"):
             records = len([line for line in out.splitlines() if line.strip()])
         note = first_message(err)
+        if first_error and " errors" in note:  # the summary alone: show what the error records say
+            note = _short(f"{note}; first: {first_error.replace(str(d) + '/', '')}")
         if spec.get("check_sha"):
             target = d / spec["check_sha"]
             after = hashlib.sha256(target.read_bytes()).hexdigest() if target.exists() else None
@@ -821,7 +827,8 @@ def table(before: list[dict], after: list[dict]) -> str:
 
     for o in after:
         b = by_name.get(o["case"])
-        lines.append(f"| {o['case']} | {' | '.join(cell(b))} | {' | '.join(cell(o))} | {o['note']} |")
+        name = o["case"].replace("|", "\\|")
+        lines.append(f"| {name} | {' | '.join(cell(b))} | {' | '.join(cell(o))} | {o['note']} |")
     return "\n".join(lines)
 
 
