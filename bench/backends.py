@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerun.runtime.model import Model, SessionConfig
+from edgerun.runtime.modelfile import check_model_file
 
 PEERS = ("ort-raw", "tflite", "opencv", "keras")
 
@@ -157,6 +158,8 @@ def twin(onnx_path: Path, suffix: str, explicit: Path | None = None) -> Path:
 
 def make_backend(name: str, path: Path, config: SessionConfig, twins: dict[str, Path | None]) -> Backend:
     threads = config.threads or 1
+    if name in ("ort-raw", "opencv"):
+        check_model_file(path)  # the one external-data rule, before a peer opens the file
     if name == "edgerun":
         return EdgerunBackend(path, config)
     if name == "ort-raw":

@@ -104,10 +104,24 @@ def _validate(args, parser) -> None:
         parser.error(f"--pipeline video {args.pipeline} does not exist")
     if args.compare is not None and args.compare.exists() and not args.compare.is_file():
         parser.error(f"--compare {args.compare} is not a file")
-    for option in ("json", "markdown", "plot"):
+    # No output may replace an input (a model, a twin, the video) or be a device, FIFO or folder.
+    from edgerun.runtime.outputs import OutputError, Protected, check_target
+
+    from .backends import twin
+
+    twins = [
+        twin(p, suffix, explicit)
+        for p in args.models
+        for suffix, explicit in ((".tflite", args.tflite), (".keras", args.keras))
+    ]
+    args.protected = Protected([*args.models, *twins, args.pipeline])
+    for option in ("json", "markdown", "plot", "compare"):
         target = getattr(args, option)
-        if target is not None and target.exists() and target.is_dir():
-            parser.error(f"--{option} {target} is a directory; give a file path")
+        if target is not None and (option != "compare" or not target.exists()):
+            try:
+                check_target(target, args.protected, f"--{option}")
+            except OutputError as exc:
+                parser.error(str(exc))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline import pipeline_benchmark
 
         return pipeline_benchmark(args.pipeline, args.models[0], args.batch[0], args.threads, args.json, args.spin)
+
+    from edgerun.runtime.outputs import write_text
 
     from .compare import BaselineError, compare, format_changes, load_baseline
     from .harness import SweepConfig, run_sweep
@@ -141,10 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(report)
     print(table)
     if args.json:
-        write_json(report, args.json)
+        write_json(report, args.json, args.protected)
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n", encoding="utf-8")
+        write_text(args.markdown, table + "\n", args.protected, "--markdown")
     if args.plot:
         models = list(dict.fromkeys(r["model"] for r in report["results"]))
         for model in models:
@@ -152,13 +167,13 @@ def main(argv: list[str] | None = None) -> int:
                 args.plot if len(models) == 1 else args.plot.with_name(f"{args.plot.stem}_{model.split('.')[0]}.png")
             )
             try:
-                logger.info("plot: %s", plot(report, model, target))
+                logger.info("plot: %s", plot(report, model, target, args.protected))
             except ValueError as exc:
                 logger.warning("no plot for %s: %s", model, exc)
     if args.compare is None:
         return 0
     if not args.compare.exists():
-        write_json(report, args.compare)
+        write_json(report, args.compare, args.protected)
         print(f"\nno baseline at {args.compare}: wrote this run as the baseline")
         return 0
     try:

@@ -12,13 +12,15 @@ import cv2
 import numpy as np
 
 from edgerun.runtime.files import write_json_atomic
+from edgerun.runtime.outputs import Protected, write_image
 
 COLORS = [(200, 90, 30), (40, 160, 40), (40, 40, 210), (180, 60, 170), (20, 150, 200), (90, 90, 90)]
 
 
-def write_json(report: dict, path: Path) -> None:
-    """Atomically: a reader never sees half a file, an interrupted run leaves the old one."""
-    write_json_atomic(path, report, indent=1)
+def write_json(report: dict, path: Path, protected: Protected | None = None) -> None:
+    """Atomically: a reader never sees half a file, an interrupted run leaves the old one; never
+    over an input (``protected``) or a device (see edgerun.runtime.outputs)."""
+    write_json_atomic(path, report, indent=1, protected=protected)
 
 
 def _fmt(value, spec: str) -> str:
@@ -133,7 +135,7 @@ class _Axes:
         return int(self.y1 - t * (self.y1 - self.y0))
 
 
-def plot(report: dict, model: str, path: Path) -> Path:
+def plot(report: dict, model: str, path: Path, protected: Protected | None = None) -> Path:
     """One PNG for ``model``: p50 latency (p90-p99 band) and images/s against batch size."""
     rows = [r for r in report["results"] if r["model"] == model and not r["error"]]
     if not rows:
@@ -181,7 +183,5 @@ def plot(report: dict, model: str, path: Path) -> Path:
         1,
         cv2.LINE_AA,
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), canvas)
-    return path
+    write_image(path, canvas, protected, "--plot")
+    return Path(path)

@@ -7,8 +7,10 @@ is one line naming the extra that provides it.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
+import os
 import sys
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,11 @@ EXTRAS = {
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports any tool whose reader left
+
+#: OpenCV's own decoded-size limits, read once when OpenCV loads (so set here, before any
+#: subcommand imports it): the second line behind edgerun's header checks (runtime/images.py).
+OPENCV_LIMITS = {"OPENCV_IO_MAX_IMAGE_PIXELS": str(64_000_000)}
 
 USAGE = """usage: edgerun [-v|-q] {subcommands} ...
 
@@ -104,8 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     module_name, function = SUBCOMMANDS[name][0].split(":")
     configure_logging(verbosity)
+    for key, value in OPENCV_LIMITS.items():
+        os.environ.setdefault(key, value)  # a value the user set wins
+    from edgerun.runtime.outputs import OutputError, StdoutClosed, os_reason, silence_stdout
+
     try:
-        return int(getattr(importlib.import_module(module_name), function)(rest) or 0)
+        code = int(getattr(importlib.import_module(module_name), function)(rest) or 0)
+        sys.stdout.flush()  # a full disk under '> file' shows here, not in the interpreter's last gasp
+        return code
     except ImportError as exc:
         hint = missing_dependency(name, exc)
         if hint is None:
@@ -115,8 +128,33 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgerun {name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except (BrokenPipeError, StdoutClosed):  # standard output's reader left (| head): end quietly
+        silence_stdout()
+        return EXIT_STDOUT_CLOSED
+    except OutputError as exc:  # an output refused or not written: its own message and exit code
+        print(f"edgerun {name}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        if exc.errno in STDOUT_ERRNOS and _stdout_broken():
+            silence_stdout()
+            print(f"edgerun {name}: error: cannot write to standard output: {os_reason(exc)}", file=sys.stderr)
+            return OutputError.exit_code
+        return _unexpected(name, exc, verbosity)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no bare traceback
         return _unexpected(name, exc, verbosity)
+
+
+#: errno values that mean "standard output cannot take more" (disk full, I/O error, too large).
+STDOUT_ERRNOS = (errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT)
+
+
+def _stdout_broken() -> bool:
+    """Whether standard output is what failed (a flush fails again)."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True
+    return False
 
 
 def _unexpected(name: str, exc: BaseException, verbosity: int) -> int:

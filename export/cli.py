@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     from .quantize import QuantizeError
 
     out = args.out or args.model.with_suffix(".onnx")
+    from edgerun.runtime.outputs import OutputError, Protected, check_target
+
+    try:  # never over the .keras model, its card or labels (edgerun.runtime.outputs)
+        check_target(out, Protected([args.model, args.model.with_suffix(".json"), args.labels]), "--out")
+    except OutputError as exc:
+        return _fail(str(exc))
     staging = out.with_name(f".{out.stem}.staging.onnx")
     try:
         command = shlex.join(["edgerun", "export", *(sys.argv[2:] if argv is None else argv)])

@@ -36,3 +36,16 @@ def probability(text: str) -> float:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
     return value
+
+
+def batch_size(text: str) -> int:
+    """A batch size from 1 to MAX_BATCH (a bigger batch only holds more frames in memory)."""
+    from .pipeline import MAX_BATCH
+
+    value = positive_int(text)
+    if value > MAX_BATCH:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_BATCH} (one inference call; larger batches only hold more frames in memory), "
+            f"got {value}"
+        )
+    return value

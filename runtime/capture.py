@@ -2,9 +2,16 @@
 
 Live sources must not hand out stale, buffered frames: the grabber reads as fast as the device
 delivers and overwrites the one slot; the consumer takes the newest frame when it is ready for
-one (frames it had no time for are counted as skipped, never queued). Opening and reading have
-timeouts; a lost signal is retried with exponential backoff a stated number of times, then the
-source ends cleanly with the reason in :attr:`LiveCapture.stop_reason`.
+one (frames it had no time for are counted as skipped, never queued).
+
+One supervisor thread owns the connection. The signal counts as lost when a read fails or when
+no frame has come for ``read_timeout`` seconds (a read that blocks is abandoned: its thread
+releases the old capture whenever the read returns). After a loss it reconnects up to
+``reconnect_tries`` times, waiting ``backoff_start`` seconds before the first try and twice as
+long before each next one (at most ``backoff_max``): with the defaults 0.5, 1, 2, 4 and 8 s, so a
+server that is back within about 15 s is reached. The consumer waits as long as reconnection
+goes on: the read timeout never ends the source by itself. When every try has failed the source
+ends with the reason in :attr:`LiveCapture.stop_reason` (``edgerun run`` exits 4).
 """
 
 from __future__ import annotations
@@ -77,6 +84,10 @@ class LiveCapture:
         self._taken = 0  # the sequence number of the last frame handed out
         self._stop = threading.Event()
         self._done = False
+        self._generation = 0  # which capture is current; an abandoned reader sees it changed
+        self._lost: str | None = None  # why the current capture is lost, set by its reader
+        self._last_frame = time.monotonic()
+        self._reader: threading.Thread | None = None
         self.stop_reason: str | None = None
         self.reconnects = 0
         self.grabbed = 0
@@ -94,29 +105,67 @@ class LiveCapture:
         fps = capture.get(cv2.CAP_PROP_FPS) if hasattr(capture, "get") else 0.0
         # Only for the output video's frame rate; measured fps always come from timestamps.
         self.nominal_fps = fps if fps and 0 < fps < 1000 else 30.0
-        self._thread = threading.Thread(target=self._grab_loop, name=f"edgerun-grab-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name=f"edgerun-live-{self.name}", daemon=True)
         self._thread.start()
 
-    def _publish(self, image) -> None:
+    def _publish(self, image, generation: int) -> None:
         with self._cond:
+            if generation != self._generation:
+                return  # a frame from an abandoned capture
             if self._latest is not None and self._seq > self._taken:
                 self.skipped += 1
-            self._latest = (image, time.monotonic())
+            self._last_frame = time.monotonic()
+            self._latest = (image, self._last_frame)
             self._seq += 1
             self.grabbed += 1
             self._cond.notify_all()
 
-    def _reconnect(self) -> bool:
+    def _read_loop(self, capture, generation: int) -> None:
+        """Read one capture until it fails, is abandoned, or the source stops; then release it."""
+        try:
+            while not self._stop.is_set() and generation == self._generation:
+                ok, image = capture.read()
+                if self._stop.is_set() or generation != self._generation:
+                    break
+                if not ok or image is None:
+                    with self._cond:
+                        if generation == self._generation:
+                            self._lost = "the read failed (signal lost)"
+                            self._cond.notify_all()
+                    break
+                self._publish(image, generation)
+        except Exception as exc:  # noqa: BLE001 - a capture that raises is a lost signal
+            with self._cond:
+                if generation == self._generation:
+                    self._lost = f"the read failed ({exc})"
+                    self._cond.notify_all()
+        finally:
+            try:
+                capture.release()
+            except Exception:  # noqa: BLE001 - releasing a broken capture must not mask the real error
+                logger.debug("%s: release failed", self.name, exc_info=True)
+
+    def _watch(self) -> str | None:
+        """Wait while frames come; the reason the signal is lost, or None when stopped."""
+        timeout = self.options.read_timeout
+        with self._cond:
+            while not self._stop.is_set():
+                if self._lost is not None:
+                    return self._lost
+                idle = time.monotonic() - self._last_frame
+                if idle >= timeout:
+                    return f"no frame for {timeout:g} s (stream stalled)"
+                self._cond.wait(min(timeout - idle, 0.5))
+        return None
+
+    def _reconnect(self, reason: str) -> bool:
         delay = self.options.backoff_start
-        for attempt in range(1, self.options.reconnect_tries + 1):
+        tries = self.options.reconnect_tries
+        started = time.monotonic()
+        for attempt in range(1, tries + 1):
             if self._stop.wait(delay):
                 return False
-            logger.warning(
-                "%s: signal lost; reconnecting (try %d of %d)",
-                self.name,
-                attempt,
-                self.options.reconnect_tries,
-            )
+            logger.warning("%s: %s; reconnecting (try %d of %d)", self.name, reason, attempt, tries)
             capture, error = _open_with_timeout(self._factory, self.target, self.options.open_timeout)
             if capture is not None:
                 self._capture = capture
@@ -125,20 +174,31 @@ class LiveCapture:
                 return True
             logger.warning("%s: reconnection failed (%s)", self.name, error)
             delay = min(delay * 2, self.options.backoff_max)
-        self.stop_reason = f"signal lost and {self.options.reconnect_tries} reconnection tries failed"
+        self.stop_reason = (
+            f"stream lost: {reason}, and {tries} reconnection tries failed over {time.monotonic() - started:.1f} s"
+        )
         return False
 
-    def _grab_loop(self) -> None:
+    def _supervise(self) -> None:
         try:
             while not self._stop.is_set():
-                ok, image = self._capture.read()
-                if self._stop.is_set():
+                with self._cond:
+                    self._lost = None
+                    self._last_frame = time.monotonic()
+                    generation = self._generation
+                self._reader = threading.Thread(
+                    target=self._read_loop,
+                    args=(self._capture, generation),
+                    name=f"edgerun-grab-{self.name}",
+                    daemon=True,
+                )
+                self._reader.start()
+                reason = self._watch()
+                if reason is None:
                     break
-                if ok and image is not None:
-                    self._publish(image)
-                    continue
-                self._capture.release()
-                if not self._reconnect():
+                with self._cond:
+                    self._generation += 1  # the reader is abandoned (it may still be blocked in read)
+                if not self._reconnect(reason):
                     break
         finally:
             with self._cond:
@@ -149,16 +209,10 @@ class LiveCapture:
         index = 0
         while True:
             with self._cond:
-                got = self._cond.wait_for(
-                    lambda: self._seq > self._taken or self._done or self._stop.is_set(),
-                    timeout=self.options.read_timeout,
-                )
+                # No timeout ends the wait: the supervisor decides when the signal is lost for good.
+                while not (self._seq > self._taken or self._done or self._stop.is_set()):
+                    self._cond.wait(0.5)
                 if self._stop.is_set():
-                    return
-                if not got:
-                    self.stop_reason = f"no frame for {self.options.read_timeout:g} s (stream stalled)"
-                    logger.warning("%s: %s; stopping", self.name, self.stop_reason)
-                    self._stop.set()
                     return
                 if self._seq <= self._taken:  # finished with no new frame
                     if self.stop_reason:
@@ -173,8 +227,7 @@ class LiveCapture:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout=self.options.read_timeout + 1)
-        try:
-            self._capture.release()
-        except Exception:  # noqa: BLE001 - releasing a broken capture must not mask the real error
-            logger.debug("%s: release failed", self.name, exc_info=True)
+        self._thread.join(timeout=self.options.open_timeout + 1)
+        reader = self._reader
+        if reader is not None:
+            reader.join(timeout=1.0)  # a read blocked in the driver is left to its daemon thread

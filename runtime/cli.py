@@ -10,9 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
-from .argtypes import positive_float, positive_int, probability
+from .argtypes import batch_size, positive_float, positive_int, probability
 from .providers import CHOICES
-from .run import EXIT_USAGE
+from .run import EXIT_USAGE, EXIT_WRITE_FAILED
 
 logger = logging.getLogger(__name__)
 
@@ -22,13 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgerun run",
         description="Run an ONNX model over a camera, stream, video, image, directory, glob, list file or "
         "IDX file. Prints one line per input; exit 0 when every input worked, 1 when some failed (each has "
-        "an error record), 2 for bad arguments, 4 when the source ended early or gave nothing, 130/143 "
-        "when interrupted.",
+        "an error record), 2 for bad arguments (or an output that would overwrite an input), 4 when the "
+        "source ended early or gave nothing, 5 when an output could not be written (disk full, I/O error), "
+        "130/143 when interrupted, 141 when standard output was closed (| head).",
     )
     p.add_argument("model", help="an .onnx file (edgerun's, or any image classifier), or a bundled model's name")
     p.add_argument("--source", required=True, help="0 (camera), image, directory, glob, list.txt, video, IDX or URL")
     p.add_argument("--provider", default="auto", choices=CHOICES, help="execution provider (default auto)")
-    p.add_argument("--batch", type=positive_int, default=1, help="inputs per inference call (default 1)")
+    p.add_argument("--batch", type=batch_size, default=1, help="inputs per inference call, 1-1024 (default 1)")
     p.add_argument("--topk", type=positive_int, default=5, help="classes to report (default 5)")
     p.add_argument("--json", help="write one JSON record per input to this .jsonl file ('-': standard output)")
     p.add_argument("--save", type=Path, help="annotated output: a directory of images, or a video file")
@@ -63,6 +64,8 @@ def read_labels(path: Path) -> tuple[str, ...]:
     """Class names from a text file, one per line (blank lines and '#' comments skipped)."""
     from .metadata import MetadataError
 
+    if not path.is_file():  # a FIFO would block here for ever
+        raise MetadataError(f"--labels {path} is not a regular file; expected a text file, one name per line")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -77,16 +80,21 @@ def read_labels(path: Path) -> tuple[str, ...]:
 
 def _sinks(args, model, source, stop):
     from .images import VIDEO_SUFFIXES
+    from .outputs import Protected
     from .sinks import Display, ImageSaver, JsonlSink, VideoSaver, has_display
+    from .sources import input_files
 
+    # No output may replace an input: the model, the labels, every file the source reads.
+    protected = Protected([model.path, args.labels, *input_files(source)])
     sinks = []
     if args.json:
-        sinks.append(JsonlSink(args.json))
+        sinks.append(JsonlSink(args.json, protected))
     if args.save:
         if args.save.suffix.lower() in VIDEO_SUFFIXES:
-            sinks.append(VideoSaver(args.save, fps=source.nominal_fps or 30.0))
+            sinks.append(VideoSaver(args.save, fps=source.nominal_fps or 30.0, protected=protected))
         else:
-            sinks.append(ImageSaver(args.save, heatmaps=args.heatmaps, stride=model.metadata.preprocessing.stride or 1))
+            stride = model.metadata.preprocessing.stride or 1
+            sinks.append(ImageSaver(args.save, heatmaps=args.heatmaps, stride=stride, protected=protected))
     if args.show:
         ok, why = has_display()
         if ok:
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from .heads import HeadOptions
     from .metadata import MetadataError
     from .model import Model, ModelError, Overrides, SessionConfig
+    from .outputs import OutputError, StdoutClosed, silence_stdout
     from .preprocess import PreprocessError
     from .providers import ProviderError
     from .run import Run, RunConfig
@@ -127,16 +136,30 @@ def main(argv: list[str] | None = None) -> int:
             batch=args.batch,
         )
         source = open_source(args.source, LiveOptions())
+    except (ModelError, ProviderError, MetadataError, PreprocessError, SourceError) as exc:
+        print(f"edgerun run: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         run = Run(model, source, config=RunConfig(batch=args.batch, max_frames=args.max_frames, progress=args.progress))
         run.sinks = _sinks(args, model, source, run.stop)
-    except (ModelError, ProviderError, MetadataError, PreprocessError, SourceError, SinkError) as exc:
+    except (SinkError, OutputError) as exc:
+        source.close()
         print(f"edgerun run: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logger.info("providers in use: %s", ", ".join(model.providers))
     lines = args.json != "-"  # with JSON on standard output, the records are the output
-    with run:
-        for result in run:
-            if lines:
-                run.write_line(result.summary())
+    try:
+        with run:
+            for result in run:
+                if lines:
+                    run.write_line(result.summary())
+    except StdoutClosed as exc:  # | head: the reader has what it wanted; end quietly, like any Unix tool
+        silence_stdout()
+        logger.info("%s; stopping", exc)
+        return exc.exit_code
+    except (OutputError, SinkError) as exc:
+        run.log_summary()
+        print(f"edgerun run: error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_WRITE_FAILED)
     run.log_summary()
     return run.exit_code

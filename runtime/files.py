@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+import math
 from pathlib import Path
 
+from .outputs import Protected, write_text
 
-def write_json_atomic(path: str | Path, payload: dict, indent: int = 2) -> Path:
-    """Write ``payload`` as JSON to a temporary file beside ``path``, then rename it over."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are meant to be read by others
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=indent)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+def write_json_atomic(path: str | Path, payload: dict, indent: int = 2, protected: Protected | None = None) -> Path:
+    """Write ``payload`` as JSON to a temporary file beside ``path``, then rename it over.
+
+    Goes through :mod:`edgerun.runtime.outputs`: a target that is not a regular file, or one of
+    ``protected``, is refused; a failed write leaves the old file as it was.
+    """
+    return write_text(path, json.dumps(_finite(payload), indent=indent, allow_nan=False) + "\n", protected)
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: such numbers are written as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def sha256_file(path: str | Path) -> str:

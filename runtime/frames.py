@@ -42,6 +42,9 @@ class Source(Protocol):
         nominal_fps: the frame rate the source claims, for writing video (never for measuring).
         expected: how many frames a finite source will give, where known (for progress).
         stop_reason: why the source ended early (a lost stream, a truncated file), or None.
+
+    Finite sources also list the files they read in ``files`` (optional): no output of a run
+    may replace one of them (see :mod:`edgerun.runtime.outputs`).
     """
 
     name: str

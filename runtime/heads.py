@@ -61,6 +61,15 @@ def _check_finite(output: np.ndarray) -> None:
         )
 
 
+def _check_width(width: int, classes: tuple[str, ...]) -> None:
+    """A model whose output width was unknown at load must still agree with its class names."""
+    if classes and width != len(classes):
+        raise OutputError(
+            f"the model gave {width} scores but names {len(classes)} classes; a label would be a guess: "
+            "give one name per output (--labels FILE)"
+        )
+
+
 class ClassifyHead:
     """One tensor per frame; the top ``k`` classes of its probabilities."""
 
@@ -77,6 +86,7 @@ class ClassifyHead:
     def finish(self, outputs: list[np.ndarray], prepared: Prepared, frame: Frame, latency_ms: float) -> Result:
         probs = outputs[0]
         _check_finite(probs)
+        _check_width(probs.reshape(-1).size, self.classes)
         return Result(
             frame.source, frame.index, latency_ms, top=top_k(probs, self.classes, self.topk), image=frame.image
         )
@@ -110,6 +120,9 @@ class LocalizeHead:
     def finish(self, outputs: list[np.ndarray], prepared: Prepared, frame: Frame, latency_ms: float) -> Result:
         heat = outputs[0]
         _check_finite(heat)
+        if heat.ndim != 3:
+            raise OutputError(f"the localizer gave maps of shape {heat.shape}; expected (height, width, classes)")
+        _check_width(heat.shape[-1], self.classes)
         detections = localize(heat, self.classes, self.config, prepared.context)
         return Result(frame.source, frame.index, latency_ms, detections=detections, image=frame.image, heat=heat)
 

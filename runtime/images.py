@@ -1,33 +1,65 @@
 """Reading image files: the one checked reader every part of edgerun uses (runs, calibration).
 
 OpenCV decodes what it can and says little: a truncated JPEG or PNG comes back half grey, and a
-small file can claim a huge image. :func:`read_image` refuses both before they cost anything.
+small file can claim a huge image (a 1 KB run-length BMP decodes to 30000x30000 pixels).
+:func:`read_image` refuses both before they cost anything: the size is read from the header
+(Pillow, which opens files lazily, for BMP, PNG, JPEG, TIFF, WebP, GIF, JPEG 2000, PNM, PFM, Sun
+raster and AVIF; a few lines here for Radiance HDR, PAM and PFM, which Pillow does not size), and a
+file whose size no header reader can tell is refused if OpenCV would decode it. OpenCV's own
+limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, read once when OpenCV loads; the ``edgerun`` command sets
+it) is a second line. Every way a file can fail to be read (permission, a link loop, a name too
+long, an I/O error) is one :class:`SourceError` naming the file and the reason.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import stat
+import struct
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .frames import SourceError
+from .outputs import os_reason
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
 
 #: Images larger than this are refused before decoding (a 20000x20000 RGB image is 1.2 GB).
 MAX_IMAGE_PIXELS = 64_000_000
+#: Files larger than this are not read at all (64 Mpx of 16-bit RGBA, uncompressed, is 512 MB).
+MAX_IMAGE_FILE_BYTES = 1 << 30
 
 
 def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _image_size_from_header(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding, or None if unknown."""
-    with open(path, "rb") as fh:
-        head = fh.read(64 * 1024)
+def _size_from_text_header(head: bytes) -> tuple[int, int] | None:
+    """(width, height) of a Radiance HDR, PAM or PFM file (formats Pillow does not size)."""
+    if head.startswith((b"#?RADIANCE", b"#?RGBE")):
+        match = re.search(rb"\n\n([-+])([YX]) (\d+) ([-+])([YX]) (\d+)", head)
+        if match:
+            first, second = int(match.group(3)), int(match.group(6))
+            return (second, first) if match.group(2) == b"Y" else (first, second)
+        return None
+    if head[:2] in (b"PF", b"Pf") and head[2:3].isspace():
+        match = re.match(rb"P[Ff]\s+(\d+)\s+(\d+)", head)
+        return (int(match.group(1)), int(match.group(2))) if match else None
+    if head.startswith(b"P7"):
+        width = re.search(rb"\bWIDTH\s+(\d+)", head)
+        height = re.search(rb"\bHEIGHT\s+(\d+)", head)
+        if width and height:
+            return int(width.group(1)), int(height.group(1))
+    return None
+
+
+def _png_jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header (the common case, without Pillow), or None."""
     if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
         return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     if head[:2] == b"\xff\xd8":
@@ -41,6 +73,39 @@ def _image_size_from_header(path: Path) -> tuple[int, int] | None:
                 return int.from_bytes(head[i + 7 : i + 9], "big"), int.from_bytes(head[i + 5 : i + 7], "big")
             i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
     return None
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header without decoding it, or None when no header reader
+    knows the format. Raises OSError when the file cannot be read, SourceError when the header
+    of a known format is broken."""
+    with open(path, "rb") as fh:
+        head = fh.read(64 * 1024)
+    size = _png_jpeg_size(head) or _size_from_text_header(head)
+    if size is not None:
+        return size
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # reads the header only
+                return image.size
+    except Image.DecompressionBombError as exc:  # past Pillow's own limit, so past ours
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        count = f"{int(pixels.group(1)):,} pixels" if pixels else "more pixels than Pillow allows"
+        raise SourceError(
+            f"{path} is {count}, over the {MAX_IMAGE_PIXELS:,}-pixel limit; downscale it first "
+            "(e.g. cv2.resize) or crop the region of interest"
+        ) from None
+    except UnidentifiedImageError:
+        return None
+    except OSError as exc:
+        if exc.errno is not None:  # the OS failed to read it: not a question of format
+            raise
+        raise SourceError(f"{path} could not be decoded as an image (its header is broken: {exc})") from None
+    except (SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise SourceError(f"{path} could not be decoded as an image (its header is broken: {exc})") from None
 
 
 def _check_complete(path: Path, data: np.ndarray) -> None:
@@ -57,15 +122,43 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read one image as OpenCV does (any depth and channel count kept).
 
     Raises:
-        SourceError: missing, empty, too large, or not a decodable image.
+        SourceError: missing, not a file, unreadable (permission, link loop, name too long, I/O
+            error), empty, too large, or not a decodable image.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SourceError(f"{path} does not exist")
-    if path.stat().st_size == 0:
+    try:
+        return _read(path)
+    except OSError as exc:
+        raise SourceError(f"{path} cannot be read: {os_reason(exc)}") from None
+    except ValueError as exc:  # an impossible name (a NUL byte)
+        raise SourceError(f"{path!r} cannot be read: {exc}") from None
+    except cv2.error as exc:  # OpenCV's own limits (OPENCV_IO_MAX_IMAGE_PIXELS)
+        text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise SourceError(f"{path} was refused by the decoder: {text[:200]}") from None
+
+
+def _read(path: Path) -> np.ndarray:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise SourceError(f"{path} is a symbolic link to nothing (dangling link)") from None
+        raise SourceError(f"{path} does not exist") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"{path} is a directory, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"{path} is not a regular file (a device, FIFO or socket); expected an image file")
+    if st.st_size == 0:
         raise SourceError(f"{path} is empty (0 bytes)")
-    size = _image_size_from_header(path)
-    if size and size[0] * size[1] > MAX_IMAGE_PIXELS:
+    if st.st_size > MAX_IMAGE_FILE_BYTES:
+        raise SourceError(f"{path} is {st.st_size:,} bytes, over the {MAX_IMAGE_FILE_BYTES:,}-byte limit for one image")
+    size = image_size(path)
+    if size is None and cv2.haveImageReader(str(path)):
+        raise SourceError(
+            f"{path} could not be decoded safely: its header does not tell its size before decoding (a corrupt "
+            "file, or a format edgerun cannot check); re-save it as PNG, JPEG, TIFF, WebP or BMP"
+        )
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
         raise SourceError(
             f"{path} is {size[0]}x{size[1]} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel limit; "
             "downscale it first (e.g. cv2.resize) or crop the region of interest"

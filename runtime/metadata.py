@@ -20,8 +20,38 @@ TASKS = ("classify", "localize")
 OUTPUT_KINDS = ("probabilities", "logits")
 
 
+RESIZES = ("area", "direct", "short_side_crop")
+BACKGROUNDS = ("dark", "any")
+
+
 class MetadataError(ValueError):
     """Metadata that this runtime cannot use; the message says what was expected."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: ModelMetadata fields and the types they may hold (checked at load: a wrong type is a clear
+#: error there, not a crash in the middle of a run).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "input_name": (str,),
+    "output_name": (str,),
+    "source_sha256": (str, type(None)),
+    "data": (dict, type(None)),
+    "test": (dict, type(None)),
+    "opset": (int, type(None)),
+    "versions": (dict,),
+    "variant": (str,),
+    "created": (str, type(None)),
+    "command": (str, type(None)),
+    "schema": (int,),
+}
 
 
 @dataclass(frozen=True)
@@ -59,7 +89,11 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, str):
             raise MetadataError(f"preprocessing recipe must be a name, got {self.recipe!r}")
-        if len(self.size) != 2 or any(v is not None and (not isinstance(v, int) or v < 1) for v in self.size):
+        if (
+            not isinstance(self.size, tuple)
+            or len(self.size) != 2
+            or any(v is not None and (not _is_int(v) or v < 1) for v in self.size)
+        ):
             raise MetadataError(
                 f"preprocessing size must be [height, width] of whole numbers or null, got {self.size!r}"
             )
@@ -67,15 +101,24 @@ class Preprocessing:
             raise MetadataError(f"preprocessing color must be gray, RGB or BGR, got {self.color!r}")
         for name in ("mean", "std"):
             values = getattr(self, name)
-            if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            if not isinstance(values, tuple) or not values or not all(_is_number(v) for v in values):
                 raise MetadataError(f"preprocessing {name} must be a list of finite numbers, got {values!r}")
+            channels = 1 if self.color == "gray" else 3
+            if len(values) not in (1, channels):
+                raise MetadataError(
+                    f"preprocessing {name} has {len(values)} values; a {self.color} model needs 1 or {channels}"
+                )
         if any(v == 0 for v in self.std):
             raise MetadataError(f"preprocessing std must not contain 0, got {self.std!r}")
-        if not isinstance(self.scale, (int, float)) or not math.isfinite(self.scale) or self.scale == 0:
+        if not _is_number(self.scale) or self.scale == 0:
             raise MetadataError(f"preprocessing scale must be a finite, non-zero number, got {self.scale!r}")
+        if self.resize not in RESIZES:
+            raise MetadataError(f"preprocessing resize must be one of {RESIZES}, got {self.resize!r}")
+        if self.background not in BACKGROUNDS:
+            raise MetadataError(f"preprocessing background must be one of {BACKGROUNDS}, got {self.background!r}")
         for name in ("stride", "window"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (not _is_int(value) or value < 1):
                 raise MetadataError(f"preprocessing {name} must be a whole number of at least 1, got {value!r}")
 
     @classmethod
@@ -117,6 +160,15 @@ class ModelMetadata:
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:
+        for name, types in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            if not isinstance(value, types) or isinstance(value, bool):
+                wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+                raise MetadataError(f"metadata field {name} must be {wanted}, got {value!r}")
+        if not isinstance(self.input_shape, tuple) or not all(
+            v is None or _is_int(v) or isinstance(v, str) for v in self.input_shape
+        ):
+            raise MetadataError(f"metadata input_shape must be a list of sizes or names, got {self.input_shape!r}")
         if self.task not in TASKS:
             raise MetadataError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.output_kind not in OUTPUT_KINDS:

@@ -28,6 +28,7 @@ import numpy as np
 from .frames import Frame
 from .heads import HeadOptions, OutputError, check_outputs, make_head
 from .metadata import MetadataError, ModelMetadata, Preprocessing, read_metadata
+from .modelfile import ModelError, check_model_file
 from .pipeline import Item, Pipeline, PipelineConfig
 from .preprocess import PreprocessError
 from .providers import check_ort_install, plan_providers, verify_providers
@@ -35,12 +36,6 @@ from .results import Result
 from .sources import ArraySource, open_source
 
 logger = logging.getLogger(__name__)
-
-LFS_SIGNATURE = b"version https://git-lfs.github.com/spec/"
-
-
-class ModelError(Exception):
-    """A model file that cannot be used; the message says what was expected and what came."""
 
 
 @dataclass(frozen=True)
@@ -76,23 +71,6 @@ class SessionConfig:
 
 def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
-
-
-def check_model_file(path: Path) -> None:
-    """Refuse, with a clear message, what cannot be an ONNX model: missing, empty, LFS pointer."""
-    if not path.exists():
-        raise ModelError(f"model file {path} does not exist")
-    if not path.is_file():
-        raise ModelError(f"{path} is not a file; expected an .onnx model")
-    with open(path, "rb") as fh:
-        head = fh.read(200)
-    if head.startswith(LFS_SIGNATURE):
-        raise ModelError(
-            f"{path} is a Git LFS pointer, not the model itself. Fetch the real file with "
-            "'git lfs install && git lfs pull' in the repository, then try again."
-        )
-    if not head:
-        raise ModelError(f"{path} is empty (0 bytes); expected an ONNX model")
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -341,6 +319,11 @@ class Model:
             out = binding.copy_outputs_to_cpu()[0]
         else:
             out = self.session.run(self._outputs, {self._input: feed})[0]
+        if out.ndim < 2 or out.shape[0] != len(feed):
+            raise ModelError(
+                f"the model returned shape {out.shape} for a batch of {len(feed)}; expected one row per input "
+                "(batch, ...): it cannot be read as per-input answers"
+            )
         if self._logits:
             rows = out.reshape(-1, out.shape[-1])
             is_prob = np.all(rows >= 0) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3)

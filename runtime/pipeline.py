@@ -2,9 +2,11 @@
 
 A reader thread decodes frames, a preparing thread turns them into model inputs (the task
 head's ``prepare``), and the consuming thread batches them and runs the model (``infer``),
-yielding each :class:`Result` in order. The queues between stages are bounded, so memory stays
-flat however fast the source is, and every frame gives exactly one result (an error result when
-it failed anywhere). With ``threaded=False`` the same steps run in the calling thread.
+yielding each :class:`Result` in order. Memory stays flat for any source and any batch size:
+the queues between stages are bounded in items, and the frames and model inputs in flight are
+bounded in bytes (``max_inflight_bytes``; a batch is run early rather than let it grow past
+that). Every frame gives exactly one result (an error result when it failed anywhere). With
+``threaded=False`` the same steps run in the calling thread.
 """
 
 from __future__ import annotations
@@ -29,6 +31,58 @@ logger = logging.getLogger(__name__)
 
 _END = object()
 
+#: Bytes of decoded frames and model inputs in flight (read, not yet answered); a single frame
+#: larger than this still runs, alone.
+MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
+#: The largest --batch: a batch is one onnxruntime call, and beyond this nothing gets faster.
+MAX_BATCH = 1024
+
+
+class ByteBudget:
+    """Bytes in flight between the reader and the results: the reader waits while they pass the
+    limit (never for the first frame: one frame of any size always fits)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0  # the most bytes in flight at once
+        self.waiting = False
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int, stop: threading.Event) -> bool:
+        """Wait until ``n`` bytes fit; False when ``stop`` was set first."""
+        with self._cond:
+            while self.used and self.used + n > self.limit:
+                if stop.is_set():
+                    return False
+                self.waiting = True
+                self._cond.wait(0.1)
+            self.waiting = False
+            self.used += n
+            self.peak = max(self.peak, self.used)
+            return True
+
+    def charge(self, n: int) -> None:
+        """Count ``n`` more bytes without waiting (model inputs made from a frame in flight)."""
+        with self._cond:
+            self.used += n
+            self.peak = max(self.peak, self.used)
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.used = max(0, self.used - n)
+            self._cond.notify_all()
+
+
+def _nbytes(item) -> int:
+    """Bytes a frame or an item holds (its image, and its model inputs once prepared)."""
+    frame = getattr(item, "frame", item)
+    size = frame.image.nbytes if getattr(frame, "image", None) is not None else 0
+    prepared = getattr(item, "prepared", None)
+    if prepared is not None:
+        size += sum(t.nbytes for t in prepared.tensors)
+    return size
+
 
 @dataclass
 class Item:
@@ -46,6 +100,11 @@ class PipelineConfig:
     max_frames: int | None = None
     log_every_s: float | None = None  # None: no periodic progress lines
     threaded: bool = True
+    max_inflight_bytes: int = MAX_INFLIGHT_BYTES
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch, int) or not 1 <= self.batch <= MAX_BATCH:
+            raise ValueError(f"batch must be a whole number from 1 to {MAX_BATCH}, got {self.batch!r}")
 
 
 @dataclass
@@ -72,6 +131,7 @@ class RunStats:
     first_ts: float | None = None
     last_ts: float | None = None
     interrupted: bool = False
+    stop_reason: str | None = None  # the source failed part-way (set by the pipeline)
 
     @property
     def end_to_end_fps(self) -> float:
@@ -110,6 +170,7 @@ class Pipeline:
         self._stop = threading.Event()  # asked for by the user (a signal, a window's 'q')
         self._halt = threading.Event()  # the run is over: stage threads leave
         self._last_log = 0.0
+        self._budget = ByteBudget(self.config.max_inflight_bytes)
 
     def stop(self) -> None:
         """Stop reading new frames; the frames already read are finished and yielded.
@@ -130,6 +191,7 @@ class Pipeline:
                 frame = next(iterator, None)
             except Exception as exc:  # noqa: BLE001 - a source failure ends the run with a record
                 logger.error("%s: reading failed: %s", source.name, exc)
+                stats.stop_reason = f"reading failed after {count} inputs: {exc}"
                 yield Frame(None, source.name, count, 0.0, error=f"reading {source.name} failed: {exc}")
                 return
             if frame is None:
@@ -145,6 +207,8 @@ class Pipeline:
         if frame.error is None:
             self.stats.preprocess.busy_ns += time.perf_counter_ns() - start
             self.stats.preprocess.items += 1
+        if item.prepared is not None:
+            self._budget.charge(sum(t.nbytes for t in item.prepared.tensors))
         return item
 
     def _infer(self, items: list[Item]) -> list[Result]:
@@ -183,20 +247,30 @@ class Pipeline:
             source.close()
             self.stats.wall_s = time.perf_counter() - start
 
+    def _answer(self, items: list[Item]) -> Iterator[Result]:
+        """Run one batch and yield its results, giving back their bytes as each is yielded."""
+        for result, item in zip(self._infer(items), items, strict=True):
+            self._budget.release(_nbytes(item))
+            yield result
+
     def _inline(self, source: Source, start: float) -> Iterator[Result]:
         items: list[Item] = []
+        budget = self._budget
         for frame in self._frames(source):
+            budget.charge(_nbytes(frame))
             items.append(self._prepare(frame))
-            if len(items) >= self.config.batch:
-                yield from self._infer(items)
+            if len(items) >= self.config.batch or budget.used >= budget.limit:
+                yield from self._answer(items)
                 items = []
                 self._log(start)
         if items:
-            yield from self._infer(items)
+            yield from self._answer(items)
 
     def _read(self, source: Source, out: queue.Queue) -> None:
         try:
             for frame in self._frames(source):
+                if not self._budget.acquire(_nbytes(frame), self._halt):
+                    return
                 out.put(frame)
         finally:
             out.put(_END)
@@ -227,14 +301,16 @@ class Pipeline:
                 batch = [first]
                 while len(batch) < self.config.batch:
                     try:  # live sources must not wait for a full batch: take what is ready
-                        item = items.get_nowait() if source.live else items.get()
+                        item = items.get_nowait() if source.live else items.get(timeout=0.05)
                     except queue.Empty:
-                        break
+                        if source.live or self._budget.waiting:
+                            break  # the reader waits for bytes this batch holds: run it now
+                        continue
                     if item is _END:
                         finished = True
                         break
                     batch.append(item)
-                yield from self._infer(batch)
+                yield from self._answer(batch)
                 self._log(start)
         finally:
             self._halt.set()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .annotate import Annotator
+from .outputs import printable
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,11 @@ class Result:
         return self.top[0].prob if self.top else None
 
     def to_dict(self) -> dict:
-        """The JSON-lines record documented in the README (``run --json``)."""
-        record: dict = {"source": self.source, "index": self.index}
+        """The JSON-lines record documented in the README (``run --json``). Always valid JSON:
+        non-finite numbers are null, bytes of a file name that are not UTF-8 are shown as ``\\xff``."""
+        record: dict = {"source": printable(self.source), "index": self.index}
         if self.error is not None:
-            record["error"] = self.error
+            record["error"] = printable(self.error)
             return record
         if self.top is not None:
             record["top"] = [
@@ -112,9 +114,9 @@ class Result:
 
     def summary(self) -> str:
         """One line for the terminal."""
-        head = f"{self.index:>6} {self.source}"
+        head = f"{self.index:>6} {printable(self.source)}"
         if self.error is not None:
-            return f"{head}: ERROR {self.error}"
+            return f"{head}: ERROR {printable(self.error)}"
         if self.top is not None:
             best = ", ".join(f"{t.label} {t.prob:.3f}" for t in self.top)
             return f"{head}: {best}"

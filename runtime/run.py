@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .frames import Source
+from .outputs import LineWriter
 from .pipeline import Pipeline, PipelineConfig
 from .progress import progress_bar
 from .results import Result
@@ -30,9 +31,11 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK = 0  # every input gave an answer
 EXIT_FAILED = 1  # some inputs failed; each has its error record
-EXIT_USAGE = 2  # bad arguments, model or source: nothing ran
-EXIT_INCOMPLETE = 4  # the source ended early (a lost stream, a truncated video) or gave nothing
+EXIT_USAGE = 2  # bad arguments, model, source or output target: nothing ran
+EXIT_INCOMPLETE = 4  # the source ended early (a lost stream, a truncated video or IDX) or gave nothing
+EXIT_WRITE_FAILED = 5  # an output could not be written (disk full, I/O error): see outputs.py
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_STDOUT_CLOSED = 141  # the reader of standard output left (| head): ended quietly
 EXIT_SIGTERM = 143
 
 
@@ -63,6 +66,7 @@ class Run:
         self.signal: int | None = None
         self._previous: dict = {}
         self._bar = None
+        self._stdout = LineWriter("-")
 
     # -- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> Run:
@@ -72,9 +76,15 @@ class Run:
         return self
 
     def __exit__(self, *exc) -> None:
+        error = None
         try:
-            for sink in self.sinks:
-                sink.close()
+            for sink in self.sinks:  # every sink is closed, even after one fails
+                try:
+                    sink.close()
+                except Exception as exc_:  # noqa: BLE001 - re-raised below, after the others closed
+                    error = error or exc_
+            if error is not None and exc[0] is None:
+                raise error
         finally:
             if self._bar is not None:
                 self._bar.close()
@@ -103,19 +113,26 @@ class Run:
 
     # -- the results ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Result]:
-        for result in self.pipeline.results(self.source):
-            for sink in self.sinks:
-                sink.write(result)
-            if self._bar is not None:
-                self._bar.update(1)
-            yield result
+        """Each Result once every sink has it. A sink that cannot write (:class:`OutputError`)
+        ends the run: the pipeline is stopped and closed, and the error goes to the caller."""
+        results = self.pipeline.results(self.source)
+        try:
+            for result in results:
+                for sink in self.sinks:
+                    sink.write(result)
+                if self._bar is not None:
+                    self._bar.update(1)
+                yield result
+        finally:
+            results.close()
 
     def write_line(self, text: str) -> None:
-        """Print a line to stdout without breaking the progress bar."""
+        """Print a line to stdout without breaking the progress bar; whole lines, flushed; a
+        name the terminal's encoding cannot carry is escaped. Raises StdoutClosed on EPIPE."""
         if self._bar is not None and sys.stdout.isatty():
             self._bar.write(text)
         else:
-            print(text)
+            self._stdout.write(text)
 
     @property
     def stats(self):
@@ -127,7 +144,7 @@ class Run:
             return EXIT_INTERRUPTED if self.signal == signal.SIGINT else EXIT_SIGTERM
         if self.stats.interrupted:
             return EXIT_INTERRUPTED
-        if self.source.stop_reason or self.stats.frames == 0:
+        if self.source.stop_reason or self.stats.stop_reason or self.stats.frames == 0:
             return EXIT_INCOMPLETE
         return EXIT_FAILED if self.stats.errors else EXIT_OK
 
@@ -144,7 +161,8 @@ class Run:
         )
         if s["source_fps"]:
             logger.info("source frame rate from timestamps: %.2f fps", s["source_fps"])
-        if self.source.stop_reason:
-            logger.warning("%s ended early: %s", self.source.name, self.source.stop_reason)
+        reason = self.source.stop_reason or self.stats.stop_reason
+        if reason:
+            logger.warning("%s ended early: %s", self.source.name, reason)
         elif s["frames"] == 0 and not self.stats.interrupted and self.signal is None:
             logger.warning("%s gave no inputs at all (an empty video or file?)", self.source.name)

@@ -8,13 +8,13 @@ import json
 import logging
 import os
 import re
-import sys
 from pathlib import Path
 
 import cv2
 
 from .annotate import Annotator
 from .images import VIDEO_SUFFIXES
+from .outputs import AtomicFile, LineWriter, Protected, WriteFailed, check_directory, write_image
 from .postprocess import heatmap_images
 from .results import Result
 
@@ -40,32 +40,24 @@ class Sink:
 
 
 class JsonlSink(Sink):
-    """One JSON object per input, written and flushed as it is produced; ``-`` is standard output."""
+    """One JSON object per input, written whole and flushed as it is produced; ``-`` is standard
+    output. ``protected`` (the run's inputs) may not be the target (see :mod:`.outputs`)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = path
-        self._own = str(path) != "-"
-        if not self._own:
-            self._fh = sys.stdout
-        else:
-            self.path = Path(path)
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-            except OSError as exc:
-                raise SinkError(f"cannot write {self.path}: {exc}") from exc
-        self.records = 0
+    def __init__(self, path: str | Path, protected: Protected | None = None) -> None:
+        self._writer = LineWriter(path, protected, what="--json")
+        self.path = self._writer.target
+        if protected is not None:
+            protected.add(path)  # a second output must not write over this one
+
+    @property
+    def records(self) -> int:
+        return self._writer.lines
 
     def write(self, result: Result) -> None:
-        self._fh.write(json.dumps(result.to_dict(), allow_nan=False) + "\n")
-        self._fh.flush()
-        self.records += 1
+        self._writer.write(json.dumps(result.to_dict(), allow_nan=False))
 
     def close(self) -> None:
-        if self._own and not self._fh.closed:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
+        self._writer.close()
 
 
 def _safe_name(text: str) -> str:
@@ -73,19 +65,23 @@ def _safe_name(text: str) -> str:
 
 
 class ImageSaver(Sink):
-    """Annotated images into a directory, one per input; with ``heatmaps``, the per-class maps too."""
+    """Annotated images into a directory, one per input; with ``heatmaps``, the per-class maps too.
+
+    Each image is written whole (a temporary file renamed into place) and never over an input."""
 
     def __init__(
-        self, directory: Path, heatmaps: bool = False, annotator: Annotator | None = None, stride: int = 2
+        self,
+        directory: Path,
+        heatmaps: bool = False,
+        annotator: Annotator | None = None,
+        stride: int = 2,
+        protected: Protected | None = None,
     ) -> None:
-        self.directory = Path(directory)
+        self.directory = check_directory(directory, "--save directory")
         self.stride = stride  # the localizer's input pixels per map position, to align heatmaps
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SinkError(f"cannot write annotated images to {self.directory}: {exc}") from exc
         self.heatmaps = heatmaps
         self.annotator = annotator or Annotator()
+        self.protected = protected
         self.written: list[Path] = []
 
     def write(self, result: Result) -> None:
@@ -93,25 +89,28 @@ class ImageSaver(Sink):
             return
         stem = f"{result.index:06d}_{_safe_name(Path(result.source).stem)}"
         path = self.directory / f"{stem}.png"
-        cv2.imwrite(str(path), self.annotator.annotate(result.image, result))
+        annotated = self.annotator.annotate(result.image, result)
+        write_image(path, annotated, self.protected, "--save image", durable=False)
         self.written.append(path)
         if self.heatmaps and result.heat is not None:
             maps = heatmap_images(result.heat, result.image.shape[:2], self.stride)
             for class_id, gray in enumerate(maps):
-                cv2.imwrite(str(self.directory / f"{stem}_heat_{class_id}.png"), gray)
+                write_image(self.directory / f"{stem}_heat_{class_id}.png", gray, self.protected, "--save image", False)
 
 
 class VideoSaver(Sink):
-    """An annotated video; closed properly on interruption, so the file plays."""
+    """An annotated video, written beside the target and renamed into place when closed (also on
+    interruption, so the file plays); never over an input."""
 
-    def __init__(self, path: Path, fps: float = 30.0, annotator: Annotator | None = None) -> None:
+    def __init__(
+        self, path: Path, fps: float = 30.0, annotator: Annotator | None = None, protected: Protected | None = None
+    ) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
             raise SinkError(f"{self.path}: a video needs one of {', '.join(VIDEO_SUFFIXES)}")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SinkError(f"cannot write {self.path}: {exc}") from exc
+        self._file = AtomicFile(self.path, protected, "--save video")
+        if protected is not None:
+            protected.add(self.path)
         self.fps = fps
         self.annotator = annotator or Annotator()
         self._writer = None
@@ -127,7 +126,7 @@ class VideoSaver(Sink):
             fourcc = cv2.VideoWriter_fourcc(
                 *("mp4v" if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else "MJPG")
             )
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)
+            self._writer = cv2.VideoWriter(str(self._file.path), fourcc, self.fps, self._size)
             if not self._writer.isOpened():
                 raise SinkError(f"OpenCV cannot write {self.path} (no encoder for {self.path.suffix})")
         if (image.shape[1], image.shape[0]) != self._size:
@@ -139,6 +138,21 @@ class VideoSaver(Sink):
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        if self._file.done:
+            return
+        if self.frames == 0:
+            self._file.discard()  # no frame to write: no empty, unplayable file
+            return
+        # OpenCV's encoder does not report failed writes: a full disk is seen by what is left.
+        size = self._file.path.stat().st_size if self._file.path.exists() else 0
+        space = os.statvfs(self._file.path.parent)
+        if size == 0 or space.f_bavail * space.f_frsize < 64 * 1024:
+            self._file.discard()
+            raise WriteFailed(
+                f"cannot write {self.path}: the disk filled up while the video was written "
+                f"({size} bytes, {space.f_bavail * space.f_frsize} bytes free); free space or choose another --save"
+            )
+        self._file.commit()
 
 
 def has_display() -> tuple[bool, str]:

@@ -11,7 +11,6 @@ timeouts, reconnection).
 
 from __future__ import annotations
 
-import glob
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from .frames import Frame, Source, SourceError
 from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
+from .listing import glob_files, images_in, list_file
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ LIST_SUFFIXES = (".txt", ".lst", ".list")
 IDX_MARKERS = ("-idx3-ubyte", ".idx3")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
-__all__ = ["Frame", "Source", "SourceError", "open_source", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["Frame", "Source", "SourceError", "open_source", "input_files", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 
 class _Finite:
@@ -64,23 +64,37 @@ class ArraySource(_Finite):
                 continue
             try:
                 yield Frame(read_image(Path(item)), str(item), index, float(index))
-            except (SourceError, OSError, TypeError, ValueError) as exc:
+            except (SourceError, TypeError, ValueError) as exc:
                 yield Frame(None, str(item), index, float(index), error=str(exc))
+
+    @property
+    def files(self) -> list[Path]:
+        return [Path(item) for item in self.items if isinstance(item, (str, Path))]
 
 
 class ImageFiles(_Finite):
-    """A fixed list of image paths: one frame per path, an error frame for an unreadable one."""
+    """A fixed list of image paths: one frame per path, an error frame for an unreadable one
+    (whatever the OS says of it: permission, a link loop, a name too long, an I/O error).
 
-    def __init__(self, paths: list[Path], name: str) -> None:
+    ``listing`` is the list file the paths came from, if any (an input too)."""
+
+    def __init__(
+        self, paths: list[Path], name: str, listing: Path | None = None, errors: dict[Path, str] | None = None
+    ) -> None:
         self.paths = paths
         self.name = name
         self.expected = len(paths)
+        self.files = [*paths, *([listing] if listing else [])]
+        self.errors = errors or {}  # entries known to be unreadable while the source was listed
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __iter__(self) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):
+            if path in self.errors:
+                yield Frame(None, str(path), index, float(index), error=self.errors[path])
+                continue
             try:
                 image = read_image(path)
             except SourceError as exc:
@@ -90,27 +104,42 @@ class ImageFiles(_Finite):
 
 
 class IdxImages(_Finite):
-    """Every image of an IDX image file (MNIST's format, gzip or plain), as grayscale frames."""
+    """Every image of an IDX image file (MNIST's format, gzip or plain), as grayscale frames,
+    read one at a time. A file that ends before its header's count sets ``stop_reason``."""
 
     def __init__(self, path: Path) -> None:
-        from .idx import IdxError, read_idx
+        from .idx import IdxError, IdxFile
 
         self.path = path
         self.name = str(path)
+        self.files = [path]
         try:
-            self.images = read_idx(path)
+            self.idx = IdxFile(path)
         except IdxError as exc:
             raise SourceError(str(exc)) from exc
-        if self.images.ndim != 3:
+        if not self.idx.images:
             raise SourceError(f"{path} holds labels, not images; pass the images file (…-images-idx3-ubyte.gz)")
-        self.expected = len(self.images)
+        self.expected = self.idx.available
+        self._records = None
 
     def __len__(self) -> int:
-        return len(self.images)
+        return self.idx.available
 
     def __iter__(self) -> Iterator[Frame]:
-        for index, image in enumerate(self.images):
+        reasons: list[str] = []
+        self._records = self.idx.records(reasons)
+        for index, image in enumerate(self._records):
             yield Frame(image, self.name, index, float(index))
+        if reasons:
+            self.stop_reason = reasons[0]
+            logger.warning("%s: %s", self.name, self.stop_reason)
+
+    def close(self) -> None:
+        if self._records is not None:
+            try:
+                self._records.close()  # closes the file
+            except ValueError:  # still running in the reader thread: it closes the file when it ends
+                logger.debug("%s: closed while reading", self.name)
 
 
 class VideoFile(_Finite):
@@ -119,6 +148,9 @@ class VideoFile(_Finite):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = str(path)
+        self.files = [path]
+        if not path.is_file():
+            raise SourceError(f"{path} is not a regular file; expected a video file")
         self._capture = cv2.VideoCapture(str(path))
         if not self._capture.isOpened():
             self._capture.release()
@@ -153,21 +185,10 @@ class VideoFile(_Finite):
         self._capture.release()
 
 
-def _list_file(path: Path) -> list[Path]:
-    entries = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        entry = Path(line)
-        entries.append(entry if entry.is_absolute() else path.parent / entry)
-    if not entries:
-        raise SourceError(f"{path} lists no paths; expected one image path per line")
-    return entries
-
-
-def _images_in(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def input_files(source) -> list[Path]:
+    """The files a source reads (its images, list file, video or IDX file): what no output of
+    the run may replace. Empty for cameras, streams and arrays in memory."""
+    return list(getattr(source, "files", ()) or ())
 
 
 def is_camera_index(spec: str) -> bool:
@@ -246,18 +267,18 @@ def _open(spec: str, live_options, capture_factory) -> Source:
         target = int(spec.strip()) if kind == "camera" else spec
         return LiveCapture(target, live_options, capture_factory or cv2.VideoCapture)
     if kind == "glob":
-        paths = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
-        images = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
+        paths, errors = glob_files(spec)
+        images = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES or p in errors]
         if not images:
             raise SourceError(
                 f"no images match {spec!r}"
                 + (f" ({len(paths)} other files do)" if paths else "")
                 + f"; supported: {', '.join(IMAGE_SUFFIXES)}"
             )
-        return ImageFiles(images, spec)
+        return ImageFiles(images, spec, errors=errors)
     path = Path(spec)
     if kind == "directory":
-        images = _images_in(path)
+        images = images_in(path)
         if not images:
             videos = [p.name for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES]
             hint = f"; it holds videos ({', '.join(videos[:3])}): pass one as --source" if videos else ""
@@ -266,7 +287,7 @@ def _open(spec: str, live_options, capture_factory) -> Source:
     if not path.exists():
         raise SourceError(f"{spec} does not exist (expected a camera index, file, directory, glob or URL)")
     if kind == "list":
-        return ImageFiles(_list_file(path), str(path))
+        return ImageFiles(list_file(path), str(path), listing=path)
     if kind == "video":
         return VideoFile(path)
     if kind == "idx":

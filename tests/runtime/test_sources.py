@@ -204,10 +204,18 @@ def test_stream_that_stalls_mid_read_stops_with_a_reason():
                 time.sleep(3)
             return super().read()
 
-    source = LiveCapture("rtsp://x", LiveOptions(read_timeout=0.3), capture_factory=lambda t: Stalling(frames=50))
+    opened = []
+
+    def factory(target):
+        opened.append(target)
+        return Stalling(frames=50) if len(opened) == 1 else FakeCapture(opened=False)
+
+    options = LiveOptions(read_timeout=0.3, reconnect_tries=2, backoff_start=0.01, backoff_max=0.02)
+    source = LiveCapture("rtsp://x", options, capture_factory=factory)
     frames = list(source)
     source.close()
     assert len(frames) == 2 and "stalled" in source.stop_reason
+    assert len(opened) == 3 and "2 reconnection tries failed" in source.stop_reason  # a stall is a loss
 
 
 def test_idx_file_source(mnist_dir):

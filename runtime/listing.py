@@ -1,0 +1,135 @@
+"""Which files a source names: a directory's image entries, a list file's lines, a glob's matches.
+
+Enumeration never aborts on one bad entry: an entry the OS refuses (a link loop, a dangling
+link, a name too long, an unreadable file) is still listed, and gives its own error record when
+read; a folder a glob cannot list is returned among the errors. Globs walk each real folder once
+(by device and inode), so a link loop neither repeats a file nor runs forever.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+from pathlib import Path
+
+from .frames import SourceError
+from .images import IMAGE_SUFFIXES
+from .outputs import os_reason
+
+
+def list_file(path: Path) -> list[Path]:
+    """The paths a list file names, one per line, relative to its folder; names that are not
+    UTF-8 are kept as the bytes they are (so they still name their file)."""
+    if not path.is_file():
+        raise SourceError(f"{path} is not a regular file; expected a text file with one image path per line")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"list file {path} cannot be read: {os_reason(exc)}") from None
+    entries = []
+    for line in raw.splitlines():
+        text = os.fsdecode(line.strip())
+        if not text or text.startswith("#"):
+            continue
+        entry = Path(text)
+        entries.append(entry if entry.is_absolute() else path.parent / entry)
+    if not entries:
+        raise SourceError(f"{path} lists no paths; expected one image path per line")
+    return entries
+
+
+def images_in(directory: Path) -> list[Path]:
+    """Every entry of ``directory`` named like an image, whatever it is (a file, a link to
+    nothing, a link loop, an unreadable file): each will give one record. Real directories
+    named like images are left out."""
+    try:
+        with os.scandir(directory) as entries:
+            found = []
+            for entry in entries:
+                if os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES:
+                    continue
+                try:
+                    if entry.is_dir():
+                        continue
+                except OSError:
+                    pass  # cannot tell: it gives an error record
+                found.append(Path(entry.path))
+    except OSError as exc:
+        raise SourceError(f"directory {directory} cannot be listed: {os_reason(exc)}") from None
+    return sorted(found)
+
+
+def _split_pattern(spec: str) -> tuple[Path, list[str]]:
+    """A glob's fixed root (the folders before the first wildcard) and its remaining parts."""
+    parts = Path(spec).parts
+    for i, part in enumerate(parts):
+        if glob.has_magic(part):
+            return Path(*parts[:i]) if i else Path("."), list(parts[i:])
+    return Path(spec).parent, [Path(spec).name]
+
+
+def _match(parts: list[str], names: tuple[str, ...]) -> bool:
+    """Do path components ``names`` match pattern components ``parts`` (``**``: any depth)?
+    As glob does, a name starting with '.' matches only a part that starts with '.'."""
+    if not parts:
+        return not names
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        if _match(rest, names):
+            return True
+        return bool(names) and not names[0].startswith(".") and _match(parts, names[1:])
+    if not names or (names[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(names[0], head) and _match(rest, names[1:])
+
+
+def glob_files(spec: str) -> tuple[list[Path], dict[Path, str]]:
+    """The files ``spec`` matches, walking each real folder once: a link loop cannot repeat a
+    file or run forever, and a file reached by two names is read once. A folder that cannot be
+    listed is returned among the errors (it gives one error record)."""
+    root, parts = _split_pattern(spec)
+    recursive = "**" in parts
+    depth = None if recursive else len(parts) - 1
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    found: list[Path] = []
+    errors: dict[Path, str] = {}
+
+    def unlisted(exc: OSError) -> None:
+        path = Path(exc.filename) if exc.filename else root
+        if path != root:
+            errors[path] = f"folder {path} cannot be listed: {os_reason(exc)}"
+
+    for top, dirs, files in os.walk(root, followlinks=True, onerror=unlisted):
+        here = Path(top)
+        level = len(here.parts) - len(root.parts) if root != Path(".") else len(here.parts)
+        try:
+            st = os.stat(top)
+            key = (st.st_dev, st.st_ino)
+        except OSError:
+            key = None
+        if key is not None and key in seen_dirs:
+            dirs[:] = []
+            continue
+        if key is not None:
+            seen_dirs.add(key)
+        if depth is not None and level >= depth:
+            dirs[:] = []
+        dirs.sort()
+        rel = here.parts[len(here.parts) - level :] if level else ()
+        for name in sorted(files):
+            if not _match(parts, (*rel, name)):
+                continue
+            path = here / name
+            try:
+                st = os.stat(path)
+                ident = (st.st_dev, st.st_ino)
+            except OSError:  # a loop or unreadable entry: it gives its own error record
+                found.append(path)
+                continue
+            if ident not in seen_files:
+                seen_files.add(ident)
+                found.append(path)
+    found.extend(errors)
+    return sorted(found), errors

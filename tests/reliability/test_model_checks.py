@@ -1,0 +1,112 @@
+"""A model is checked at load (metadata types, classes against outputs, task against output
+shape, external data) and again at run time where only running can tell: never a wrong label."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import numpy as np
+import pytest
+from reliability_cases import edgerun_props, onnx_model, with_metadata
+
+from edgerun.runtime.metadata import MetadataError
+from edgerun.runtime.model import Model, ModelError, Overrides, SessionConfig
+from edgerun.runtime.modelfile import check_model_file
+
+CPU = SessionConfig(provider="cpu", threads=1)
+PRE = {"recipe": "gray", "size": [28, 28], "color": "gray", "scale": 1 / 255, "resize": "area"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"edgerun.task": "localize"}, "a localize model needs"),
+        ({"edgerun.classes": '"0123456789"'}, "must be a list"),
+        ({"edgerun.classes": json.dumps(list(range(10)))}, "list of strings"),
+        ({"edgerun.preprocessing": json.dumps({**PRE, "mean": ["a"]})}, "mean must be a list of finite numbers"),
+        ({"edgerun.preprocessing": json.dumps({**PRE, "mean": [True]})}, "mean must be a list of finite numbers"),
+        ({"edgerun.preprocessing": json.dumps({**PRE, "size": [True, 28]})}, "size must be"),
+        ({"edgerun.preprocessing": json.dumps({**PRE, "mean": [0.1, 0.2]})}, "needs 1 or 1"),
+        ({"edgerun.preprocessing": json.dumps({**PRE, "resize": "fancy"})}, "resize must be one of"),
+        ({"edgerun.opset": '"17"'}, "opset must be int"),
+        ({"edgerun.versions": "[1]"}, "versions must be dict"),
+        ({"edgerun.input_shape": json.dumps([1.5, 28])}, "input_shape must be"),
+    ],
+)
+def test_inconsistent_metadata_is_refused_at_load(mnist_cnn, tmp_path, changes, message):
+    path = with_metadata(mnist_cnn, tmp_path / "m.onnx", changes)
+    with pytest.raises(MetadataError, match=message):
+        Model.load(path, CPU)
+
+
+def test_class_names_must_match_the_output_width(tmp_path):
+    with pytest.raises(MetadataError, match="has 1000 classes but the model names 3"):
+        Model.load(onnx_model(tmp_path / "w.onnx", "wide", edgerun_props(["a", "b", "c"])), CPU)
+    with pytest.raises(MetadataError, match="has 10 classes but the model names 3"):
+        Model.load(onnx_model(tmp_path / "t.onnx", "ten", edgerun_props(["a", "b", "c"])), CPU)
+    foreign = onnx_model(tmp_path / "f.onnx", "ten")
+    with pytest.raises(MetadataError, match="has 10 classes but the model names 3"):
+        Model.load(foreign, CPU, Overrides(size=(28, 28), gray=True, labels=("a", "b", "c")))
+
+
+def test_nan_outputs_are_error_records_and_json_stays_json(tmp_path):
+    model = Model.load(onnx_model(tmp_path / "n.onnx", "nan", edgerun_props([str(i) for i in range(10)])), CPU)
+    (result,) = model(np.zeros((28, 28), np.uint8))
+    assert "non-finite" in result.error
+    json.loads(json.dumps(result.to_dict(), allow_nan=False))
+
+
+def test_an_output_of_shape_batch_is_refused(tmp_path):
+    path = onnx_model(tmp_path / "b.onnx", "batch")
+    with pytest.raises(MetadataError, match="needs \\(batch, classes\\)"):
+        Model.load(path, CPU, Overrides(size=(28, 28), gray=True))
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("../secret.bin", "leads outside the model's folder"),
+        ("/etc/passwd", "absolute path"),
+        ("fifo.bin", "not a regular file"),
+        ("escape.bin", "leads outside the model's folder"),  # a link out of the folder
+        ("missing.bin", "cannot be read"),
+    ],
+)
+def test_external_data_is_held_to_one_rule_before_anything_opens_it(tmp_path, location, message):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (tmp_path / "secret.bin").write_bytes(bytes(784 * 10 * 4))
+    os.mkfifo(folder / "fifo.bin")
+    (folder / "escape.bin").symlink_to(tmp_path / "secret.bin")
+    path = onnx_model(folder / "ext.onnx", "external", {"location": location})
+    with pytest.raises(ModelError, match=message):
+        check_model_file(path)
+    with pytest.raises(ModelError, match=message):
+        Model.load(path, CPU, Overrides(size=(28, 28), gray=True))
+    from edgerun.bench.backends import make_backend
+
+    done = threading.Event()
+    errors = []
+
+    def peer():  # OpenCV DNN would block forever on the FIFO: the rule comes first
+        try:
+            make_backend("opencv", path, CPU, {})
+        except ModelError as exc:
+            errors.append(str(exc))
+        done.set()
+
+    threading.Thread(target=peer, daemon=True).start()
+    assert done.wait(20) and message.split()[0] in errors[0]
+
+
+def test_external_data_inside_the_folder_still_loads(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(np.zeros((784, 10), np.float32).tobytes())
+    path = onnx_model(folder / "ok.onnx", "external", {"location": "w.bin"})
+    check_model_file(path)
+    model = Model.load(path, CPU, Overrides(size=(28, 28), gray=True))
+    (result,) = model(np.zeros((28, 28), np.uint8))
+    assert result.ok and abs(result.score - 0.1) < 1e-6

@@ -1,0 +1,100 @@
+"""Reconnection makes the documented tries with the documented backoff whatever the read
+timeout, against a real MJPEG server on 127.0.0.1 that goes away and comes back."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import pytest
+from reliability_cases import MjpegServer
+
+from edgerun.runtime.capture import LiveCapture, LiveOptions
+from edgerun.runtime.model import Model, SessionConfig
+from edgerun.runtime.run import EXIT_INCOMPLETE, Run, RunConfig
+
+
+def _mjpeg_works() -> bool:
+    server = MjpegServer(frames=2).start()
+    try:
+        capture = cv2.VideoCapture(server.url)
+        ok = capture.isOpened() and capture.read()[0]
+        capture.release()
+        return bool(ok)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def mjpeg():
+    if not _mjpeg_works():
+        pytest.skip("this OpenCV cannot read an HTTP MJPEG stream (no FFmpeg backend)")
+    return MjpegServer
+
+
+def test_a_server_back_within_the_backoff_is_reached(mjpeg, mnist_cnn):
+    server = mjpeg(frames=20).start()
+    port = server.port
+    # The read timeout (0.5 s) is far shorter than the tries (0.5 + 1 + 2 s): they all still happen.
+    options = LiveOptions(open_timeout=2.0, read_timeout=0.5, reconnect_tries=3, backoff_start=0.5, backoff_max=2.0)
+    source = LiveCapture(server.url, options)
+
+    def outage():
+        time.sleep(1.5)  # 20 frames at 20 fps, then the server goes away for 2 s
+        server.stop()
+        time.sleep(2.0)
+        back = mjpeg(port=port, frames=20).start()
+        time.sleep(2.0)
+        back.stop()  # and away for good: the tries run out
+
+    threading.Thread(target=outage, daemon=True).start()
+    model = Model.load(mnist_cnn, SessionConfig(provider="cpu", threads=1))
+    with Run(model, source, config=RunConfig(progress=False)) as run:
+        results = list(run)
+    assert source.reconnects >= 1
+    assert len(results) > 20  # frames from both connections
+    assert "3 reconnection tries failed" in source.stop_reason
+    assert run.exit_code == EXIT_INCOMPLETE
+
+
+def test_read_timeout_does_not_cut_the_tries_short():
+    opened = []
+
+    class Dead:
+        def isOpened(self):  # noqa: N802 - cv2's name
+            return False
+
+        def release(self):
+            return None
+
+    class OneFrame:
+        def __init__(self):
+            self.sent = False
+
+        def isOpened(self):  # noqa: N802 - cv2's name
+            return True
+
+        def read(self):
+            if self.sent:
+                return False, None
+            self.sent = True
+            import numpy as np
+
+            return True, np.zeros((8, 8, 3), np.uint8)
+
+        def release(self):
+            return None
+
+    def factory(target):
+        opened.append(time.monotonic())
+        return OneFrame() if len(opened) == 1 else Dead()
+
+    options = LiveOptions(read_timeout=0.1, reconnect_tries=4, backoff_start=0.1, backoff_max=0.4)
+    source = LiveCapture("rtsp://x", options, capture_factory=factory)
+    frames = list(source)
+    source.close()
+    assert len(frames) == 1 and len(opened) == 5  # the first open and all four tries
+    gaps = [b - a for a, b in zip(opened[1:], opened[2:], strict=False)]
+    assert gaps[0] < gaps[1] < gaps[2] + 0.05  # backoff doubles (0.2, 0.4, 0.4 s)
+    assert "4 reconnection tries failed" in source.stop_reason
