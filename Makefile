@@ -32,8 +32,9 @@ $(VENV)/.runtime-$(EXTRA): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRA)]"
 	touch $@
 
+# The ray extra is in the test install so that make test runs a small job on a local Ray instance.
 $(VENV)/.all-$(EXTRA): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRA),tools,train,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRA),tools,train,dev,ray]"
 	touch $@ $(VENV)/.runtime-$(EXTRA)
 
 # The main job: the bundled models through the runtime only (no TensorFlow needed).
