@@ -24,55 +24,87 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
 import time
+import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 
 # -- one run, in its own process -----------------------------------------------------------------
+TAG = "EDGERUN_SCALEOUT_RUN"  # set in each run's environment: Ray's processes inherit it
+
+
+def tree_cpu_s(tag: str) -> float:
+    """CPU seconds used so far by every live process whose environment holds ``tag`` (this one,
+    and Ray's gcs_server, raylet and workers): work that does not grow with the machine's load."""
+    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if tag.encode() not in (proc / "environ").read_bytes():
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def child(engine: str, source: str, count: int, batch: int, workers: int, out: str) -> dict:
     """Run one engine over the first ``count`` images of ``source`` as ``edgerun run`` does."""
     start = time.perf_counter()
+    tag = f"{TAG}={os.environ.get(TAG, '')}"
     from edgerun.runtime.sinks import JsonlSink
 
-    first = None
-    if engine == "local":
-        from edgerun.runtime.model import Model, SessionConfig
-        from edgerun.runtime.run import Run, RunConfig
-        from edgerun.runtime.sources import open_source
+    result: dict = {"engine": engine, "n": count}
+    with ExitStack() as stack:
+        if engine == "local":
+            from edgerun.runtime.model import Model, SessionConfig
+            from edgerun.runtime.run import Run, RunConfig
+            from edgerun.runtime.sources import open_source
 
-        model = Model.load("mnist_cnn", SessionConfig(spinning=False), batch=batch)
-        run = Run(
-            model, open_source(source), [JsonlSink(out)], RunConfig(batch=batch, max_frames=count, progress=False)
-        )
-    else:
-        from edgerun.runtime.distributed import enumerate_inputs
-        from edgerun.runtime.distributed_run import RayJob, RayRun, _quiet_ray
+            model = Model.load("mnist_cnn", SessionConfig(spinning=False), batch=batch)
+            config = RunConfig(batch=batch, max_frames=count, progress=False)
+            run = Run(model, open_source(source), [JsonlSink(out)], config)
+        else:
+            from edgerun.runtime.distributed import cluster, enumerate_inputs, require_ray
+            from edgerun.runtime.distributed_run import RayJob, RayRun, _quiet_ray
 
-        _quiet_ray()
-        options = {"provider": "auto", "threads": 1, "spinning": False}
-        run = RayRun(
-            RayJob("mnist_cnn", options, batch, workers), enumerate_inputs(source).head(count), [JsonlSink(out)]
-        )
-    records = 0
-    with run:
-        for _ in run:
-            records += 1
-            if first is None:
-                first = time.perf_counter() - start
-    end = time.perf_counter() - start
-    return {"engine": engine, "n": count, "records": records, "first_s": first, "end_s": end}
+            require_ray()
+            result["ray_imported_s"] = time.perf_counter() - start
+            # Started here rather than inside RayRun (which joins it) only so that Ray's processes
+            # can be counted before they go; ray.init is the same call either way.
+            stack.enter_context(cluster())
+            result["ray_ready_s"] = time.perf_counter() - start
+            _quiet_ray()
+            options = {"provider": "auto", "threads": 1, "spinning": False}
+            inputs = enumerate_inputs(source).head(count)
+            run = RayRun(RayJob("mnist_cnn", options, batch, workers), inputs, [JsonlSink(out)])
+        records = 0
+        with run:
+            for _ in run:
+                records += 1
+                if records == 1:
+                    result["first_s"] = time.perf_counter() - start
+                    result["first_cpu_s"] = tree_cpu_s(tag)
+        result["end_s"] = time.perf_counter() - start
+        result["cpu_s"] = tree_cpu_s(tag)
+    result["records"] = records
+    return result
 
 
 def _spawn(engine: str, source: Path, count: int, batch: int, workers: int, out: Path) -> dict:
     argv = [sys.executable, "-m", "edgerun.bench.scaleout", "--child", engine, "--source", str(source)]
     argv += ["--sizes", str(count), "--batch", str(batch), "--workers", str(workers), "--records", str(out)]
     start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, TAG: uuid.uuid4().hex})
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{engine} run failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -144,10 +176,10 @@ def summarise(runs: list[dict], sizes: list[int]) -> dict:
     for engine in ("local", "ray"):
         mine = [r for r in runs if r["engine"] == engine]
         by_size = {n: [r for r in mine if r["n"] == n] for n in sizes}
-        med = {
-            n: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "first_s", "steady_fps")}
-            for n, rs in by_size.items()
-        }
+        keys = ("wall_s", "first_s", "steady_fps", "first_cpu_s", "cpu_s") + (
+            ("ray_imported_s", "ray_ready_s") if engine == "ray" else ()
+        )
+        med = {n: {k: statistics.median(r[k] for r in rs) for k in keys} for n, rs in by_size.items()}
         fixed, per_image = fit([(n, m["wall_s"]) for n, m in med.items()])
         out[engine] = {"by_size": med, "fixed_s": fixed, "per_image_ms": per_image * 1e3}
     out["per_image_overhead_ms"] = out["ray"]["per_image_ms"] - out["local"]["per_image_ms"]
@@ -160,17 +192,23 @@ def summarise(runs: list[dict], sizes: list[int]) -> dict:
 def markdown(report: dict) -> str:
     s, sizes = report["summary"], report["sizes"]
     lines = [
-        f"Machine: {report['machine']['model']}, {report['machine']['cores']} cores; "
+        f"Machine: {report['machine']['model']}, {report['machine']['cores']} cores "
+        f"(load average at the end {report['load_average'][1]:.1f} over 5 min); "
         f"batch {report['batch']}; local: one process, onnxruntime on all cores; "
         f"ray: {report['workers']} actors x 1 thread on a local Ray instance; medians of {report['rounds']} rounds.",
         "",
-        "| engine | images | wall s | first record s | img/s after the first |",
-        "|---|---:|---:|---:|---:|",
+        "| engine | images | wall s | first record s (Ray imported, Ray ready) | img/s after the first "
+        "| CPU s to the first record | CPU s in all |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for engine in ("local", "ray"):
         for n in sizes:
             m = s[engine]["by_size"][n]
-            lines.append(f"| {engine} | {n:,} | {m['wall_s']:.2f} | {m['first_s']:.2f} | {m['steady_fps']:,.0f} |")
+            parts = f" ({m['ray_imported_s']:.1f}, {m['ray_ready_s']:.1f})" if engine == "ray" else ""
+            lines.append(
+                f"| {engine} | {n:,} | {m['wall_s']:.2f} | {m['first_s']:.2f}{parts} | {m['steady_fps']:,.0f} "
+                f"| {m['first_cpu_s']:.1f} | {m['cpu_s']:.1f} |"
+            )
     lines += [
         "",
         f"- fit (wall = fixed + N x per-image): local {s['local']['fixed_s']:.2f} s + "
@@ -203,8 +241,6 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING)
         print(json.dumps(child(args.child, args.source, sizes[0], args.batch, args.workers or None, args.records)))
         return 0
-
-    import os
 
     from edgerun.bench.machine import cpu_info
 
@@ -240,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     report = {
         "machine": cpu_info(),
+        "load_average": os.getloadavg(),
         "sizes": sizes,
         "rounds": args.rounds,
         "batch": args.batch,
