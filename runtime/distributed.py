@@ -369,7 +369,44 @@ def cluster(address: str | None = None, num_cpus: int | None = None):
     try:
         yield ray
     finally:
+        started = _ray_processes(ray) if not address else []
         ray.shutdown()
+        _wait_gone(started)
+
+
+def _ray_processes(ray) -> list:
+    """The processes of the local instance started here: Ray's gcs_server, raylet, helpers, workers."""
+    try:
+        import psutil  # Ray ships its own copy and puts it on the path
+    except ImportError:
+        return []
+    home = str(Path(ray.__file__).parent)
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            command = proc.cmdline()
+        except psutil.Error:
+            continue
+        if command and (command[0].startswith("ray::") or any(home in part for part in command)):
+            found.append(proc)
+    return found
+
+
+def _wait_gone(processes: list, timeout_s: float = 15.0) -> None:
+    """Wait until the instance's processes have exited: its workers notice the raylet is gone and
+    leave within a second or two; one that has not gone after ``timeout_s`` is killed, by its id."""
+    if not processes:
+        return
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=timeout_s)
+    for proc in alive:
+        logger.warning("Ray process %d (%s) outlived its instance; killing it", proc.pid, proc.name())
+        try:
+            proc.kill()
+        except psutil.Error:
+            continue
+    psutil.wait_procs(alive, timeout=5)
 
 
 def predict(

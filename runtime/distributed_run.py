@@ -279,6 +279,7 @@ def _quiet_ray() -> None:
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray").setLevel(logging.WARNING)
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
 
 
 def main(args) -> int:
