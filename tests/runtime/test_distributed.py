@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -251,3 +252,22 @@ def test_inputs_match_the_local_sources_indices(small_job, tmp_path):
     assert enumerate_inputs(listing).source == [f.source for f in open_source(listing)]
     arrays = enumerate_inputs([np.zeros((28, 28), np.uint8), str(small_job / "00001.png")])
     assert arrays.source == ["array[0]", str(small_job / "00001.png")] and arrays.image[1] == b""
+
+
+@needs_ray
+def test_readme_ray_example_runs_as_written(local_ray, mnist_test, tmp_path, monkeypatch, capsys):
+    import re
+
+    images, labels = mnist_test
+    (tmp_path / "digits").mkdir()
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / "digits" / f"{i}.png"), images[i])
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Scale-out with Ray", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README Ray block", "exec"), {})
+    printed = {int(line.split()[0]): line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert printed == {i: str(labels[i]) for i in range(6)}
+    written = [json.loads(line) for path in (tmp_path / "out" / "records").iterdir() for line in path.open()]
+    assert sorted(json.loads(row["record"])["index"] for row in written) == list(range(6))
