@@ -160,6 +160,8 @@ class RayRun:
         try:
             with cluster(job.address) as ray:
                 stats.init_s = time.perf_counter() - start
+                if self._stop.is_set():  # interrupted while Ray was starting: nothing to run
+                    return
                 num_cpus, num_gpus = resources(job.options.get("provider", "auto"), job.options.get("threads"), ray)
                 stats.workers = job.workers or default_workers(ray, num_cpus, num_gpus)
                 _check_capacity(ray, stats.workers, num_cpus, num_gpus, local=job.address is None)
