@@ -19,22 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .distributed import (
-    EngineError,
-    Inputs,
-    ModelFile,
-    RayMissing,
-    apply,
-    block_rows,
-    cluster,
-    dataset,
-    default_workers,
-    enumerate_inputs,
-    require_ray,
-    resources,
-    results,
-)
+from .distributed import Inputs, ModelFile, apply, block_rows, dataset, enumerate_inputs, results
 from .frames import SourceError
+from .raycluster import EngineError, RayMissing, cluster, default_workers, require_ray, resources
 from .results import Result
 from .run import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGTERM, EXIT_USAGE
 
