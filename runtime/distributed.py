@@ -348,8 +348,10 @@ def predict(
         num_cpus, num_gpus = resources(options.get("provider", "auto"), options.get("threads"), ray)
         workers = workers or default_workers(ray, num_cpus, num_gpus)
         options.setdefault("threads", 1 if not num_gpus else None)
+        rows = block_rows(len(inputs), batch, workers)
+        workers = min(workers, -(-len(inputs) // rows))  # no actor without a block to work on
         ds = apply(
-            dataset(inputs, block_rows(len(inputs), batch, workers)),
+            dataset(inputs, rows),
             ModelFile.of(model),
             options,
             workers,

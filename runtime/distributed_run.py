@@ -152,6 +152,8 @@ class RayRun:
                 num_cpus, num_gpus = resources(job.options.get("provider", "auto"), job.options.get("threads"), ray)
                 stats.workers = job.workers or default_workers(ray, num_cpus, num_gpus)
                 _check_capacity(ray, stats.workers, num_cpus, num_gpus, local=job.address is None)
+                rows = block_rows(len(self.inputs), job.batch, stats.workers)
+                stats.workers = min(stats.workers, -(-len(self.inputs) // rows))  # no actor without a block
                 logger.info(
                     "Ray %s: %d worker(s), %g CPU and %g GPU each; %d inputs",
                     "local instance" if job.address is None else f"cluster at {job.address}",
@@ -161,7 +163,7 @@ class RayRun:
                     len(self.inputs),
                 )
                 ds = apply(
-                    dataset(self.inputs, block_rows(len(self.inputs), job.batch, stats.workers)),
+                    dataset(self.inputs, rows),
                     ModelFile.of(job.model),
                     job.options,
                     stats.workers,
