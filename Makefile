@@ -10,7 +10,7 @@ EXTRA  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 DATA   ?= $(if $(EDGERUN_DATA_DIR),$(EDGERUN_DATA_DIR),$(wildcard ../shared/data))
 OUT    ?= out
 
-.PHONY: demo test lint models resnet50 bench soak clean help constraints wheel-check
+.PHONY: demo test lint models resnet50 bench soak clean help constraints wheel-check ray-bench
 
 help:
 	@echo "make demo    set up .venv and run the main job"
@@ -19,6 +19,7 @@ help:
 	@echo "make resnet50 WEIGHTS=imagenet|PATH|none  export ResNet50 (never committed)"
 	@echo "make bench   pytest-benchmark over the bundled models"
 	@echo "make soak    10,000 frames through run: memory, threads, files, fps"
+	@echo "make ray-bench  run --engine ray against the local engine on 5,000 MNIST PNGs"
 	@echo "make lint    ruff over the code"
 	@echo "make clean   remove .venv and build outputs"
 
@@ -32,8 +33,9 @@ $(VENV)/.runtime-$(EXTRA): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRA)]"
 	touch $@
 
+# The ray extra is in the test install so that make test runs a small job on a local Ray instance.
 $(VENV)/.all-$(EXTRA): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRA),tools,train,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRA),tools,train,dev,ray]"
 	touch $@ $(VENV)/.runtime-$(EXTRA)
 
 # The main job: the bundled models through the runtime only (no TensorFlow needed).
@@ -76,6 +78,11 @@ bench: $(VENV)/.all-$(EXTRA)
 # Long-run check (10,000 frames): memory, threads, open files, steady fps. Not part of make test.
 soak: $(VENV)/.all-$(EXTRA)
 	$(BIN)/python -m pytest tests/soak -m slow -s
+
+# Scale-out: --engine ray against the local engine, same cores, the 5,000 shared MNIST test images
+# as PNG (about 10 minutes on 2 cores). RAY_BENCH_ARGS: e.g. --rounds 5 --sizes 1000,5000 --batch 64.
+ray-bench: $(VENV)/.all-$(EXTRA)
+	$(BIN)/python -m edgerun.bench.scaleout --data $(DATA) --out $(OUT)/ray-bench $(RAY_BENCH_ARGS)
 
 lint: $(VENV)/.all-$(EXTRA)
 	$(BIN)/ruff check train export runtime bench tests

@@ -9,10 +9,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .argtypes import batch_size, positive_float, positive_int, probability
 from .providers import CHOICES
 from .run import EXIT_USAGE, EXIT_WRITE_FAILED
+
+if TYPE_CHECKING:
+    from .model import Overrides
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     progress.add_argument(
         "--no-progress", dest="progress", action="store_false", help="never show one (default: on a terminal)"
     )
+    e = p.add_argument_group("scaling out (see README, Scale-out with Ray)")
+    e.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: a pool of Ray actors, one model each, on a local Ray "
+        "instance or the cluster at --ray-address (finite sources only; needs edgerun[ray])",
+    )
+    e.add_argument("--ray-address", help="with --engine ray: join this Ray cluster instead of starting a local one")
+    e.add_argument("--workers", type=positive_int, help="with --engine ray: model actors (default: one per CPU or GPU)")
     g = p.add_argument_group("describing a model (needed for foreign models without edgerun metadata)")
     g.add_argument("--layout", choices=("nchw", "nhwc"), help="input layout when the shape cannot tell")
     g.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"), help="input size when dynamic")
@@ -76,6 +90,21 @@ def read_labels(path: Path) -> tuple[str, ...]:
     if not names:
         raise MetadataError(f"--labels {path} holds no names; expected one class name per line")
     return names
+
+
+def overrides_from(args) -> Overrides:
+    """What the command line says about the model, over what the model says of itself."""
+    from .model import Overrides
+
+    return Overrides(
+        layout=args.layout,
+        size=tuple(args.size) if args.size else None,
+        gray=args.gray,
+        scale=args.scale,
+        mean=tuple(args.mean) if args.mean else None,
+        std=tuple(args.std) if args.std else None,
+        labels=read_labels(args.labels) if args.labels else None,
+    )
 
 
 def _sinks(args, model, source, stop):
@@ -109,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     from .frames import SourceError
     from .heads import HeadOptions
     from .metadata import MetadataError
-    from .model import Model, ModelError, Overrides, SessionConfig
+    from .model import Model, ModelError, SessionConfig
     from .outputs import OutputError, StdoutClosed, silence_stdout
     from .preprocess import PreprocessError
     from .providers import ProviderError
@@ -118,16 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     from .sources import open_source
 
     args = build_parser().parse_args(argv)
+    if args.engine == "ray":
+        from .distributed_run import main as ray_main  # imports Ray only when it runs
+
+        return ray_main(args)
+    if args.ray_address or args.workers:
+        print("edgerun run: error: --ray-address and --workers go with --engine ray", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        overrides = Overrides(
-            layout=args.layout,
-            size=tuple(args.size) if args.size else None,
-            gray=args.gray,
-            scale=args.scale,
-            mean=tuple(args.mean) if args.mean else None,
-            std=tuple(args.std) if args.std else None,
-            labels=read_labels(args.labels) if args.labels else None,
-        )
+        overrides = overrides_from(args)
         model = Model.load(
             args.model,
             SessionConfig(provider=args.provider, threads=args.threads, spinning=args.spin),

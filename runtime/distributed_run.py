@@ -1,0 +1,349 @@
+"""``edgerun run --engine ray``: the run command's job on a Ray cluster, start to finish.
+
+The same model checks, sources, sinks, records and exit codes as the local engine (see
+:mod:`edgerun.runtime.run`); what differs is where the inference runs (a pool of Ray actors,
+:mod:`edgerun.runtime.distributed`) and that records arrive as blocks complete, each carrying
+its input's index. Every input gets exactly one record: a duplicate is dropped, and an input
+the engine never answered (a lost worker, a failed cluster) gets an error record at the end.
+A local Ray instance is started for the run and shut down on every way out, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .distributed import Inputs, ModelFile, apply, block_rows, dataset, enumerate_inputs, results
+from .frames import SourceError
+from .raycluster import EngineError, RayMissing, cluster, default_workers, require_ray, resources
+from .results import Result
+from .run import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGTERM, EXIT_USAGE
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RayRunStats:
+    """What happened, with the times the bench reads (seconds from the start of the run)."""
+
+    inputs: int = 0
+    records: int = 0
+    errors: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    workers: int = 0
+    init_s: float | None = None  # Ray connected (a local instance started)
+    first_record_s: float | None = None  # the first record written
+    wall_s: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def startup_s(self) -> float | None:
+        """The fixed cost before records flow: start to first record."""
+        return self.first_record_s
+
+    @property
+    def steady_fps(self) -> float | None:
+        """Records per second after the first one."""
+        if self.first_record_s is None or self.records < 2 or self.wall_s <= self.first_record_s:
+            return None
+        return (self.records - 1) / (self.wall_s - self.first_record_s)
+
+    def as_dict(self) -> dict:
+        return {
+            "inputs": self.inputs,
+            "records": self.records,
+            "errors": self.errors,
+            "duplicates": self.duplicates,
+            "lost": self.lost,
+            "workers": self.workers,
+            "init_s": None if self.init_s is None else round(self.init_s, 3),
+            "first_record_s": None if self.first_record_s is None else round(self.first_record_s, 3),
+            "wall_s": round(self.wall_s, 3),
+            "steady_fps": None if self.steady_fps is None else round(self.steady_fps, 2),
+            "interrupted": self.interrupted,
+        }
+
+
+@dataclass(frozen=True)
+class RayJob:
+    """One job for the engine: the model, its load options and where it runs."""
+
+    model: str
+    options: dict
+    batch: int = 1
+    workers: int | None = None
+    address: str | None = None
+    keep_images: bool = False
+
+
+class RayRun:
+    """Runs a :class:`RayJob` over :class:`Inputs` into sinks; a context manager like ``Run``:
+    on entry SIGINT/SIGTERM become a clean stop (a second one stops at once), on exit the sinks
+    are closed. Iterating it yields each Result after the sinks have it."""
+
+    def __init__(self, job: RayJob, inputs: Inputs, sinks=(), progress: bool | None = None, name: str = "") -> None:
+        self.job = job
+        self.inputs = inputs
+        self.sinks = list(sinks)
+        self.stats = RayRunStats(inputs=len(inputs))
+        self.signal: int | None = None
+        self.failure: str | None = None
+        self._stop = threading.Event()
+        self._previous: dict = {}
+        self._progress = progress
+        self._name = name
+        self._bar = None
+
+    def __enter__(self) -> RayRun:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        wanted = sys.stderr.isatty() if self._progress is None else self._progress
+        if wanted:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=len(self.inputs), unit="img", desc=self._name, leave=False, dynamic_ncols=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            for sink in self.sinks:
+                sink.close()
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            for s, handler in self._previous.items():
+                signal.signal(s, handler)
+            self._previous = {}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _on_signal(self, signum, _frame) -> None:
+        if self.signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+        logger.warning("%s received: writing the records in hand, then shutting Ray down", signal.Signals(signum).name)
+        self.stop()
+
+    def _write(self, result: Result) -> Result:
+        for sink in self.sinks:
+            sink.write(result)
+        self.stats.records += 1
+        self.stats.errors += result.error is not None
+        if self._bar is not None:
+            self._bar.update(1)
+        return result
+
+    def __iter__(self):
+        stats, job, start = self.stats, self.job, time.perf_counter()
+        seen = np.zeros(len(self.inputs), bool)
+        try:
+            with cluster(job.address) as ray:
+                stats.init_s = time.perf_counter() - start
+                if self._stop.is_set():  # interrupted while Ray was starting: nothing to run
+                    return
+                num_cpus, num_gpus = resources(job.options.get("provider", "auto"), job.options.get("threads"), ray)
+                stats.workers = job.workers or default_workers(ray, num_cpus, num_gpus)
+                _check_capacity(ray, stats.workers, num_cpus, num_gpus, local=job.address is None)
+                rows = block_rows(len(self.inputs), job.batch, stats.workers)
+                stats.workers = min(stats.workers, -(-len(self.inputs) // rows))  # no actor without a block
+                logger.info(
+                    "Ray %s: %d worker(s), %g CPU and %g GPU each; %d inputs",
+                    "local instance" if job.address is None else f"cluster at {job.address}",
+                    stats.workers,
+                    num_cpus,
+                    num_gpus,
+                    len(self.inputs),
+                )
+                ds = apply(
+                    dataset(self.inputs, rows),
+                    ModelFile.of(job.model),
+                    job.options,
+                    stats.workers,
+                    job.batch,
+                    num_cpus,
+                    num_gpus,
+                    job.keep_images,
+                )
+                stream = results(ds)
+                try:
+                    for result in stream:
+                        if self._stop.is_set():
+                            break
+                        if not 0 <= result.index < len(seen) or seen[result.index]:
+                            stats.duplicates += 1
+                            logger.warning("dropped a second record for input %d", result.index)
+                            continue
+                        seen[result.index] = True
+                        if stats.first_record_s is None:
+                            stats.first_record_s = time.perf_counter() - start
+                        yield self._write(result)
+                finally:
+                    stream.close()  # stops Ray Data's executor before the instance goes
+        except KeyboardInterrupt:
+            logger.warning("interrupted: shutting Ray down")
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Ray raises many types; the inputs left get error records
+            if self._stop.is_set():
+                logger.debug("Ray failed while stopping", exc_info=True)
+            else:
+                self.failure = _reason(exc)
+                logger.error("the Ray engine failed: %s", self.failure)
+        finally:
+            stats.interrupted = self._stop.is_set() or self.signal is not None
+            stats.wall_s = time.perf_counter() - start
+        if not stats.interrupted:
+            yield from self._lost(seen)
+
+    def _lost(self, seen: np.ndarray):
+        """An error record for every input the engine never answered (one record per input, always)."""
+        missing = np.flatnonzero(~seen)
+        if not len(missing):
+            return
+        why = self.failure or "the Ray engine returned no record for it (a lost worker?)"
+        logger.error("%d input(s) got no record from Ray; each gets an error record", len(missing))
+        for i in missing:
+            self.stats.lost += 1
+            yield self._write(Result(self.inputs.source[i], int(self.inputs.index[i]), error=f"not run: {why}"))
+
+    @property
+    def exit_code(self) -> int:
+        if self.signal is not None:
+            return EXIT_INTERRUPTED if self.signal == signal.SIGINT else EXIT_SIGTERM
+        if self.stats.interrupted:
+            return EXIT_INTERRUPTED
+        if self.stats.records == 0:
+            return EXIT_INCOMPLETE
+        return EXIT_FAILED if self.stats.errors else EXIT_OK
+
+    def log_summary(self) -> None:
+        s = self.stats
+        steady = s.steady_fps
+        logger.info(
+            "%d inputs, %d records, %d errors, %.1f img/s end-to-end on %d Ray worker(s); start-up %s s "
+            "(Ray ready %s s), %s img/s after the first record",
+            s.inputs,
+            s.records,
+            s.errors,
+            s.records / s.wall_s if s.wall_s else 0.0,
+            s.workers,
+            "-" if s.first_record_s is None else f"{s.first_record_s:.2f}",
+            "-" if s.init_s is None else f"{s.init_s:.2f}",
+            "-" if steady is None else f"{steady:.1f}",
+        )
+
+
+def _check_capacity(ray, workers: int, num_cpus: float, num_gpus: float, local: bool) -> None:
+    """Refuse a pool the local instance cannot hold (its actors would wait forever); on a cluster,
+    which may add nodes, only warn."""
+    total = ray.cluster_resources()
+    needs = {"CPU": workers * num_cpus, "GPU": workers * num_gpus}
+    short = {k: (v, total.get(k, 0)) for k, v in needs.items() if v > total.get(k, 0)}
+    if not short:
+        return
+    text = ", ".join(f"{need:g} {k} (it has {have:g})" for k, (need, have) in short.items())
+    if local:
+        raise EngineError(f"{workers} worker(s) need {text} on the local Ray instance; lower --workers or --threads")
+    logger.warning("%d worker(s) need %s; they wait until the cluster has them", workers, text)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line from a Ray exception (whose text is a remote traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    tail = next((line for line in reversed(lines) if not line.startswith(("File ", "^", "~"))), type(exc).__name__)
+    return f"{type(exc).__name__}: {tail}"[:400]
+
+
+def _quiet_ray() -> None:
+    """Ray Data's progress bars and per-run INFO lines off (edgerun shows its own); -v keeps them."""
+    import ray.data
+
+    if logging.getLogger().level > logging.DEBUG:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
+
+
+def main(args) -> int:
+    """``edgerun run`` with ``--engine ray``; ``args`` are the run command's parsed arguments."""
+    from .cli import overrides_from
+    from .heads import HeadOptions
+    from .images import VIDEO_SUFFIXES
+    from .metadata import MetadataError
+    from .model import Model, ModelError, SessionConfig
+    from .preprocess import PreprocessError
+    from .providers import ProviderError
+    from .sinks import ImageSaver, JsonlSink, SinkError
+
+    try:
+        require_ray()
+        if args.show:
+            raise EngineError("--show stays local (a window on this machine, frames in order); drop --engine ray")
+        if args.save and args.save.suffix.lower() in VIDEO_SUFFIXES:
+            raise EngineError(
+                f"--save {args.save}: a video needs frames in order, and Ray returns them as they finish; "
+                "give a directory for annotated images, or drop --engine ray"
+            )
+        overrides = overrides_from(args)
+        # Checked here, before any cluster starts: a bad model or option is the same one-line error
+        # as with the local engine. The workers load it again with the provider asked for.
+        model = Model.load(
+            args.model,
+            SessionConfig(provider="cpu", threads=1),
+            overrides,
+            HeadOptions(topk=args.topk, threshold=args.threshold),
+            batch=args.batch,
+        )
+        inputs = enumerate_inputs(args.source)
+        if args.max_frames is not None:
+            inputs = inputs.head(args.max_frames)
+        sinks = []
+        if args.json:
+            sinks.append(JsonlSink(args.json))
+        if args.save:
+            stride = model.metadata.preprocessing.stride or 1
+            sinks.append(ImageSaver(args.save, heatmaps=args.heatmaps, stride=stride))
+    except RayMissing as exc:
+        print(f"edgerun run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (EngineError, ModelError, ProviderError, MetadataError, PreprocessError, SourceError, SinkError) as exc:
+        print(f"edgerun run: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _quiet_ray()
+    options = {
+        "provider": args.provider,
+        "threads": args.threads or 1,
+        "spinning": args.spin,
+        "topk": args.topk,
+        "threshold": args.threshold,
+        **{k: v for k, v in vars(overrides).items() if v is not None},
+    }
+    job = RayJob(str(model.path), options, args.batch, args.workers, args.ray_address, keep_images=bool(args.save))
+    lines = args.json != "-"
+    run = RayRun(job, inputs, sinks, progress=args.progress, name=model.name)
+    try:
+        with run:
+            for result in run:
+                if lines:
+                    _print(run, result.summary())
+    except EngineError as exc:
+        print(f"edgerun run: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    run.log_summary()
+    return run.exit_code
+
+
+def _print(run: RayRun, text: str) -> None:
+    if run._bar is not None and sys.stdout.isatty():
+        run._bar.write(text)
+    else:
+        print(text)
