@@ -19,6 +19,7 @@ from edgerun.runtime.files import sha256_file
 from edgerun.runtime.metadata import ModelMetadata, Preprocessing
 
 from .graph import GraphSummary, rename_dims, summarize
+from .simplify import SimplifyError, SimplifyReport, simplify
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Exported:
     path: Path
     metadata: ModelMetadata
     summary: GraphSummary
+    simplified: SimplifyReport | None = None  # None: exported with --no-simplify
 
 
 def load_keras(path: Path):
@@ -169,13 +171,29 @@ def save_onnx(proto, path: Path) -> int:
     return len(data)
 
 
-def export_keras(keras_path: Path, out: Path, opset: int = DEFAULT_OPSET, command: str | None = None):
-    """Export ``keras_path`` to ``out``; returns the Keras model and :class:`Exported`."""
+def export_keras(
+    keras_path: Path,
+    out: Path,
+    opset: int = DEFAULT_OPSET,
+    command: str | None = None,
+    simplified: bool = True,
+):
+    """Export ``keras_path`` to ``out``; returns the Keras model and :class:`Exported`.
+
+    With ``simplified`` (the default) the graph goes through :func:`~.simplify.simplify`
+    before it is checked and written: the parity gate then tests the graph that ships.
+    """
     model = load_keras(keras_path)
     card = read_card(keras_path)
     metadata = metadata_for(model, keras_path, card, opset, command)
     proto = convert(model, opset=opset)
     write_metadata(proto, metadata)
+    report = None
+    if simplified:
+        try:
+            proto, report = simplify(proto)
+        except SimplifyError as exc:
+            raise ExportError(f"graph simplification failed ({exc}); export with --no-simplify") from exc
     size = save_onnx(proto, out)
     summary = summarize(proto, out, size)
     logger.info(
@@ -185,4 +203,4 @@ def export_keras(keras_path: Path, out: Path, opset: int = DEFAULT_OPSET, comman
         sum(summary.ops.values()),
         summary.transposes,
     )
-    return model, Exported(out, metadata, summary)
+    return model, Exported(out, metadata, summary, report)
