@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "latency against batch size, peers in the same run, CI compare",
         "cpu",
     ),
+    "tune": ("edgerun.bench.tune:main", "measure session settings on this machine, keep the fastest per batch", "cpu"),
     "demo": (
         "edgerun.bench.demo:main",
         "the main job on the bundled models: digits, localizer, video, latency",
