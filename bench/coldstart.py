@@ -1,0 +1,118 @@
+"""Cold start as users feel it: one image through ``edgerun run``, process start to result.
+
+Runs, interleaved, ``edgerun run MODEL --source IMAGE`` and the minimal hand-written cv2 +
+onnxruntime script (``bench/minimal_classify.py``) as fresh processes, ``--runs`` times each,
+and reports the median wall time (``perf_counter`` around the child, from spawn to exit) and the
+median peak resident memory (``ru_maxrss`` of that child, from ``os.wait4``). Both print the
+top classes; the first line of each is shown so a broken run cannot pass for a fast one.
+
+    python -m edgerun.bench.coldstart models/mnist_cnn.onnx IMAGE.png --runs 7
+    make coldstart                                   # the same on the bundled mnist_cnn
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MINIMAL = Path(__file__).with_name("minimal_classify.py")
+
+
+@dataclass
+class Samples:
+    name: str
+    argv: list[str]
+    wall_s: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+    first_line: str = ""
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.wall_s)
+
+    @property
+    def rss(self) -> float:
+        return statistics.median(self.rss_mb)
+
+
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, first stdout line) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out = proc.stdout.read().decode(errors="replace")
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stdout.close()
+    proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {err.strip()[-500:]}")
+    return wall, usage.ru_maxrss / 1024.0, (out.splitlines() or [""])[0]
+
+
+def edgerun_command() -> list[str]:
+    found = shutil.which("edgerun", path=str(Path(sys.executable).parent)) or shutil.which("edgerun")
+    return [found] if found else [sys.executable, "-m", "edgerun.runtime.cli"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edgerun.bench.coldstart", description=__doc__.split("\n\n")[0])
+    p.add_argument("model", type=Path)
+    p.add_argument("image", type=Path)
+    p.add_argument("--runs", type=int, default=7, help="runs of each command, interleaved (default 7)")
+    p.add_argument("--edgerun-args", default="", help="extra arguments for edgerun run, e.g. '--no-tune'")
+    p.add_argument("--json", type=Path, help="write the samples as JSON")
+    args = p.parse_args(argv)
+    for path in (args.model, args.image):
+        if not path.is_file():
+            p.error(f"{path} does not exist")
+    env = dict(os.environ)
+    cases = [
+        Samples(
+            "edgerun run",
+            [*edgerun_command(), "-q", "run", str(args.model), "--source", str(args.image), *args.edgerun_args.split()],
+        ),
+        Samples("minimal cv2+ort", [sys.executable, str(MINIMAL), str(args.model), str(args.image)]),
+    ]
+    for case in cases:  # one untimed run each: file caches warm for both alike
+        run_once(case.argv, env)
+    for _ in range(args.runs):
+        for case in cases:
+            wall, rss, line = run_once(case.argv, env)
+            case.wall_s.append(wall)
+            case.rss_mb.append(rss)
+            case.first_line = line
+    base = cases[1]
+    print(f"{'command':<18} {'wall p50 s':>10} {'min':>7} {'max':>7} {'peak RSS MB':>12}  first line")
+    for case in cases:
+        print(
+            f"{case.name:<18} {case.wall:>10.3f} {min(case.wall_s):>7.3f} {max(case.wall_s):>7.3f} "
+            f"{case.rss:>12.1f}  {case.first_line[:60]}"
+        )
+    ratio, delta = cases[0].wall / base.wall, cases[0].rss - base.rss
+    print(f"edgerun / minimal: wall {ratio:.2f}x, peak RSS {delta:+.1f} MB ({args.runs} runs each, interleaved)")
+    if args.json:
+        from edgerun.runtime.files import write_json_atomic
+
+        write_json_atomic(
+            args.json,
+            {
+                "runs": args.runs,
+                "cases": [{"name": c.name, "argv": c.argv, "wall_s": c.wall_s, "rss_mb": c.rss_mb} for c in cases],
+                "wall_ratio": ratio,
+                "rss_delta_mb": delta,
+            },
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
