@@ -84,9 +84,10 @@ class OrtRawBackend(Backend):
     def __init__(self, path: Path, provider: str) -> None:
         import onnxruntime as ort
 
-        providers = (
-            ["CUDAExecutionProvider", "CPUExecutionProvider"] if provider == "cuda" else ["CPUExecutionProvider"]
-        )
+        providers = {
+            "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+            "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        }.get(provider, ["CPUExecutionProvider"])
         self.session = ort.InferenceSession(str(path), providers=providers)
         self.input = self.session.get_inputs()[0]
 

@@ -6,8 +6,8 @@ and reports the median wall time (``perf_counter`` around the child, from spawn 
 median peak resident memory (``ru_maxrss`` of that child, from ``os.wait4``). Both print the
 top classes; the first line of each is shown so a broken run cannot pass for a fast one.
 
-    python -m edgerun.bench.coldstart models/mnist_cnn.onnx IMAGE.png --runs 7
-    make coldstart                                   # the same on the bundled mnist_cnn
+    python -m edgerun.bench.coldstart models/mnist_cnn.onnx [IMAGE.png] --runs 7
+    make coldstart                                   # the bundled mnist_cnn on a drawn digit
 """
 
 from __future__ import annotations
@@ -58,6 +58,18 @@ def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return wall, usage.ru_maxrss / 1024.0, (out.splitlines() or [""])[0]
 
 
+def drawn_digit(path: Path) -> Path:
+    """A white 7 on black, 28x28, drawn with OpenCV: an input that needs no data set."""
+    import cv2
+    import numpy as np
+
+    image = np.zeros((28, 28), np.uint8)
+    cv2.putText(image, "7", (7, 23), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 255, 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), image)
+    return path
+
+
 def edgerun_command() -> list[str]:
     found = shutil.which("edgerun", path=str(Path(sys.executable).parent)) or shutil.which("edgerun")
     return [found] if found else [sys.executable, "-m", "edgerun.runtime.cli"]
@@ -66,11 +78,16 @@ def edgerun_command() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m edgerun.bench.coldstart", description=__doc__.split("\n\n")[0])
     p.add_argument("model", type=Path)
-    p.add_argument("image", type=Path)
+    p.add_argument("image", type=Path, nargs="?", help="default: a digit drawn with OpenCV, written to --workdir")
+    p.add_argument(
+        "--workdir", type=Path, default=Path("out/coldstart"), help="for the drawn image (default out/coldstart)"
+    )
     p.add_argument("--runs", type=int, default=7, help="runs of each command, interleaved (default 7)")
     p.add_argument("--edgerun-args", default="", help="extra arguments for edgerun run, e.g. '--no-tune'")
     p.add_argument("--json", type=Path, help="write the samples as JSON")
     args = p.parse_args(argv)
+    if args.image is None:
+        args.image = drawn_digit(args.workdir / "one.png")
     for path in (args.model, args.image):
         if not path.is_file():
             p.error(f"{path} does not exist")
