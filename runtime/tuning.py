@@ -264,3 +264,27 @@ def record(
     key, size, mtime = _memo_key(Path(model_path))
     data["files"][key] = {"size": size, "mtime_ns": mtime, "sha256": sha256}
     return write_json_atomic(cache, data)
+
+
+def tuned_config(model_path: str | Path, batch: int, config, provider: str = "cpu", keep: tuple[str, ...] = ()):
+    """``(config, settings)``: ``config`` with the tuned settings for this model and batch applied
+    (fields named in ``keep``, which the user set by hand, stay as they are), and the settings
+    used, or ``(config, None)`` when nothing is tuned here. Logs what it applied, once.
+
+    ``provider`` is the one the session will really use ("cpu" after a CPU fallback): tuned
+    settings are per provider. This is the call for ``Model.load`` and ``edgerun run``.
+    """
+    settings = tuned_settings_for(model_path, batch, provider)
+    if settings is None:
+        return config, None
+    tuned = settings.apply(config)
+    if keep:
+        tuned = replace(tuned, **{name: getattr(config, name) for name in keep})
+    logger.info(
+        "%s: tuned settings for batch %d from %s: %s (edgerun tune; --no-tune ignores them)",
+        Path(model_path).name,
+        batch,
+        cache_path(),
+        settings.label(),
+    )
+    return tuned, settings

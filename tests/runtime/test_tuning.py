@@ -153,3 +153,14 @@ def test_binder_is_safe_across_threads(model_file):
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_tuned_config_keeps_what_the_user_set(model_file, cache, caplog):
+    base = SessionConfig(provider="cpu", threads=2, spinning=True)
+    assert tuning.tuned_config(model_file, 1, base) == (base, None)
+    tuning.record(model_file, sha256_file(model_file), "cpu", {1: settings(threads=1)})
+    with caplog.at_level(logging.INFO):
+        config, found = tuning.tuned_config(model_file, 1, base, keep=("spinning",))
+    assert found.threads == 1 and config.threads == 1 and config.io_binding
+    assert config.spinning is True  # kept: the user asked for it
+    assert "tuned settings for batch 1" in caplog.text and "--no-tune" in caplog.text
