@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         print(
             f"{case.name:<18} {case.wall:>10.3f} {min(case.wall_s):>7.3f} {max(case.wall_s):>7.3f} "
-            f"{case.rss:>12.1f}  {case.first_line[:60]}"
+            f"{case.rss:>12.1f}  {case.first_line.strip()}"
         )
     ratio, delta = cases[0].wall / base.wall, cases[0].rss - base.rss
     print(f"edgerun / minimal: wall {ratio:.2f}x, peak RSS {delta:+.1f} MB ({args.runs} runs each, interleaved)")
@@ -123,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             args.json,
             {
                 "runs": args.runs,
-                "cases": [{"name": c.name, "argv": c.argv, "wall_s": c.wall_s, "rss_mb": c.rss_mb} for c in cases],
+                "cases": [
+                    {"name": c.name, "argv": c.argv, "wall_s": c.wall_s, "rss_mb": c.rss_mb, "first_line": c.first_line}
+                    for c in cases
+                ],
                 "wall_ratio": ratio,
                 "rss_delta_mb": delta,
             },
