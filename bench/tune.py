@@ -102,27 +102,8 @@ class Tuner:
 
     def measure(self, candidates: list[TunedSettings], x: np.ndarray, reference: np.ndarray) -> list[float | None]:
         """Median ms of each candidate over interleaved rounds; None for one that gives other outputs."""
-        from edgerun.runtime.timing import measure
-
-        runs, ok = [], []
-        for settings in candidates:
-            model = self.model(settings)
-            model.warmup(x.shape)
-            out = model.run(x)
-            diff = float(np.abs(out - reference).max())
-            if diff > OUTPUT_TOLERANCE:
-                logger.warning("%s: outputs differ from the defaults' by %.2e; not a candidate", settings.label(), diff)
-                ok.append(False)
-            else:
-                ok.append(True)
-            runs.append(lambda m=model: m.run(x))
-        samples: list[list[np.ndarray]] = [[] for _ in candidates]
-        for turn in range(self.config.rounds):
-            for i, run in enumerate(runs):
-                if ok[i]:
-                    t = measure(run, warmup=self.config.warmup if turn == 0 else 1, seconds=self.config.seconds)
-                    samples[i].append(t.samples_ns)
-        return [float(np.median(np.concatenate(s))) / 1e6 if ok[i] else None for i, s in enumerate(samples)]
+        models = [(settings.label(), self.model(settings)) for settings in candidates]
+        return measure_models(models, x, reference, self.config)
 
     def tune_batch(self, batch: int, cores: int) -> BatchResult:
         x = np.random.default_rng(batch).random((batch, *self.input_shape), dtype=np.float32)
@@ -161,6 +142,49 @@ class Tuner:
         tuned = replace(best, p50_ms=round(tuned_ms, 4), default_p50_ms=round(default_ms, 4), measured=when)
         default = replace(default, p50_ms=round(default_ms, 4), default_p50_ms=round(default_ms, 4), measured=when)
         return BatchResult(batch, default, tuned, trail)
+
+
+def measure_models(models: list[tuple[str, object]], x, reference, config: TuneConfig) -> list[float | None]:
+    """Median ms of each ``(label, Model)`` over ``config.rounds`` interleaved rounds; None for a
+    model whose outputs differ from ``reference`` by more than OUTPUT_TOLERANCE."""
+    from edgerun.runtime.timing import measure
+
+    runs = []
+    for label, model in models:
+        model.warmup(x.shape)
+        diff = float(np.abs(model.run(x) - reference).max())
+        if diff > OUTPUT_TOLERANCE:
+            logger.warning("%s: outputs differ from the reference by %.2e; not a candidate", label, diff)
+            runs.append(None)
+        else:
+            runs.append(lambda m=model: m.run(x))
+    samples: list[list[np.ndarray]] = [[] for _ in models]
+    for turn in range(config.rounds):
+        for i, run in enumerate(runs):
+            if run is not None:
+                t = measure(run, warmup=config.warmup if turn == 0 else 1, seconds=config.seconds)
+                samples[i].append(t.samples_ns)
+    return [float(np.median(np.concatenate(s))) / 1e6 if runs[i] else None for i, s in enumerate(samples)]
+
+
+def compare_variants(path: Path, variants: list[Path], results: list[BatchResult], config: TuneConfig) -> list[str]:
+    """Each tuned batch size once more, the model against other graphs of it (``edgerun export
+    --no-simplify``, an NCHW export, ...), all with the tuned settings, interleaved. Reported, not
+    stored: the runtime runs the file it is given."""
+    from edgerun.runtime.model import Model, SessionConfig
+
+    lines = []
+    shape = input_shape(path)
+    for r in results:
+        session = r.tuned.apply(SessionConfig(provider=config.provider))
+        models = [(str(p), Model.load(p, session)) for p in (path, *variants)]
+        x = np.random.default_rng(r.batch).random((r.batch, *shape), dtype=np.float32)
+        times = measure_models(models, x, models[0][1].run(x), config)
+        shown = ", ".join(
+            f"{name} {'differs' if ms is None else f'{ms:.3f} ms'}" for (name, _), ms in zip(models, times, strict=True)
+        )
+        lines.append(f"variants  batch {r.batch}: {shown}")
+    return lines
 
 
 def input_shape(path: Path) -> tuple[int, int, int]:
@@ -207,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=2.0, help="percent a change must win by to be kept (default 2)")
     p.add_argument("--cache", type=Path, help="tune cache file (default: $EDGERUN_TUNE_CACHE or ~/.cache/edgerun)")
     p.add_argument("--dry-run", action="store_true", help="measure and print, store nothing")
+    p.add_argument(
+        "--variant",
+        type=Path,
+        action="append",
+        default=[],
+        help="another graph of the same model (e.g. edgerun export --no-simplify) to measure against it "
+        "with the tuned settings; reported, not stored (repeatable; one model only)",
+    )
     return p
 
 
@@ -222,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
             check_model_file(path)
         except ModelError as exc:
             parser.error(str(exc))
+    if args.variant and len(args.models) != 1:
+        parser.error("--variant compares graphs of one model: give exactly one model")
+    for path in args.variant:
+        try:
+            check_model_file(path)
+        except ModelError as exc:
+            parser.error(f"--variant: {exc}")
     if not 0 <= args.margin < 100:
         parser.error(f"--margin must be a percentage from 0 to 100, got {args.margin}")
     config = TuneConfig(
@@ -235,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.models:
         results = tune(path, config)
         print(format_results(path, results))
+        if args.variant:
+            print("\n".join(compare_variants(path, args.variant, results, config)))
         if args.dry_run:
             continue
         try:

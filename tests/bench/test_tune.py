@@ -69,3 +69,24 @@ def test_bench_shows_tuned_and_default_side_by_side(model_file, tmp_path, monkey
     assert "batch 1 runs tuned: 1 thread, no spin, opt extended, sequential, io-binding" in caplog.text
     assert cli.main([*args, "--no-tune"]) == 0
     assert {r["backend"] for r in json.loads(out.read_text())["results"]} == {"edgerun"}
+
+
+def test_variants_are_measured_with_the_tuned_settings(model_file, tmp_path, capsys):
+    variant = tmp_path / "variant.onnx"
+    variant.write_bytes(model_file.read_bytes())
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(model_file))  # the same graph with other weights: not the same model
+    weight = proto.graph.initializer[0]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 3, weight.name))
+    other = tmp_path / "other.onnx"
+    onnx.save(proto, str(other))
+    argv = [str(model_file), "--batch", "1", "--seconds", "0.01", "--rounds", "1", "--dry-run"]
+    assert tune.main([*argv, "--variant", str(variant), "--variant", str(other)]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("variants"))
+    assert f"{variant} " in line and " ms" in line
+    assert f"{other} differs" in line
+    with pytest.raises(SystemExit):
+        tune.main([str(model_file), str(variant), "--variant", str(variant)])
+    assert "exactly one model" in capsys.readouterr().err
