@@ -11,6 +11,8 @@ channels-last ``Transpose`` that Keras' flatten order needs. Two steps remove bo
 2. :func:`fold_flatten_transpose` (ours): ``Transpose(NCHW->NHWC) -> Reshape([-1, K]) ->
    MatMul(W)`` becomes ``Reshape([-1, K]) -> MatMul(W')`` with W's rows permuted to NCHW
    order. The product is the same sum in another order; the parity gate checks it.
+3. :func:`fold_pad_into_maxpool` (ours): ``Relu -> Pad(zeros) -> MaxPool`` (Keras'
+   ZeroPadding2D before MaxPooling2D, as in ResNet50) becomes a MaxPool with ``pads``.
 
 Nothing here changes the inputs, outputs, their names or the metadata.
 """
@@ -39,13 +41,14 @@ class SimplifyReport:
     nodes_after: int
     removed: dict[str, int]  # op type -> how many fewer (positive) after simplification
     folded_transposes: int
+    folded_pads: int = 0
 
     def line(self) -> str:
         gone = ", ".join(f"{op} {n}" for op, n in self.removed.items() if n > 0) or "nothing"
-        return (
-            f"{self.nodes_before} -> {self.nodes_after} nodes (removed: {gone}; "
-            f"{self.folded_transposes} flatten Transpose folded into the Dense weights)"
-        )
+        folds = [f"{self.folded_transposes} flatten Transpose folded into the Dense weights"]
+        if self.folded_pads:
+            folds.append(f"{self.folded_pads} Pad folded into MaxPool")
+        return f"{self.nodes_before} -> {self.nodes_after} nodes (removed: {gone}; {'; '.join(folds)})"
 
 
 def _ops(proto) -> collections.Counter:
@@ -138,6 +141,70 @@ def fold_flatten_transpose(proto) -> int:
     return folded
 
 
+def _attr(node, name: str, default=None):
+    from onnx import helper
+
+    for attr in node.attribute:
+        if attr.name == name:
+            value = helper.get_attribute_value(attr)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+def fold_pad_into_maxpool(proto) -> int:
+    """Fold ``Relu -> Pad(zeros, spatial only) -> MaxPool`` into the MaxPool's own ``pads``, in place.
+
+    Keras' ``ZeroPadding2D`` before ``MaxPooling2D`` (ResNet50's ``pool1_pad``) becomes a Pad node
+    that breaks onnxruntime's NCHWc chain: a reorder out, the Pad, a reorder back in, each over
+    the whole 112x112x64 tensor. MaxPool pads with -inf, not 0; the two agree because the input
+    comes from a Relu (every value >= 0, and every window holds at least one real value).
+    Returns how many were folded.
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = collections.defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    outputs = {o.name for o in graph.output}
+    inits = {i.name: i for i in graph.initializer}
+    folded = 0
+    for pad in [n for n in graph.node if n.op_type == "Pad"]:
+        source = producers.get(pad.input[0])
+        nexts = consumers[pad.output[0]]
+        if source is None or source.op_type != "Relu" or len(nexts) != 1 or pad.output[0] in outputs:
+            continue
+        pool = nexts[0]
+        if pool.op_type != "MaxPool" or _attr(pad, "mode", "constant") != "constant" or len(pad.input) > 3:
+            continue
+        if len(pad.input) == 3 and pad.input[2]:
+            value = inits.get(pad.input[2])
+            if value is None or np.any(numpy_helper.to_array(value) != 0):
+                continue
+        amounts = inits.get(pad.input[1]) if len(pad.input) > 1 else None
+        if amounts is None:
+            continue
+        p = numpy_helper.to_array(amounts).tolist()
+        if len(p) != 8 or any(v < 0 for v in p) or p[0] or p[1] or p[4] or p[5]:
+            continue
+        if _attr(pool, "auto_pad", "NOTSET") != "NOTSET" or any(_attr(pool, "pads", [0])):
+            continue
+        if _attr(pool, "ceil_mode", 0) or _attr(pool, "storage_order", 0) or len(pool.output) != 1:
+            continue
+        if any(d != 1 for d in _attr(pool, "dilations", [1, 1])):
+            continue
+        kept = [a for a in pool.attribute if a.name != "pads"]
+        del pool.attribute[:]
+        pool.attribute.extend([*kept, helper.make_attribute("pads", [p[2], p[3], p[6], p[7]])])
+        pool.input[0] = pad.input[0]
+        graph.node.remove(pad)
+        folded += 1
+    return folded
+
+
 def simplify(proto):
     """``proto`` slimmed and with its flatten transposes folded; returns (model, report).
 
@@ -149,6 +216,7 @@ def simplify(proto):
     io = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
     out = slim(proto)
     folded = fold_flatten_transpose(out)
+    pads = fold_pad_into_maxpool(out)
     init_names = {i.name for i in out.graph.initializer}
     got = ([i.name for i in out.graph.input if i.name not in init_names], [o.name for o in out.graph.output])
     if got != io:
@@ -159,7 +227,7 @@ def simplify(proto):
         entry.key, entry.value = key, value
     after = _ops(out)
     removed = {op: before[op] - after.get(op, 0) for op in sorted(before) if before[op] != after.get(op, 0)}
-    report = SimplifyReport(sum(before.values()), sum(after.values()), removed, folded)
+    report = SimplifyReport(sum(before.values()), sum(after.values()), removed, folded, pads)
     logger.info("simplified: %s", report.line())
     return out, report
 

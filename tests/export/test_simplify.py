@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgerun.export.graph import summarize
-from edgerun.export.simplify import fold_flatten_transpose, main, simplify
+from edgerun.export.simplify import fold_flatten_transpose, fold_pad_into_maxpool, main, simplify
 
 SHAPE_OPS = {"Shape", "Gather", "Cast", "Slice", "Concat"}
 
@@ -133,3 +133,32 @@ def test_simplify_command(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "12 -> 5 nodes" in printed and "parity" in printed
     assert not SHAPE_OPS & set(ops(onnx.load(str(out))))
+
+
+def pad_pool_model(after_relu: bool) -> onnx.ModelProto:
+    """[batch,2,6,6] -> (Relu) -> Pad 1 (zeros, spatial) -> MaxPool 3x3 stride 2: Keras' ZeroPadding2D
+    before MaxPooling2D, as ResNet50's pool1."""
+    pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")
+    nodes = [helper.make_node("Relu", ["x"], ["r"])] if after_relu else []
+    nodes += [
+        helper.make_node("Pad", ["r" if after_relu else "x", "pads"], ["padded"]),
+        helper.make_node("MaxPool", ["padded"], ["y"], kernel_shape=[3, 3], strides=[2, 2]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pad_pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2, 3, 3])],
+        [pads],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+@pytest.mark.parametrize("after_relu", [True, False])
+def test_zero_pad_before_maxpool_folds_only_after_a_relu(after_relu):
+    x = np.random.default_rng(0).standard_normal((2, 2, 6, 6)).astype(np.float32)  # negative values too
+    expected = run(pad_pool_model(after_relu), x)[0]
+    model = pad_pool_model(after_relu)
+    assert fold_pad_into_maxpool(model) == int(after_relu)
+    assert ("Pad" in ops(model)) is not after_relu
+    np.testing.assert_array_equal(run(model, x)[0], expected)  # exact: the same maxima
