@@ -202,6 +202,11 @@ def fold_pad_into_maxpool(proto) -> int:
         pool.input[0] = pad.input[0]
         graph.node.remove(pad)
         folded += 1
+    if folded:  # the pads (and zero value) tensors are left with no reader: drop them
+        used = {name for node in graph.node for name in node.input}
+        keep = used | outputs | {i.name for i in graph.input}
+        for init in [i for i in graph.initializer if i.name not in keep]:
+            graph.initializer.remove(init)
     return folded
 
 

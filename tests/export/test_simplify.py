@@ -161,4 +161,5 @@ def test_zero_pad_before_maxpool_folds_only_after_a_relu(after_relu):
     model = pad_pool_model(after_relu)
     assert fold_pad_into_maxpool(model) == int(after_relu)
     assert ("Pad" in ops(model)) is not after_relu
+    assert [i.name for i in model.graph.initializer] == ([] if after_relu else ["pads"])  # nothing left dangling
     np.testing.assert_array_equal(run(model, x)[0], expected)  # exact: the same maxima
