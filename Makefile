@@ -10,7 +10,7 @@ EXTRA  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 DATA   ?= $(if $(EDGERUN_DATA_DIR),$(EDGERUN_DATA_DIR),$(wildcard ../shared/data))
 OUT    ?= out
 
-.PHONY: demo test lint models resnet50 bench soak clean help constraints wheel-check ray-bench
+.PHONY: demo test lint models resnet50 bench soak clean help constraints wheel-check ray-bench tune coldstart gpu-bench
 
 help:
 	@echo "make demo    set up .venv and run the main job"
@@ -20,6 +20,9 @@ help:
 	@echo "make bench   pytest-benchmark over the bundled models"
 	@echo "make soak    10,000 frames through run: memory, threads, files, fps"
 	@echo "make ray-bench  run --engine ray against the local engine on 5,000 MNIST PNGs"
+	@echo "make tune    edgerun tune the bundled mnist_cnn (batch 1,8,64), then bench it tuned vs default vs peers"
+	@echo "make coldstart  one image through edgerun run vs a minimal cv2 + onnxruntime script (7 runs each)"
+	@echo "make gpu-bench  CUDA and TensorRT, fp32 and fp16, mnist_cnn and ResNet50 (needs an NVIDIA GPU)"
 	@echo "make lint    ruff over the code"
 	@echo "make clean   remove .venv and build outputs"
 
@@ -83,6 +86,18 @@ soak: $(VENV)/.all-$(EXTRA)
 # as PNG (about 10 minutes on 2 cores). RAY_BENCH_ARGS: e.g. --rounds 5 --sizes 1000,5000 --batch 64.
 ray-bench: $(VENV)/.all-$(EXTRA)
 	$(BIN)/python -m edgerun.bench.scaleout --data $(DATA) --out $(OUT)/ray-bench $(RAY_BENCH_ARGS)
+
+# Tuned settings for this machine (stored in ~/.cache/edgerun/tune.json), then the acceptance table.
+tune: $(VENV)/.all-$(EXTRA)
+	$(BIN)/edgerun tune models/mnist_cnn.onnx --batch 1,8,64
+	$(BIN)/edgerun bench models/mnist_cnn.onnx --batch 1,8,64 --vs ort-raw,tflite,opencv --seconds 4 --rounds 8
+
+# Whole-process cold start: wall time and peak RSS medians, interleaved (a benchmark, not a test).
+coldstart: $(VENV)/.runtime-$(EXTRA)
+	$(BIN)/python -m edgerun.bench.coldstart models/mnist_cnn.onnx --runs 7 --workdir $(OUT)/coldstart
+
+gpu-bench: $(VENV)/.all-$(EXTRA)
+	BIN=$(BIN) OUT=$(OUT) sh bench/scripts/gpu_bench.sh
 
 lint: $(VENV)/.all-$(EXTRA)
 	$(BIN)/ruff check train export runtime bench tests

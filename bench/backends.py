@@ -9,6 +9,7 @@ model and inputs through raw onnxruntime with default options (``ort-raw``), TFL
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,10 @@ from edgerun.runtime.model import Model, SessionConfig
 from edgerun.runtime.modelfile import check_model_file
 
 PEERS = ("ort-raw", "tflite", "opencv", "keras")
+#: edgerun with its built-in defaults, shown beside the tuned ``edgerun`` row when a tune cache applies.
+DEFAULT_BACKEND = "edgerun-default"
+
+logger = logging.getLogger(__name__)
 
 
 class PeerUnavailable(Exception):
@@ -42,13 +47,32 @@ class Backend:
 
 
 class EdgerunBackend(Backend):
+    """edgerun's Model. With ``tuned``, each batch size runs with the settings ``edgerun tune``
+    stored for this model on this machine (the nearest tuned batch), else with ``config``."""
+
     name = "edgerun"
 
-    def __init__(self, path: Path, config: SessionConfig) -> None:
-        self.model = Model.load(path, config)
+    def __init__(self, path: Path, config: SessionConfig, tuned: bool = False, name: str | None = None) -> None:
+        self.path, self.config, self.tuned = path, config, tuned
+        self.name = name or self.name
+        self._models: dict[tuple, Model] = {}
+        self.model = self._load(config)
+
+    def _load(self, config: SessionConfig) -> Model:
+        key = (config.threads, config.spinning, config.optimization, config.execution_mode, config.io_binding)
+        if key not in self._models:
+            self._models[key] = Model.load(self.path, config)
+        return self._models[key]
 
     def prepare(self, x: np.ndarray) -> Prepared:
         model = self.model
+        if self.tuned:
+            from edgerun.runtime.tuning import tuned_settings_for
+
+            settings = tuned_settings_for(self.path, x.shape[0], self.config.provider)
+            if settings is not None:
+                logger.info("%s: batch %d runs tuned: %s", self.path.name, x.shape[0], settings.label())
+                model = self._load(settings.apply(self.config))
         model.warmup(x.shape)
         return Prepared(lambda: model.run(x), model.providers)
 
@@ -61,9 +85,10 @@ class OrtRawBackend(Backend):
     def __init__(self, path: Path, provider: str) -> None:
         import onnxruntime as ort
 
-        providers = (
-            ["CUDAExecutionProvider", "CPUExecutionProvider"] if provider == "cuda" else ["CPUExecutionProvider"]
-        )
+        providers = {
+            "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+            "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        }.get(provider, ["CPUExecutionProvider"])
         self.session = ort.InferenceSession(str(path), providers=providers)
         self.input = self.session.get_inputs()[0]
 
@@ -156,12 +181,16 @@ def twin(onnx_path: Path, suffix: str, explicit: Path | None = None) -> Path:
     return onnx_path.with_name(stem + suffix)
 
 
-def make_backend(name: str, path: Path, config: SessionConfig, twins: dict[str, Path | None]) -> Backend:
+def make_backend(
+    name: str, path: Path, config: SessionConfig, twins: dict[str, Path | None], tuned: bool = False
+) -> Backend:
     threads = config.threads or 1
     if name in ("ort-raw", "opencv"):
         check_model_file(path)  # the one external-data rule, before a peer opens the file
     if name == "edgerun":
-        return EdgerunBackend(path, config)
+        return EdgerunBackend(path, config, tuned=tuned)
+    if name == DEFAULT_BACKEND:
+        return EdgerunBackend(path, config, name=DEFAULT_BACKEND)
     if name == "ort-raw":
         return OrtRawBackend(path, config.provider)
     if name == "tflite":

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("models", nargs="*", type=Path, help="ONNX models to measure")
     p.add_argument("--batch", type=_batches, default=(1, 2, 4, 8, 16, 32, 64), help="e.g. 1,2,4,8 (default 1..64)")
-    p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs, reported apart (default 5)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iters", type=positive_int, help="timed runs per row")
@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--pipeline only: let onnxruntime threads spin (off by default there: they "
         "would take the cores the decode and preprocessing threads need)",
+    )
+    p.add_argument(
+        "--no-tune",
+        action="store_true",
+        help="ignore the tune cache (edgerun tune): edgerun runs with its defaults only",
     )
     p.add_argument("--vs", default="", help=f"peers, comma-separated: {','.join(PEERS)} (or 'all')")
     p.add_argument("--tflite", type=Path, help="TFLite twin (default: NAME.tflite beside the model)")
@@ -124,6 +129,21 @@ def _validate(args, parser) -> None:
                 parser.error(str(exc))
 
 
+def _uses_tuning(args) -> bool:
+    """Whether the edgerun row reads the tune cache: not with --no-tune, nor when --threads or
+    --no-spin fix the settings by hand; only where the cache has entries for one of the models."""
+    if args.no_tune or args.threads or args.no_spin or args.provider != "cpu":
+        return False
+    from edgerun.runtime.tuning import tuned_settings_for
+
+    found = [p.name for p in args.models if tuned_settings_for(p, 1, args.provider) is not None]
+    if found:
+        logger.info(
+            "tuned settings from the tune cache for %s: rows 'edgerun' (tuned) and 'edgerun-default'", ", ".join(found)
+        )
+    return bool(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -140,10 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     from .report import markdown, plot, write_json
 
     seconds = args.seconds if args.iters is None and args.seconds else (None if args.iters else 1.0)
+    tuned = _uses_tuning(args)
     config = SweepConfig(
         models=tuple(args.models),
         batches=args.batch,
-        backends=("edgerun", *args.peers),
+        backends=("edgerun", *(("edgerun-default",) if tuned else ()), *args.peers),
         provider=args.provider,
         warmup=args.warmup,
         rounds=args.rounds,
@@ -152,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         spinning=not args.no_spin,
         twins={"tflite": args.tflite, "keras": args.keras},
+        tuned=tuned,
     )
     report = run_sweep(config)
     table = markdown(report)

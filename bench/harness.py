@@ -36,6 +36,7 @@ class SweepConfig:
     threads: int | None = None
     spinning: bool = True
     twins: dict = field(default_factory=dict)
+    tuned: bool = False  # the edgerun backend uses the tune cache (edgerun tune) where it has entries
 
 
 @dataclass
@@ -116,7 +117,7 @@ def run_sweep(config: SweepConfig, progress=None) -> dict:
         backends, model_rows = [], []
         for backend_name in config.backends:
             try:
-                backends.append(make_backend(backend_name, path, session, config.twins))
+                backends.append(make_backend(backend_name, path, session, config.twins, config.tuned))
             except PeerUnavailable as exc:
                 logger.warning("%s: skipping %s: %s", name, backend_name, exc)
                 model_rows.append(Row(name, backend_name, config.provider, 0, error=f"skipped: {exc}"))

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("edgerun.export.cli:inspect_main", "describe any ONNX file: I/O, opset, metadata, ops"),
     "run": ("edgerun.runtime.cli:main", "run a model on a camera, stream, video, images (one line each)"),
     "bench": ("edgerun.bench.cli:main", "latency against batch size, peers in the same run, CI gate"),
+    "tune": ("edgerun.bench.tune:main", "measure session settings on this machine, keep the fastest per batch"),
     "demo": ("edgerun.demo.app:main", "the main job on the bundled models: digits, localizer, video, latency"),
 }
 

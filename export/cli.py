@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tflite", action="store_true", help="also write NAME.tflite (the bench's TFLite peer)")
     p.add_argument("--data-dir", type=Path, help="test data for the parity gate (default: the card's files)")
     p.add_argument("--labels", type=Path, help="class names, one per line (default: the card's or the registry's)")
+    p.add_argument(
+        "--no-simplify",
+        action="store_true",
+        help="keep tf2onnx's graph as it comes (shape arithmetic, flatten Transpose); for comparison",
+    )
     return p
 
 
@@ -64,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         command = shlex.join(["edgerun", "export", *(sys.argv[2:] if argv is None else argv)])
         labels = read_labels(args.labels) if args.labels else None
-        keras_model, exported = export_keras(args.model, staging, opset=args.opset, command=command, labels=labels)
+        keras_model, exported = export_keras(
+            args.model, staging, opset=args.opset, command=command, labels=labels, simplified=not args.no_simplify
+        )
         cases, source = parity_inputs(exported.metadata, read_card(args.model), args.data_dir)
         report = check_parity(keras_model, staging, exported.metadata, cases, source)
     except (ExportError, ParityError, MetadataError) as exc:
@@ -76,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         f"layout {exported.metadata.layout})",
         f"graph     {sum(summary.ops.values())} nodes, {summary.transposes} Transpose: "
         + ", ".join(f"{op} {n}" for op, n in summary.ops.items()),
+        f"simplify  {exported.simplified.line() if exported.simplified else 'skipped (--no-simplify)'}",
         f"parity    vs Keras on {report.inputs} (tolerance {report.tolerance:g}):",
         *report.lines(),
     ]

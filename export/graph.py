@@ -40,21 +40,61 @@ class GraphSummary:
     ops: dict[str, int] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     initializers: int = 0
-    parameters: int = 0
+    parameters: int = 0  # elements of weight tensors: initializers and Constant nodes, numeric non-index types
+    constant_nodes: int = 0  # Constant nodes holding a weight tensor (counted in parameters)
+    shape_constants: int = 0  # int32/int64 tensors (shapes, axes, indices): not weights
 
     @property
     def transposes(self) -> int:
         return self.ops.get("Transpose", 0)
 
 
-def summarize(model, path: str | Path = "", size_bytes: int | None = None) -> GraphSummary:
-    """Summarize an ``onnx.ModelProto``."""
-    import numpy as np
+#: Tensor types that hold indices and shapes, not weights.
+INDEX_TYPES = frozenset({6, 7})  # onnx.TensorProto.INT32, INT64
 
+
+def _elements(tensor) -> int:
+    n = 1
+    for d in tensor.dims:
+        n *= int(d)
+    return n
+
+
+def constant_tensors(graph) -> list:
+    """The tensors of the graph's ``Constant`` nodes (``value`` attributes; scalars and lists of
+    ``value_float(s)``/``value_int(s)`` as one-element or n-element tensors of that type)."""
+    from onnx import TensorProto, helper
+
+    found = []
+    for node in graph.node:
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+            continue
+        for attr in node.attribute:
+            value = helper.get_attribute_value(attr)
+            if attr.name == "value":
+                found.append(value)
+            elif attr.name in ("value_float", "value_floats"):
+                values = value if isinstance(value, list) else [value]
+                found.append(helper.make_tensor("c", TensorProto.FLOAT, [len(values)], values))
+            elif attr.name in ("value_int", "value_ints"):
+                values = value if isinstance(value, list) else [value]
+                found.append(helper.make_tensor("c", TensorProto.INT64, [len(values)], values))
+    return found
+
+
+def summarize(model, path: str | Path = "", size_bytes: int | None = None) -> GraphSummary:
+    """Summarize an ``onnx.ModelProto``.
+
+    ``parameters`` counts the elements of every weight tensor, whether stored as an initializer
+    or in a ``Constant`` node (exporters use both); int32/int64 tensors (shapes, axes, indices)
+    are counted apart as ``shape_constants``.
+    """
     graph = model.graph
     init_names = {i.name for i in graph.initializer}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     ops = collections.Counter(node.op_type for node in graph.node)
+    constants = constant_tensors(graph)
+    weights = [*graph.initializer, *constants]
     return GraphSummary(
         path=str(path),
         size_bytes=size_bytes if size_bytes is not None else model.ByteSize(),
@@ -65,7 +105,9 @@ def summarize(model, path: str | Path = "", size_bytes: int | None = None) -> Gr
         ops=dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         metadata={p.key: p.value for p in model.metadata_props},
         initializers=len(graph.initializer),
-        parameters=int(sum(int(np.prod(i.dims)) for i in graph.initializer)),
+        parameters=sum(_elements(t) for t in weights if t.data_type not in INDEX_TYPES),
+        constant_nodes=sum(1 for t in constants if t.data_type not in INDEX_TYPES),
+        shape_constants=sum(1 for t in weights if t.data_type in INDEX_TYPES),
     )
 
 
@@ -99,7 +141,8 @@ def format_summary(summary: GraphSummary) -> str:
         f"size        {summary.size_bytes / 1e6:.2f} MB ({summary.size_bytes:,} bytes)",
         f"opset       {summary.opset}",
         f"producer    {summary.producer or '-'}",
-        f"parameters  {summary.parameters:,} in {summary.initializers} initializers",
+        f"parameters  {summary.parameters:,} in {summary.initializers} initializers and "
+        f"{summary.constant_nodes} Constant nodes ({summary.shape_constants} shape constants not counted)",
     ]
     for title, items in (("inputs", summary.inputs), ("outputs", summary.outputs)):
         lines.append(f"{title}:")

@@ -9,6 +9,7 @@ by the path of the machine that trained them.
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,8 +101,31 @@ def write(directory: Path, names: list[str] | None = None) -> Path:
     return target
 
 
+def refresh(directory: Path, names: list[str], command: str) -> Path:
+    """Re-hash ``names`` after a rewrite that keeps their metadata (``edgerun.export.simplify``):
+    size and sha256 are updated and ``command`` is added to each entry's commands; the rest of
+    the entry (training data, accuracy, the commands that made it) stays as it was."""
+    from edgerun.runtime.files import write_json_atomic
+
+    target = Path(directory) / MANIFEST
+    data = json.loads(target.read_text(encoding="utf-8"))
+    items = {item["file"]: item for item in data["models"]}
+    for name in names:
+        if name not in items:
+            raise FileNotFoundError(f"{name} is not in {target}")
+        path = Path(directory) / name
+        items[name].update({"sha256": sha256_file(path), "bytes": path.stat().st_size})
+        items[name]["commands"] = [*items[name].get("commands", []), command]
+    data["written"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return write_json_atomic(target, data)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) >= 3 and args[1] == "--refresh":
+        # python -m edgerun.export.manifest MODELS_DIR --refresh "COMMAND" FILE ...
+        print(f"wrote {refresh(Path(args[0]), args[3:], args[2])}")
+        return 0
     if not args or not Path(args[0]).is_dir():
         print("usage: python -m edgerun.export.manifest MODELS_DIR [FILE ...]", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from edgerun.runtime.files import sha256_file
 from edgerun.runtime.metadata import ModelMetadata, Preprocessing
 
 from .graph import GraphSummary, rename_dims, summarize
+from .simplify import SimplifyError, SimplifyReport, simplify
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Exported:
     path: Path
     metadata: ModelMetadata
     summary: GraphSummary
+    simplified: SimplifyReport | None = None  # None: exported with --no-simplify
 
 
 def load_keras(path: Path):
@@ -175,10 +177,13 @@ def export_keras(
     opset: int = DEFAULT_OPSET,
     command: str | None = None,
     labels: tuple[str, ...] | None = None,
+    simplified: bool = True,
 ):
     """Export ``keras_path`` to ``out``; returns the Keras model and :class:`Exported`.
 
-    ``labels`` (class names in output order) replace what the card or the registry says.
+    ``labels`` (class names in output order) replace what the card or the registry says. With
+    ``simplified`` (the default) the graph goes through :func:`~.simplify.simplify` before it is
+    checked and written: the parity gate then tests the graph that ships.
     """
     model = load_keras(keras_path)
     card = read_card(keras_path)
@@ -190,6 +195,12 @@ def export_keras(
         metadata = metadata.replace(classes=tuple(labels))
     proto = convert(model, opset=opset)
     write_metadata(proto, metadata)
+    report = None
+    if simplified:
+        try:
+            proto, report = simplify(proto)
+        except SimplifyError as exc:
+            raise ExportError(f"graph simplification failed ({exc}); export with --no-simplify") from exc
     size = save_onnx(proto, out)
     summary = summarize(proto, out, size)
     logger.info(
@@ -199,4 +210,4 @@ def export_keras(
         sum(summary.ops.values()),
         summary.transposes,
     )
-    return model, Exported(out, metadata, summary)
+    return model, Exported(out, metadata, summary, report)

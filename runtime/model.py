@@ -67,6 +67,8 @@ class SessionConfig:
     threads: int | None = None  # None: os.cpu_count()
     spinning: bool = True
     optimization: str = "all"  # "basic" | "extended" | "all"
+    execution_mode: str = "sequential"  # "sequential" | "parallel" (edgerun tune measures both)
+    io_binding: bool = False  # CPU: bind the input and a pre-allocated output (runtime/binding.py)
 
 
 def default_threads() -> int:
@@ -97,8 +99,10 @@ def _session_options(config: SessionConfig):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = config.threads or default_threads()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = (config.threads or default_threads()) if config.execution_mode == "parallel" else 1
+    options.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if config.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
     levels = {
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -234,6 +238,14 @@ class Model:
         self._nchw, self._logits = metadata.layout == "NCHW", metadata.output_kind == "logits"
         self._warm: set[tuple[int, ...]] = set()
         self._lock = threading.Lock()
+        self._binder = None  # CPU IO binding with pre-allocated outputs: see bind_outputs()
+
+    def bind_outputs(self) -> None:
+        """Run with the input bound and the output pre-allocated per batch shape (CPU IO binding)."""
+        from .binding import OutputBinder
+
+        if not self._iobinding:
+            self._binder = OutputBinder(self.session, self._input, self._outputs[0])
 
     @classmethod
     def load(
@@ -272,6 +284,8 @@ class Model:
         metadata = _apply_overrides(metadata, overrides)
         _check_io(session, metadata)
         model = cls(session, metadata, path, foreign, options, batch)
+        if config.io_binding:
+            model.bind_outputs()
         logger.info("loaded %s (%s, %s) on %s", path.name, metadata.name, metadata.task, ", ".join(model.providers))
         return model
 
@@ -317,6 +331,8 @@ class Model:
             binding.bind_output(self._outputs[0], "cuda")
             self.session.run_with_iobinding(binding)
             out = binding.copy_outputs_to_cpu()[0]
+        elif self._binder is not None:
+            out = self._binder.run(feed)
         else:
             out = self.session.run(self._outputs, {self._input: feed})[0]
         if out.ndim < 2 or out.shape[0] != len(feed):

@@ -93,3 +93,9 @@ def write_digit_video(path: Path, frames: int, size: tuple[int, int] = (64, 64),
 def digit_video():
     """``digit_video(path, frames, size=(w, h), fps=30)`` writes a test video and returns its path."""
     return write_digit_video
+
+
+@pytest.fixture(autouse=True)
+def isolated_tune_cache(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's tune cache (~/.cache/edgerun/tune.json)."""
+    monkeypatch.setenv("EDGERUN_TUNE_CACHE", str(tmp_path_factory.mktemp("tune") / "tune.json"))

@@ -34,7 +34,7 @@ def test_installed_console_script_runs():
 
 
 def test_every_subcommand_resolves_to_a_function():
-    assert set(cli.SUBCOMMANDS) >= {"train", "export", "inspect", "run", "bench", "demo"}
+    assert set(cli.SUBCOMMANDS) >= {"train", "export", "inspect", "run", "bench", "tune", "demo"}
     for target, _ in cli.SUBCOMMANDS.values():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function)), target

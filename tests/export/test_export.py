@@ -25,6 +25,19 @@ def test_export_writes_every_variant(trained_mnist):
     assert io_dims(trained_mnist["onnx"]) == ([["batch", 28, 28, 1]], [["batch", 10]])
 
 
+def test_export_graph_is_lean(trained_mnist):
+    """The Flatten is a constant-shape Reshape with the dynamic batch; no shape arithmetic, no Transpose."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(trained_mnist["onnx"]))
+    ops = [n.op_type for n in model.graph.node]
+    assert not {"Shape", "Gather", "Cast", "Slice", "Concat", "Transpose"} & set(ops), ops
+    assert len(ops) == 13
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    shapes = [inits[n.input[1]].tolist() for n in model.graph.node if n.op_type == "Reshape"]
+    assert [-1, 9216] in shapes
+
+
 def test_plain_onnxruntime_reads_the_metadata_back(trained_mnist):
     session = ort.InferenceSession(str(trained_mnist["onnx"]), providers=["CPUExecutionProvider"])
     props = session.get_modelmeta().custom_metadata_map

@@ -142,14 +142,8 @@ def test_session_threads_and_providers_reported(tmp_path):
 def test_two_onnxruntime_packages_side_by_side_are_reported(monkeypatch, caplog):
     from edgerun.runtime import providers
 
-    versions = {"onnxruntime": "1.31.1", "onnxruntime-gpu": "1.31.1"}
-
-    def fake_version(name):
-        if name in versions:
-            return versions[name]
-        raise providers.importlib_metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(providers.importlib_metadata, "version", fake_version)
+    folders = ["onnxruntime_gpu-1.31.1.dist-info", "onnxruntime-1.31.1.dist-info", "onnxruntime_gpu-1.31.1.dist-info"]
+    monkeypatch.setattr(providers, "_ort_dist_folders", lambda: folders)
     providers.check_ort_install.cache_clear()
     try:
         found = providers.check_ort_install()
@@ -157,3 +151,11 @@ def test_two_onnxruntime_packages_side_by_side_are_reported(monkeypatch, caplog)
         providers.check_ort_install.cache_clear()
     assert found == ["onnxruntime 1.31.1", "onnxruntime-gpu 1.31.1"]
     assert "several onnxruntime packages are installed side by side" in caplog.text
+
+
+def test_the_installed_onnxruntime_is_found():
+    from importlib.metadata import version
+
+    from edgerun.runtime import providers
+
+    assert f"onnxruntime {version('onnxruntime')}" in providers.installed_ort_packages()

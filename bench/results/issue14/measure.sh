@@ -1,0 +1,13 @@
+#!/bin/bash
+# The acceptance measurements of issue 14, in order (run from the repository root).
+set -x
+E=.venv/bin/edgerun
+O=out/perf
+lscpu > $O/lscpu.txt
+$E tune models/mnist_cnn.onnx --batch 1,8,64 --seconds 0.5 --rounds 6 --margin 3 > $O/tune_mnist.txt 2>&1
+$E bench models/mnist_cnn.onnx --batch 1,8,64 --vs ort-raw,tflite,opencv --seconds 4 --rounds 8 --json $O/mnist_cnn.json --markdown $O/mnist_cnn.md > $O/bench_mnist.txt 2>&1
+$E tune models/resnet50.onnx --batch 1,8 --seconds 1.5 --rounds 3 --margin 3 > $O/tune_resnet50.txt 2>&1
+$E bench models/resnet50.onnx --batch 1,8 --vs ort-raw,tflite --seconds 8 --rounds 4 --warmup 2 --json $O/resnet50.json --markdown $O/resnet50.md > $O/bench_resnet50.txt 2>&1
+.venv/bin/python -m edgerun.bench.pair models/resnet50.onnx models/resnet50.int8.onnx --batch 1,8 --rounds 5 --seconds 3 > $O/int8_resnet50.txt 2>&1
+.venv/bin/python -m edgerun.bench.coldstart models/mnist_cnn.onnx $O/one.png --runs 7 --json $O/coldstart.json > $O/coldstart.txt 2>&1
+echo done > $O/DONE

@@ -1,0 +1,287 @@
+"""``edgerun tune MODEL [--batch 1,8,64]``: measure session settings on this machine, keep the fastest.
+
+Peers ship one fixed configuration; the fastest one depends on the model, the batch size and
+the CPU. For each batch size the tuner starts from edgerun's defaults and walks one setting at a
+time (coordinate descent), every candidate of a setting measured in interleaved rounds against
+the others, keeping a change only when its median beats the current best by more than
+``--margin`` (noise must not pick settings). The settings, in order:
+
+- ``threads``: intra-op threads, 1 up to the cores;
+- ``spinning``: idle onnxruntime threads spin or sleep;
+- ``optimization``: graph optimisation level (basic, extended, all: ``all`` adds the NCHWc
+  layouts, which cost reorders on small tensors);
+- ``io_binding``: the input bound by reference and a pre-allocated output (runtime/binding.py);
+- ``execution_mode``: sequential or parallel (inter-op threads; only branching graphs gain).
+
+A candidate whose outputs differ from the defaults' by more than 1e-4 is refused. The winner
+is then measured once more head to head with the defaults; if it is not faster, the defaults
+are stored. Winners go to the tune cache (``edgerun.runtime.tuning``), which ``edgerun bench``
+and the runtime read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edgerun.runtime.argtypes import positive_float, positive_int
+from edgerun.runtime.tuning import TunedSettings
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    batches: tuple[int, ...] = (1, 8, 64)
+    provider: str = "cpu"
+    seconds: float = 0.25  # per candidate per round
+    rounds: int = 5
+    margin: float = 0.02  # a change must beat the current best by this fraction
+    warmup: int = 3
+
+
+@dataclass
+class BatchResult:
+    batch: int
+    default: TunedSettings
+    tuned: TunedSettings
+    trail: list[str]  # one line per decision, for the log and the report
+
+    @property
+    def speedup(self) -> float | None:
+        if self.tuned.p50_ms and self.default.p50_ms:
+            return self.default.p50_ms / self.tuned.p50_ms
+        return None
+
+
+def default_settings(cores: int) -> TunedSettings:
+    """edgerun's defaults as a TunedSettings (what ``SessionConfig()`` gives)."""
+    return TunedSettings(
+        threads=cores, spinning=True, optimization="all", execution_mode="sequential", io_binding=False
+    )
+
+
+def thread_candidates(cores: int) -> list[int]:
+    return sorted({1, max(1, cores // 2), cores, *(t for t in (2, 4, 8) if t < cores)})
+
+
+def _candidates(name: str, cores: int) -> list:
+    return {
+        "threads": thread_candidates(cores),
+        "spinning": [True, False],
+        "optimization": ["all", "extended", "basic"],
+        "io_binding": [False, True],
+        "execution_mode": ["sequential", "parallel"],
+    }[name]
+
+
+class Tuner:
+    """Loads one session per distinct setting (reused across batch sizes) and measures them."""
+
+    def __init__(self, path: Path, config: TuneConfig, input_shape: tuple[int, int, int]) -> None:
+        self.path = path
+        self.config = config
+        self.input_shape = input_shape
+        self._models: dict[tuple, object] = {}
+
+    def model(self, settings: TunedSettings):
+        from edgerun.runtime.model import Model, SessionConfig
+
+        key = settings.session_key
+        if key not in self._models:
+            self._models[key] = Model.load(self.path, settings.apply(SessionConfig(provider=self.config.provider)))
+        return self._models[key]
+
+    def measure(self, candidates: list[TunedSettings], x: np.ndarray, reference: np.ndarray) -> list[float | None]:
+        """Median ms of each candidate over interleaved rounds; None for one that gives other outputs."""
+        models = [(settings.label(), self.model(settings)) for settings in candidates]
+        return measure_models(models, x, reference, self.config)
+
+    def tune_batch(self, batch: int, cores: int) -> BatchResult:
+        x = np.random.default_rng(batch).random((batch, *self.input_shape), dtype=np.float32)
+        default = default_settings(cores)
+        reference = self.model(default).run(x)
+        best, trail = default, []
+        for name in ("threads", "spinning", "optimization", "io_binding", "execution_mode"):
+            options = [replace(best, **{name: value}) for value in _candidates(name, cores)]
+            if len(options) < 2:
+                continue
+            times = self.measure(options, x, reference)
+            current = options.index(best)
+            winner, winner_ms = best, times[current]
+            for settings, ms in zip(options, times, strict=True):
+                if ms is not None and ms < winner_ms * (1 - self.config.margin):
+                    winner, winner_ms = settings, ms
+            shown = ", ".join(
+                f"{getattr(s, name)}: {'-' if ms is None else f'{ms:.3f}'}"
+                for s, ms in zip(options, times, strict=True)
+            )
+            trail.append(f"batch {batch:<3} {name:<15} {shown} ms -> {getattr(winner, name)}")
+            logger.info("%s", trail[-1])
+            best = winner
+        if best.session_key == default.session_key:
+            default_ms = tuned_ms = self.measure([default], x, reference)[0]
+        else:
+            default_ms, tuned_ms = self.measure([default, best], x, reference)
+            if tuned_ms >= default_ms:
+                trail.append(
+                    f"batch {batch:<3} head to head: {best.label()} {tuned_ms:.3f} ms is not faster than the "
+                    f"defaults {default_ms:.3f} ms -> defaults kept"
+                )
+                logger.info("%s", trail[-1])
+                best, tuned_ms = default, default_ms
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        tuned = replace(best, p50_ms=round(tuned_ms, 4), default_p50_ms=round(default_ms, 4), measured=when)
+        default = replace(default, p50_ms=round(default_ms, 4), default_p50_ms=round(default_ms, 4), measured=when)
+        return BatchResult(batch, default, tuned, trail)
+
+
+def measure_models(models: list[tuple[str, object]], x, reference, config: TuneConfig) -> list[float | None]:
+    """Median ms of each ``(label, Model)`` over ``config.rounds`` interleaved rounds; None for a
+    model whose outputs differ from ``reference`` by more than OUTPUT_TOLERANCE."""
+    from edgerun.runtime.timing import measure
+
+    runs = []
+    for label, model in models:
+        model.warmup(x.shape)
+        diff = float(np.abs(model.run(x) - reference).max())
+        if diff > OUTPUT_TOLERANCE:
+            logger.warning("%s: outputs differ from the reference by %.2e; not a candidate", label, diff)
+            runs.append(None)
+        else:
+            runs.append(lambda m=model: m.run(x))
+    samples: list[list[np.ndarray]] = [[] for _ in models]
+    for turn in range(config.rounds):
+        for i, run in enumerate(runs):
+            if run is not None:
+                t = measure(run, warmup=config.warmup if turn == 0 else 1, seconds=config.seconds)
+                samples[i].append(t.samples_ns)
+    return [float(np.median(np.concatenate(s))) / 1e6 if runs[i] else None for i, s in enumerate(samples)]
+
+
+def compare_variants(path: Path, variants: list[Path], results: list[BatchResult], config: TuneConfig) -> list[str]:
+    """Each tuned batch size once more, the model against other graphs of it (``edgerun export
+    --no-simplify``, an NCHW export, ...), all with the tuned settings, interleaved. Reported, not
+    stored: the runtime runs the file it is given."""
+    from edgerun.runtime.model import Model, SessionConfig
+
+    lines = []
+    shape = input_shape(path)
+    for r in results:
+        session = r.tuned.apply(SessionConfig(provider=config.provider))
+        models = [(str(p), Model.load(p, session)) for p in (path, *variants)]
+        x = np.random.default_rng(r.batch).random((r.batch, *shape), dtype=np.float32)
+        times = measure_models(models, x, models[0][1].run(x), config)
+        shown = ", ".join(
+            f"{name} {'differs' if ms is None else f'{ms:.3f} ms'}" for (name, _), ms in zip(models, times, strict=True)
+        )
+        lines.append(f"variants  batch {r.batch}: {shown}")
+    return lines
+
+
+def input_shape(path: Path) -> tuple[int, int, int]:
+    """(height, width, channels) per image, as the bench feeds it."""
+    from .harness import _image_input
+
+    image, _, _ = _image_input(path)
+    return image
+
+
+def tune(path: Path, config: TuneConfig) -> list[BatchResult]:
+    from edgerun.runtime.model import default_threads
+
+    tuner = Tuner(path, config, input_shape(path))
+    cores = default_threads()
+    return [tuner.tune_batch(batch, cores) for batch in config.batches]
+
+
+def format_results(path: Path, results: list[BatchResult]) -> str:
+    lines = [f"{path.name}: {'batch':>5} {'default ms':>11} {'tuned ms':>9} {'speedup':>8}  settings"]
+    for r in results:
+        speed = f"{r.speedup:.2f}x" if r.speedup else "-"
+        lines.append(
+            f"{'':{len(path.name) + 1}} {r.batch:>5} {r.default.p50_ms:>11.3f} {r.tuned.p50_ms:>9.3f} {speed:>8}  "
+            f"{r.tuned.label()}"
+        )
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .cli import _batches
+
+    p = argparse.ArgumentParser(
+        prog="edgerun tune",
+        description="Measure onnxruntime session settings for a model on this machine and keep the fastest per "
+        "batch size in the tune cache, which edgerun bench and the runtime use (--no-tune to ignore it). "
+        "Exit 0; 2 for bad arguments.",
+    )
+    p.add_argument("models", nargs="+", type=Path, help="ONNX models to tune")
+    p.add_argument("--batch", type=_batches, default=(1, 8, 64), help="batch sizes, e.g. 1,8,64 (default)")
+    p.add_argument("--provider", choices=("cpu",), default="cpu", help="execution provider (CPU only so far)")
+    p.add_argument("--seconds", type=positive_float, default=0.25, help="per candidate per round (default 0.25)")
+    p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds per comparison (default 5)")
+    p.add_argument("--margin", type=float, default=2.0, help="percent a change must win by to be kept (default 2)")
+    p.add_argument("--cache", type=Path, help="tune cache file (default: $EDGERUN_TUNE_CACHE or ~/.cache/edgerun)")
+    p.add_argument("--dry-run", action="store_true", help="measure and print, store nothing")
+    p.add_argument(
+        "--variant",
+        type=Path,
+        action="append",
+        default=[],
+        help="another graph of the same model (e.g. edgerun export --no-simplify) to measure against it "
+        "with the tuned settings; reported, not stored (repeatable; one model only)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from edgerun.runtime.files import sha256_file
+    from edgerun.runtime.model import ModelError, check_model_file
+    from edgerun.runtime.tuning import TuningCacheError, cache_path, record
+
+    for path in args.models:
+        try:
+            check_model_file(path)
+        except ModelError as exc:
+            parser.error(str(exc))
+    if args.variant and len(args.models) != 1:
+        parser.error("--variant compares graphs of one model: give exactly one model")
+    for path in args.variant:
+        try:
+            check_model_file(path)
+        except ModelError as exc:
+            parser.error(f"--variant: {exc}")
+    if not 0 <= args.margin < 100:
+        parser.error(f"--margin must be a percentage from 0 to 100, got {args.margin}")
+    config = TuneConfig(
+        batches=args.batch,
+        provider=args.provider,
+        seconds=args.seconds,
+        rounds=args.rounds,
+        margin=args.margin / 100,
+    )
+    cache = args.cache or cache_path()
+    for path in args.models:
+        results = tune(path, config)
+        print(format_results(path, results))
+        if args.variant:
+            print("\n".join(compare_variants(path, args.variant, results, config)))
+        if args.dry_run:
+            continue
+        try:
+            written = record(path, sha256_file(path), args.provider, {r.batch: r.tuned for r in results}, cache)
+        except (OSError, TuningCacheError) as exc:
+            print(f"edgerun tune: error: cannot write the tune cache {cache}: {exc}", file=sys.stderr)
+            return 2
+        print(f"{'':{len(path.name) + 1}} stored in {written}")
+    return 0

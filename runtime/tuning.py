@@ -1,0 +1,290 @@
+"""Tuned session settings: what ``edgerun tune`` measured fastest on this machine, per model and batch.
+
+The cache is one small JSON file (``$EDGERUN_TUNE_CACHE``, else ``$XDG_CACHE_HOME/edgerun/tune.json``,
+else ``~/.cache/edgerun/tune.json``), keyed by machine fingerprint (CPU model, its ISA flags,
+cores, onnxruntime version, provider), then model sha256, then batch size. A machine or an
+onnxruntime that differs in any of those gets no tuned settings: they were measured elsewhere.
+
+The contract the runtime calls (cheap: no file is hashed unless the cache has entries for this
+machine, and the tuner leaves a size/mtime memo of the files it tuned)::
+
+    settings = tuned_settings_for(path, batch=1, provider="cpu")   # TunedSettings | None
+    config = settings.apply(config) if settings else config        # a SessionConfig
+
+``tuned_settings(model_sha256, batch, provider)`` is the same lookup by hash. Writing is
+``record(...)``, used by ``edgerun tune`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+ENV_CACHE = "EDGERUN_TUNE_CACHE"
+SCHEMA = 1
+OPTIMIZATION_LEVELS = ("basic", "extended", "all")
+EXECUTION_MODES = ("sequential", "parallel")
+
+
+class TuningCacheError(ValueError):
+    """The tune cache exists but cannot be used; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class TunedSettings:
+    """One measured winner: the onnxruntime session settings for a model at one batch size."""
+
+    threads: int
+    spinning: bool
+    optimization: str  # one of OPTIMIZATION_LEVELS
+    execution_mode: str  # one of EXECUTION_MODES
+    io_binding: bool  # bind the input and a pre-allocated output (CPU)
+    p50_ms: float | None = None  # the tuned settings, as measured by edgerun tune
+    default_p50_ms: float | None = None  # edgerun's defaults, same run, interleaved
+    measured: str | None = None  # ISO date of the measurement
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise TuningCacheError(f"threads must be a whole number >= 1, got {self.threads!r}")
+        if self.optimization not in OPTIMIZATION_LEVELS:
+            raise TuningCacheError(f"optimization must be one of {OPTIMIZATION_LEVELS}, got {self.optimization!r}")
+        if self.execution_mode not in EXECUTION_MODES:
+            raise TuningCacheError(f"execution_mode must be one of {EXECUTION_MODES}, got {self.execution_mode!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TunedSettings:
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise TuningCacheError(f"a tuned entry is incomplete ({exc})") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def session_key(self) -> tuple:
+        """What makes two settings need different sessions (everything but the measurements)."""
+        return (self.threads, self.spinning, self.optimization, self.execution_mode, self.io_binding)
+
+    def label(self) -> str:
+        parts = [
+            f"{self.threads} thread{'s' if self.threads != 1 else ''}",
+            "spin" if self.spinning else "no spin",
+            f"opt {self.optimization}",
+            self.execution_mode,
+        ]
+        if self.io_binding:
+            parts.append("io-binding")
+        return ", ".join(parts)
+
+    def apply(self, config):
+        """``config`` (a :class:`~edgerun.runtime.model.SessionConfig`) with these settings."""
+        return replace(
+            config,
+            threads=self.threads,
+            spinning=self.spinning,
+            optimization=self.optimization,
+            execution_mode=self.execution_mode,
+            io_binding=self.io_binding,
+        )
+
+
+def cache_path() -> Path:
+    explicit = os.environ.get(ENV_CACHE)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgerun" / "tune.json"
+
+
+def _cpu() -> tuple[str, list[str]]:
+    """CPU model name and ISA flags (x86 ``flags`` or Arm ``Features``) from /proc/cpuinfo."""
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return model, flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Hardware", "CPU part") and model in ("", platform.machine()):
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = sorted(value.split())
+        if flags and model:
+            break
+    return model, flags
+
+
+def machine(provider: str) -> dict:
+    """What a tuned setting depends on: CPU model and flags, cores, onnxruntime, provider."""
+    import onnxruntime as ort
+
+    model, flags = _cpu()
+    return {
+        "cpu": model,
+        "flags_sha256": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16],
+        "cores": os.cpu_count(),
+        "arch": platform.machine(),
+        "onnxruntime": ort.__version__,
+        "provider": provider,
+    }
+
+
+def fingerprint(provider: str) -> str:
+    """A short stable key for :func:`machine`."""
+    text = json.dumps(machine(provider), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        return {"schema": SCHEMA, "machines": {}, "files": {}}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TuningCacheError(
+            f"tune cache {path} cannot be read ({exc}); delete it and run edgerun tune again"
+        ) from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise TuningCacheError(
+            f"tune cache {path} has schema {data.get('schema') if isinstance(data, dict) else '?'}, "
+            f"this edgerun reads {SCHEMA}; delete it and run edgerun tune again"
+        )
+    data.setdefault("machines", {})
+    data.setdefault("files", {})
+    return data
+
+
+def _nearest(batches: dict, batch: int) -> dict | None:
+    """The entry for ``batch``, else the tuned batch nearest to it in log2 distance (ties: smaller)."""
+    if str(batch) in batches:
+        return batches[str(batch)]
+    sizes = sorted(int(b) for b in batches)
+    if not sizes:
+        return None
+    best = min(sizes, key=lambda b: (abs(math.log2(b) - math.log2(batch)), b))
+    return batches[str(best)]
+
+
+def tuned_settings(
+    model_sha256: str, batch: int, provider: str, exact: bool = False, path: Path | None = None
+) -> TunedSettings | None:
+    """The tuned settings for this model, batch and provider on this machine, or None.
+
+    Without ``exact``, a batch that was not tuned takes the nearest tuned one (log2 distance).
+    A damaged cache is logged once as a warning and ignored: a run never fails for want of tuning.
+    """
+    cache = Path(path) if path else cache_path()
+    if not cache.is_file():
+        return None
+    try:
+        data = _read(cache)
+    except TuningCacheError as exc:
+        logger.warning("%s", exc)
+        return None
+    models = data["machines"].get(fingerprint(provider), {}).get("models", {})
+    batches = models.get(model_sha256, {}).get("batches", {})
+    entry = batches.get(str(batch)) if exact else _nearest(batches, batch)
+    if entry is None:
+        return None
+    try:
+        return TunedSettings.from_dict(entry)
+    except TuningCacheError as exc:
+        logger.warning("tune cache %s: %s; ignoring it", cache, exc)
+        return None
+
+
+def _memo_key(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
+def model_sha256(path: str | Path, cache: Path | None = None) -> str:
+    """The file's sha256, from the tuner's size/mtime memo when the file has not changed."""
+    from .files import sha256_file
+
+    path = Path(path)
+    key, size, mtime = _memo_key(path)
+    cache = Path(cache) if cache else cache_path()
+    if cache.is_file():
+        try:
+            memo = _read(cache)["files"].get(key)
+        except TuningCacheError:
+            memo = None
+        if memo and memo.get("size") == size and memo.get("mtime_ns") == mtime:
+            return memo["sha256"]
+    return sha256_file(path)
+
+
+def tuned_settings_for(
+    model_path: str | Path, batch: int, provider: str, exact: bool = False, path: Path | None = None
+) -> TunedSettings | None:
+    """:func:`tuned_settings` for a model file; hashes the file only when this machine has entries."""
+    cache = Path(path) if path else cache_path()
+    if not cache.is_file():
+        return None
+    try:
+        data = _read(cache)
+    except TuningCacheError as exc:
+        logger.warning("%s", exc)
+        return None
+    if not data["machines"].get(fingerprint(provider), {}).get("models"):
+        return None
+    return tuned_settings(model_sha256(model_path, cache), batch, provider, exact=exact, path=cache)
+
+
+def record(
+    model_path: str | Path,
+    sha256: str,
+    provider: str,
+    winners: dict[int, TunedSettings],
+    path: Path | None = None,
+) -> Path:
+    """Store ``winners`` (batch -> settings) for this model on this machine, atomically."""
+    from .files import write_json_atomic
+
+    cache = Path(path) if path else cache_path()
+    data = _read(cache)
+    fp = fingerprint(provider)
+    entry = data["machines"].setdefault(fp, {"machine": machine(provider), "models": {}})
+    model = entry["models"].setdefault(sha256, {"name": Path(model_path).name, "batches": {}})
+    model["name"] = Path(model_path).name
+    for batch, settings in winners.items():
+        model["batches"][str(batch)] = settings.to_dict()
+    key, size, mtime = _memo_key(Path(model_path))
+    data["files"][key] = {"size": size, "mtime_ns": mtime, "sha256": sha256}
+    return write_json_atomic(cache, data)
+
+
+def tuned_config(model_path: str | Path, batch: int, config, provider: str = "cpu", keep: tuple[str, ...] = ()):
+    """``(config, settings)``: ``config`` with the tuned settings for this model and batch applied
+    (fields named in ``keep``, which the user set by hand, stay as they are), and the settings
+    used, or ``(config, None)`` when nothing is tuned here. Logs what it applied, once.
+
+    ``provider`` is the one the session will really use ("cpu" after a CPU fallback): tuned
+    settings are per provider. This is the call for ``Model.load`` and ``edgerun run``.
+    """
+    settings = tuned_settings_for(model_path, batch, provider)
+    if settings is None:
+        return config, None
+    tuned = settings.apply(config)
+    if keep:
+        tuned = replace(tuned, **{name: getattr(config, name) for name in keep})
+    logger.info(
+        "%s: tuned settings for batch %d from %s: %s (edgerun tune; --no-tune ignores them)",
+        Path(model_path).name,
+        batch,
+        cache_path(),
+        settings.label(),
+    )
+    return tuned, settings

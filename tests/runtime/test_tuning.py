@@ -1,0 +1,166 @@
+"""The tune cache (runtime/tuning.py) and CPU IO binding with pre-allocated outputs (runtime/binding.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from edgerun.runtime import tuning
+from edgerun.runtime.binding import OutputBinder
+from edgerun.runtime.files import sha256_file
+from edgerun.runtime.model import Model, SessionConfig
+from edgerun.runtime.tuning import TunedSettings, TuningCacheError
+
+from .test_model import make_model
+
+
+def settings(threads=1, **kw) -> TunedSettings:
+    base = {"spinning": False, "optimization": "extended", "execution_mode": "sequential", "io_binding": True}
+    return TunedSettings(threads=threads, **(base | kw))
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    return make_model(tmp_path / "m.onnx", ["batch", 1, 28, 28], softmax=True)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    path = tmp_path / "cache" / "tune.json"
+    monkeypatch.setenv(tuning.ENV_CACHE, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"threads": 0}, "threads must be"),
+        ({"optimization": "max"}, "optimization must be"),
+        ({"execution_mode": "async"}, "execution_mode must be"),
+    ],
+)
+def test_settings_are_validated(changes, message):
+    with pytest.raises(TuningCacheError, match=message):
+        settings(**changes)
+
+
+def test_settings_round_trip_and_apply():
+    s = settings(threads=2, p50_ms=0.1, default_p50_ms=0.2)
+    assert TunedSettings.from_dict(s.to_dict() | {"unknown_future_field": 1}) == s
+    config = s.apply(SessionConfig(provider="cpu"))
+    assert (config.threads, config.spinning, config.optimization, config.io_binding) == (2, False, "extended", True)
+    assert config.provider == "cpu"
+    assert "io-binding" in s.label() and "2 threads" in s.label()
+
+
+def test_cache_location(monkeypatch, tmp_path):
+    monkeypatch.delenv(tuning.ENV_CACHE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert tuning.cache_path() == tmp_path / "edgerun" / "tune.json"
+    monkeypatch.setenv(tuning.ENV_CACHE, str(tmp_path / "x.json"))
+    assert tuning.cache_path() == tmp_path / "x.json"
+
+
+def test_record_and_look_up(model_file, cache):
+    sha = sha256_file(model_file)
+    assert tuning.tuned_settings(sha, 1, "cpu") is None  # no cache yet
+    tuning.record(model_file, sha, "cpu", {1: settings(threads=1), 64: settings(threads=2)})
+    assert tuning.tuned_settings(sha, 1, "cpu").threads == 1
+    assert tuning.tuned_settings(sha, 64, "cpu").threads == 2
+    assert tuning.tuned_settings(sha, 4, "cpu").threads == 1  # nearest in log2: 4 is closer to 1 than to 64
+    assert tuning.tuned_settings(sha, 16, "cpu").threads == 2
+    assert tuning.tuned_settings(sha, 4, "cpu", exact=True) is None
+    assert tuning.tuned_settings(sha, 1, "cuda") is None  # another provider: another fingerprint
+    assert tuning.tuned_settings("0" * 64, 1, "cpu") is None  # another model
+    data = json.loads(cache.read_text())
+    (machine,) = data["machines"].values()
+    assert machine["machine"]["onnxruntime"] == ort.__version__ and machine["machine"]["cores"] >= 1
+    assert list(data["files"].values())[0]["sha256"] == sha
+
+
+def test_another_machine_gets_nothing(model_file, cache, monkeypatch):
+    sha = sha256_file(model_file)
+    tuning.record(model_file, sha, "cpu", {1: settings()})
+    monkeypatch.setattr(tuning, "_cpu", lambda: ("Some Other CPU", ["sse2"]))
+    assert tuning.tuned_settings(sha, 1, "cpu") is None
+
+
+def test_file_lookup_uses_the_memo_and_notices_changes(model_file, cache, monkeypatch):
+    assert tuning.tuned_settings_for(model_file, 1, "cpu") is None  # no cache: nothing hashed
+    tuning.record(model_file, sha256_file(model_file), "cpu", {1: settings(threads=1)})
+
+    def no_hashing(_path):
+        raise AssertionError("the memo should have answered")
+
+    monkeypatch.setattr("edgerun.runtime.files.sha256_file", no_hashing)
+    assert tuning.tuned_settings_for(model_file, 1, "cpu").threads == 1
+    monkeypatch.undo()
+    monkeypatch.setenv(tuning.ENV_CACHE, str(cache))
+    model_file.write_bytes(model_file.read_bytes() + b"\0")  # another file now: no tuned settings
+    assert tuning.tuned_settings_for(model_file, 1, "cpu") is None
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"schema": 99, "machines": {}}', "[1, 2]"])
+def test_a_damaged_cache_is_ignored_with_a_warning(model_file, cache, content, caplog):
+    cache.parent.mkdir(parents=True)
+    cache.write_text(content)
+    with caplog.at_level(logging.WARNING):
+        assert tuning.tuned_settings_for(model_file, 1, "cpu") is None
+    assert "run edgerun tune again" in caplog.text
+    with pytest.raises(TuningCacheError, match="delete it"):
+        tuning.record(model_file, "0" * 64, "cpu", {1: settings()})
+
+
+@pytest.mark.parametrize("io_binding", [False, True])
+def test_model_outputs_are_the_same_with_tuned_settings(model_file, io_binding):
+    plain = Model.load(model_file, SessionConfig(provider="cpu"))
+    tuned = Model.load(model_file, settings(io_binding=io_binding).apply(SessionConfig(provider="cpu")))
+    for batch in (1, 3, 1, 8):
+        x = np.random.default_rng(batch).random((batch, 28, 28, 1), dtype=np.float32)
+        np.testing.assert_allclose(tuned.run(x), plain.run(x), atol=1e-6)
+
+
+def test_binder_returns_arrays_callers_can_keep(model_file):
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    binder = OutputBinder(session, "x", "probs")
+    xs = [np.random.default_rng(i).random((2, 1, 28, 28), dtype=np.float32) for i in range(3)]
+    outs = [binder.run(x) for x in xs]  # the first call allocates, the next two use the bound buffer
+    for x, out in zip(xs, outs, strict=True):
+        np.testing.assert_allclose(out, session.run(None, {"x": x})[0], atol=1e-6)
+    assert not np.allclose(outs[1], outs[2])
+
+
+def test_binder_is_safe_across_threads(model_file):
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    binder = OutputBinder(session, "x", "probs")
+    errors = []
+
+    def work(seed):
+        x = np.random.default_rng(seed).random((seed % 3 + 1, 1, 28, 28), dtype=np.float32)
+        want = session.run(None, {"x": x})[0]
+        for _ in range(50):
+            if not np.allclose(binder.run(x), want, atol=1e-6):
+                errors.append(seed)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_tuned_config_keeps_what_the_user_set(model_file, cache, caplog):
+    base = SessionConfig(provider="cpu", threads=2, spinning=True)
+    assert tuning.tuned_config(model_file, 1, base) == (base, None)
+    tuning.record(model_file, sha256_file(model_file), "cpu", {1: settings(threads=1)})
+    with caplog.at_level(logging.INFO):
+        config, found = tuning.tuned_config(model_file, 1, base, keep=("spinning",))
+    assert found.threads == 1 and config.threads == 1 and config.io_binding
+    assert config.spinning is True  # kept: the user asked for it
+    assert "tuned settings for batch 1" in caplog.text and "--no-tune" in caplog.text
