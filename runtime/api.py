@@ -37,7 +37,9 @@ def load(model: str | Path, **options) -> Model:
         model: a path to an ``.onnx`` file, or the name of a bundled model (``mnist_cnn``,
             ``mnist_cnn.int8``, ``mnist_small``, ``mnist_fcn``).
         **options: ``provider`` (auto|cpu|cuda|tensorrt), ``threads``, ``spinning``,
-            ``optimization``; ``batch`` (inputs per inference call); ``topk``, ``threshold``;
+            ``optimization``; ``tune`` (default True: use what ``edgerun tune`` measured fastest
+            here; settings given by hand are kept); ``batch`` (inputs per inference call);
+            ``topk``, ``threshold``;
             and, to describe a foreign model or override edgerun's metadata: ``labels``
             (class names), ``layout`` (nchw|nhwc), ``size`` (H, W), ``gray``, ``scale``,
             ``mean``, ``std`` (pixels x scale, - mean, / std, per channel).
@@ -46,5 +48,9 @@ def load(model: str | Path, **options) -> Model:
         ModelError, MetadataError, ProviderError: with what was expected and what to do.
         TypeError: an unknown option.
     """
+    tune = bool(options.pop("tune", True))
     config, overrides, head, batch = _split(options)
-    return Model.load(model, config, overrides, head, batch=batch)
+    keep = tuple(
+        name for name in ("threads", "spinning", "optimization", "execution_mode", "io_binding") if name in options
+    )
+    return Model.load(model, config, overrides, head, batch=batch, tune=tune, keep=keep)

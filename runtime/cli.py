@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cores the decode and preprocessing threads need)",
     )
     p.add_argument("--threshold", type=probability, help="localizer threshold (default 0.98)")
+    p.add_argument("--no-tune", action="store_true", help="ignore the settings `edgerun tune` stored for this machine")
     progress = p.add_mutually_exclusive_group()
     progress.add_argument("--progress", action="store_true", default=None, help="always show a progress bar")
     progress.add_argument(
@@ -162,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             overrides,
             HeadOptions(topk=args.topk, threshold=args.threshold),
             batch=args.batch,
+            tune=not args.no_tune,
+            # run keeps spinning off (the decode threads need the cores) and any --threads given
+            keep=("spinning", "threads") if args.threads else ("spinning",),
         )
         source = open_source(args.source, LiveOptions())
     except (ModelError, ProviderError, MetadataError, PreprocessError, SourceError) as exc:

@@ -255,8 +255,14 @@ class Model:
         overrides: Overrides | None = None,
         options: HeadOptions | None = None,
         batch: int = 1,
+        tune: bool = False,
+        keep: tuple[str, ...] = (),
     ) -> Model:
         """Open ``path`` (a file, or a bundled model's name) with the providers ``config`` asks for.
+
+        With ``tune``, the session settings ``edgerun tune`` measured fastest for this model, batch
+        size and machine replace ``config``'s, except the fields named in ``keep`` (what the user
+        set by hand); ``edgerun.load`` and ``edgerun run`` tune, lower-level callers do not.
 
         Raises:
             ModelError: missing, empty, LFS pointer, not ONNX, or an input no recipe fits.
@@ -272,6 +278,11 @@ class Model:
         check_model_file(path)
         check_ort_install()
         plan = plan_providers(config.provider, ort.get_available_providers())
+        if tune:
+            from .tuning import tuned_config
+
+            on_cpu = plan.providers[0] == "CPUExecutionProvider"
+            config, _ = tuned_config(path, batch, config, provider="cpu" if on_cpu else "cuda", keep=keep)
         try:
             session = ort.InferenceSession(str(path), sess_options=_session_options(config), providers=plan.providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors

@@ -105,4 +105,4 @@ class Reservoir:
         """Percentile ``q`` (0-100) of the sample, or None before the first value."""
         if not self.values:
             return None
-        return float(np.percentile(np.asarray(self.values), q, method=PERCENTILE_METHOD))
+        return percentile(self.values, q)

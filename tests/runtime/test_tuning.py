@@ -164,3 +164,31 @@ def test_tuned_config_keeps_what_the_user_set(model_file, cache, caplog):
     assert found.threads == 1 and config.threads == 1 and config.io_binding
     assert config.spinning is True  # kept: the user asked for it
     assert "tuned settings for batch 1" in caplog.text and "--no-tune" in caplog.text
+
+
+def test_the_api_and_run_use_the_tuned_settings_and_no_tune_ignores_them(model_file, cache, tmp_path, caplog):
+    import cv2
+
+    import edgerun
+    from edgerun.runtime.cli import main as run_main
+
+    tuning.record(model_file, sha256_file(model_file), "cpu", {1: settings(threads=1, optimization="basic")})
+
+    def used(model):
+        options = model.session.get_session_options()
+        return options.intra_op_num_threads, int(options.graph_optimization_level)
+
+    basic = int(ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+    with caplog.at_level(logging.INFO, logger="edgerun"):
+        assert used(edgerun.load(model_file, provider="cpu")) == (1, basic)
+    assert "tuned settings for batch 1" in caplog.text
+    assert used(edgerun.load(model_file, provider="cpu", threads=2)) == (2, basic)  # what the user set stays
+    assert used(edgerun.load(model_file, provider="cpu", tune=False))[1] != basic
+    cv2.imwrite(str(tmp_path / "x.png"), np.zeros((28, 28), np.uint8))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="edgerun"):
+        assert run_main([str(model_file), "--source", str(tmp_path / "x.png"), "--provider", "cpu"]) == 0
+        assert "tuned settings" in caplog.text
+        caplog.clear()
+        assert run_main([str(model_file), "--source", str(tmp_path / "x.png"), "--no-tune"]) == 0
+        assert "tuned settings" not in caplog.text
