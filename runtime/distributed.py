@@ -124,11 +124,14 @@ def enumerate_inputs(spec) -> Inputs:
         if isinstance(source, ImageFiles):
             inputs = Inputs(source.name)
             for index, path in enumerate(source.paths):
-                inputs.add(index, str(path), str(Path(path).absolute()))
+                if path in source.errors:  # unreadable while listed: its record is the same error as locally
+                    inputs.add(index, str(path), error=source.errors[path])
+                else:
+                    inputs.add(index, str(path), str(Path(path).absolute()))
         elif isinstance(source, IdxImages):
             inputs = Inputs(source.name)
-            for index, image in enumerate(source.images):
-                inputs.add(index, source.name, image=_npy(image))
+            for frame in source:  # read lazily, as the local engine reads it
+                inputs.add(frame.index, source.name, image=_npy(frame.image))
         elif isinstance(source, ArraySource):
             inputs = _array_inputs(source)
         else:

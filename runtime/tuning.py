@@ -146,10 +146,19 @@ def fingerprint(provider: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _read(path: Path) -> dict:
-    if not path.is_file():
-        return {"schema": SCHEMA, "machines": {}, "files": {}}
+def _present(path: Path) -> bool:
+    """Whether there is a cache to read; a cache we may not even look at counts as present, so
+    that reading it fails with a warning instead of being silently skipped."""
     try:
+        return path.is_file()
+    except OSError:
+        return True
+
+
+def _read(path: Path) -> dict:
+    try:
+        if not path.is_file():  # stat itself fails where the folder is not ours to read
+            return {"schema": SCHEMA, "machines": {}, "files": {}}
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise TuningCacheError(
@@ -185,7 +194,7 @@ def tuned_settings(
     A damaged cache is logged once as a warning and ignored: a run never fails for want of tuning.
     """
     cache = Path(path) if path else cache_path()
-    if not cache.is_file():
+    if not _present(cache):
         return None
     try:
         data = _read(cache)
@@ -231,7 +240,7 @@ def tuned_settings_for(
 ) -> TunedSettings | None:
     """:func:`tuned_settings` for a model file; hashes the file only when this machine has entries."""
     cache = Path(path) if path else cache_path()
-    if not cache.is_file():
+    if not _present(cache):
         return None
     try:
         data = _read(cache)

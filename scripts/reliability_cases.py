@@ -250,12 +250,13 @@ def ensure_user() -> tuple[int, int] | None:
 #: Run ``edgerun`` as another user: everything it imports is imported first (as root), then the
 #: process drops its privileges, so files are opened with the user's rights.
 AS_USER = """
-import importlib, os, sys
-for name in ("numpy", "cv2", "onnxruntime", "tqdm", "PIL.Image", "edgerun.cli", "edgerun.runtime.cli",
-             "edgerun.runtime.model", "edgerun.runtime.sources", "edgerun.runtime.pipeline", "edgerun.runtime.run",
-             "edgerun.runtime.sinks", "edgerun.runtime.capture", "edgerun.runtime.images", "edgerun.runtime.idx",
-             "edgerun.runtime.outputs", "edgerun.runtime.modelfile", "edgerun.runtime.heads", "edgerun.runtime.api",
-             "edgerun.models", "json", "logging.handlers"):
+import importlib, os, pkgutil, sys
+# The interpreter may sit where the user cannot read (/root/.pyenv under a 0700 /root): import, while
+# still root, every module the run may need, so the run itself touches only the files under test.
+import edgerun.runtime
+runtime = ["edgerun.runtime." + m.name for m in pkgutil.iter_modules(edgerun.runtime.__path__)]
+for name in ("numpy", "cv2", "onnxruntime", "tqdm", "PIL.Image", "edgerun.cli", "edgerun.models", "json",
+             "logging.handlers", "hashlib", *runtime):
     try:
         importlib.import_module(name)
     except ImportError:

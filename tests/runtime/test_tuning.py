@@ -192,3 +192,17 @@ def test_the_api_and_run_use_the_tuned_settings_and_no_tune_ignores_them(model_f
         caplog.clear()
         assert run_main([str(model_file), "--source", str(tmp_path / "x.png"), "--no-tune"]) == 0
         assert "tuned settings" not in caplog.text
+
+
+def test_an_unreadable_cache_is_a_warning_not_a_failure(model_file, tmp_path, monkeypatch, caplog):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    monkeypatch.setenv(tuning.ENV_CACHE, str(folder / "tune.json"))
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(folder), "stat", denied)
+    with caplog.at_level(logging.WARNING, logger="edgerun"):
+        assert tuning.tuned_settings_for(model_file, 1, "cpu") is None
+    assert "cannot be read" in caplog.text and "Permission denied" in caplog.text
