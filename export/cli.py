@@ -59,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     from .quantize import QuantizeError
 
     out = args.out or args.model.with_suffix(".onnx")
-    from edgerun.runtime.outputs import OutputError, Protected, check_target
+    from edgerun.runtime.outputs import AtomicFile, OutputError, Protected
 
-    try:  # never over the .keras model, its card or labels (edgerun.runtime.outputs)
-        check_target(out, Protected([args.model, args.model.with_suffix(".json"), args.labels]), "--out")
+    try:  # never over the .keras model, its card or labels; written only if it passes the gate
+        staged = AtomicFile(out, Protected([args.model, args.model.with_suffix(".json"), args.labels]), "--out")
     except OutputError as exc:
         return _fail(str(exc))
-    staging = out.with_name(f".{out.stem}.staging.onnx")
+    staging = staged.path
     try:
         command = shlex.join(["edgerun", "export", *(sys.argv[2:] if argv is None else argv)])
         labels = read_labels(args.labels) if args.labels else None
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         cases, source = parity_inputs(exported.metadata, read_card(args.model), args.data_dir)
         report = check_parity(keras_model, staging, exported.metadata, cases, source)
     except (ExportError, ParityError, MetadataError) as exc:
-        staging.unlink(missing_ok=True)
+        staged.discard()
         return _fail(str(exc))
     summary = exported.summary
     lines = [
@@ -88,10 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         *report.lines(),
     ]
     if not report.passed:
-        staging.unlink(missing_ok=True)
+        staged.discard()
         print("\n".join(lines), file=sys.stderr)
         return _fail(f"parity gate failed: max |dprob| {report.max_abs_diff:.2e}; the export was not written", 1)
-    os.replace(staging, out)
+    try:
+        staged.commit()
+    except OutputError as exc:
+        return _fail(str(exc))
 
     try:
         if args.tflite:

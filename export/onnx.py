@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from edgerun.runtime.files import sha256_file
 from edgerun.runtime.metadata import ModelMetadata, Preprocessing
+from edgerun.runtime.outputs import write_bytes
 
 from .graph import GraphSummary, rename_dims, summarize
 from .simplify import SimplifyError, SimplifyReport, simplify
@@ -163,11 +163,8 @@ def save_onnx(proto, path: Path) -> int:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"onnx.checker rejected the export: {exc}") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
     data = proto.SerializeToString()
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes(path, data, what="ONNX model")  # the one writer: atomic, never over a non-file
     return len(data)
 
 

@@ -11,7 +11,6 @@ so int8 sees what the runtime will feed it, and accuracy is measured with ``Mode
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -176,9 +175,12 @@ def quantize_int8(fp32_path: Path, out: Path, calibration: LabelledInputs) -> Mo
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
-        os.replace(Path(tmp) / "int8.onnx", out)
-    int8_meta = metadata.replace(variant="int8")
-    restamp(out, int8_meta)
+        int8_meta = metadata.replace(variant="int8")
+        from .onnx import save_onnx, write_metadata
+
+        proto = onnx.load(str(Path(tmp) / "int8.onnx"))
+        write_metadata(proto, int8_meta)
+        save_onnx(proto, out)  # atomic, into out's own folder (the temporary one may be another disk)
     return int8_meta
 
 
