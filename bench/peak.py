@@ -59,6 +59,7 @@ class Peak:
     """Best GFLOP/s (fp32) and GOP/s (int8) seen; ``turns`` keeps every turn's best."""
 
     config: SessionConfig
+    enabled: bool = True  # False: nothing measured, no "% peak" (e.g. for CUDA rows)
     gflops: dict[str, float] = field(default_factory=dict)
     turns: dict[str, list[float]] = field(default_factory=dict)
 
@@ -79,6 +80,8 @@ class Peak:
 
     def measure(self, seconds: float = 0.4, precisions: tuple[str, ...] = ("fp32", "int8")) -> None:
         """One turn: each precision and size for ``seconds`` in all; keeps the best single run."""
+        if not self.enabled:
+            return
         for precision in precisions:
             best = 0.0
             for n in SIZES:
@@ -97,6 +100,8 @@ class Peak:
     def source(self) -> str:
         import onnxruntime as ort
 
+        if not self.enabled:
+            return "not measured: the CPU's GEMM peak says nothing of a GPU's"
         threads = self.config.threads or "all"
         return (
             f"onnxruntime {ort.__version__} MatMul {'/'.join(str(n) for n in SIZES)} square "
