@@ -1,6 +1,6 @@
 """The CI gate: is this run slower than the baseline beyond noise? pass, regression or inconclusive.
 
-The compared figure of a row is the ratio *model time / reference time*, each the 5th percentile of
+The compared figure of a row is the ratio *model time / reference time*, each the 10th percentile of
 its calls pooled over all rounds; the calls were interleaved call by call, so contention and drift
 that hit the model hit the reference too. :func:`~.stats.ratio_change` turns the baseline's rounds
 and this run's into a change with a 95% bootstrap interval (rounds resampled). With ``T`` the
@@ -170,7 +170,7 @@ class Gate:
 
     def format(self, verdicts: list[Verdict]) -> str:
         lines = [
-            f"gate: change of model time / reference time (5th percentiles of calls interleaved in rounds; "
+            f"gate: change of model time / reference time (10th percentiles of calls interleaved in rounds; "
             f"{self.confidence:.0%} bootstrap interval over rounds); allowed slow-down {100 * self.threshold:g}%",
             f"{'model':<26} {'backend':<8} {'prec':<5} {'batch':>5} {'change':>8}  {'interval':<18} "
             f"{'rounds':>7}  verdict",

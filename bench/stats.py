@@ -47,7 +47,7 @@ class LatencyStats:
 
 #: The low percentile of all calls (pooled over rounds) that a run's speed is read from: on a shared
 #: machine most calls wait for a core at some point, and the fast tail is the code's own speed.
-POOLED_QUANTILE = 5
+POOLED_QUANTILE = 10
 RESAMPLES = 2000
 
 

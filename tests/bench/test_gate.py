@@ -198,3 +198,17 @@ def test_planted_copy_computes_the_same_outputs(tmp_path):
     x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
     assert np.array_equal(a.run(x), b.run(x))
     assert planted.stat().st_size > MNIST_CNN.stat().st_size
+
+
+def test_environment_differences_are_one_line_each():
+    from edgerun.bench.machine import differences
+
+    before = {"cpu": {"model": "Xeon A", "flags": ["avx2", "amx_tile"], "cores": 2}, "onnxruntime": "1.31.1"}
+    before |= {"threads": 2, "provider": "cpu"}
+    now = {"cpu": {"model": "Xeon A", "flags": ["avx2", "avx512f"], "cores": 2}, "onnxruntime": "1.32.0"}
+    now |= {"threads": 2, "provider": "cpu"}
+    assert differences(before, now) == [
+        "environment differs: CPU flags: -amx_tile, +avx512f (baseline avx2 amx_tile)",
+        "environment differs: onnxruntime: baseline 1.31.1, now 1.32.0",
+    ]
+    assert differences(now, now) == []
