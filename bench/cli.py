@@ -217,7 +217,8 @@ def _plots(report: dict, target: Path) -> None:
 
     models = list(dict.fromkeys(r["model"] for r in report["results"]))
     for model in models:
-        path = target if len(models) == 1 else target.with_name(f"{target.stem}_{model.split('.')[0]}.png")
+        # NAME.int8.onnx -> TARGET_NAME.int8.png: a model's plot never overwrites its variant's
+        path = target if len(models) == 1 else target.with_name(f"{target.stem}_{model.removesuffix('.onnx')}.png")
         try:
             logger.info("plot: %s", plot(report, model, path))
         except ValueError as exc:
