@@ -10,14 +10,16 @@ EXTRA  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 DATA   ?= $(if $(EDGERUN_DATA_DIR),$(EDGERUN_DATA_DIR),$(wildcard ../shared/data))
 OUT    ?= out
 
-.PHONY: demo test lint models resnet50 bench soak clean help constraints wheel-check ray-bench tune coldstart gpu-bench
+.PHONY: demo test lint models resnet50 bench bench-baseline gate-check soak clean help constraints wheel-check ray-bench tune coldstart gpu-bench
 
 help:
 	@echo "make demo    set up .venv and run the main job"
 	@echo "make test    set up .venv and run the test suite (what CI runs)"
 	@echo "make models  train and export the bundled models (DATA=dir with mnist/)"
 	@echo "make resnet50 WEIGHTS=imagenet|PATH|none  export ResNet50 (never committed)"
-	@echo "make bench   pytest-benchmark over the bundled models"
+	@echo "make bench   pytest-benchmark over the bundled models; BASELINE=FILE adds the CI gate"
+	@echo "make bench-baseline BASELINE=FILE  save the CI gate's baseline"
+	@echo "make gate-check  the gate's 5-of-5 acceptance runs (busy-loop load, planted slowdown)"
 	@echo "make soak    10,000 frames through run: memory, threads, files, fps"
 	@echo "make ray-bench  run --engine ray against the local engine on 5,000 MNIST PNGs"
 	@echo "make tune    edgerun tune the bundled mnist_cnn (batch 1,8,64), then bench it tuned vs default vs peers"
@@ -53,7 +55,8 @@ MODELS ?= models
 DATAFLAG = $(if $(DATA),--data-dir $(DATA)/mnist)
 CALIB = $(if $(DATA),--int8 --calib-data $(DATA)/mnist)
 # The committed files (keep in step with .gitignore's exceptions).
-BUNDLED = mnist_cnn.onnx mnist_cnn.int8.onnx mnist_cnn.keras mnist_cnn.tflite mnist_small.onnx mnist_fcn.onnx
+BUNDLED = mnist_cnn.onnx mnist_cnn.int8.onnx mnist_cnn.keras mnist_cnn.tflite mnist_cnn.int8.tflite \
+	mnist_small.onnx mnist_fcn.onnx
 models: $(VENV)/.all-$(EXTRA)
 	$(BIN)/edgerun train mnist_cnn $(DATAFLAG) --out $(MODELS)
 	$(BIN)/edgerun export $(MODELS)/mnist_cnn.keras --tflite $(CALIB)
@@ -73,10 +76,28 @@ resnet50: $(VENV)/.all-$(EXTRA)
 	$(BIN)/edgerun train resnet50 --weights $(WEIGHTS) --out $(MODELS)
 	$(BIN)/edgerun export $(MODELS)/resnet50.keras --tflite $(if $(CALIB_IMAGES),--int8 --calib-data $(CALIB_IMAGES))
 
-# pytest-benchmark over the bundled models; compare runs with --benchmark-compare (README).
+# pytest-benchmark over the bundled models (the latency record); with BASELINE=FILE, then edgerun's
+# CI gate against that baseline (exit 3 regression, 4 inconclusive; README, "CI gate").
+GATE_MODELS ?= models/mnist_cnn.onnx
+GATE_BATCH ?= 1,8
+BASELINE ?=
 bench: $(VENV)/.all-$(EXTRA)
 	mkdir -p $(OUT)/bench
 	$(BIN)/python -m pytest benchmarks/test_latency.py --benchmark-json=$(OUT)/bench/pytest-benchmark.json $(BENCH_ARGS)
+	@if [ -n "$(BASELINE)" ]; then \
+		echo "$(BIN)/edgerun bench $(GATE_MODELS) --batch $(GATE_BATCH) --compare $(BASELINE)"; \
+		$(BIN)/edgerun bench $(GATE_MODELS) --batch $(GATE_BATCH) --compare $(BASELINE) --json $(OUT)/bench/gate.json; \
+	fi
+
+# The gate's baseline, made once on the reference branch on the CI machine class: make bench-baseline BASELINE=FILE
+bench-baseline: $(VENV)/.all-$(EXTRA)
+	@test -n "$(BASELINE)" || { echo "give the file to write: make bench-baseline BASELINE=FILE"; exit 2; }
+	$(BIN)/edgerun bench $(GATE_MODELS) --batch $(GATE_BATCH) --save-baseline $(BASELINE)
+
+# The gate's acceptance runs (about 10 minutes): 5 comparisons each of the unchanged model under a
+# busy-loop load, and of a planted 1.4x+ slowdown without and with load; out/gate-check/summary.md
+gate-check: $(VENV)/.all-$(EXTRA)
+	$(BIN)/python -m edgerun.bench.gatecheck --model models/mnist_cnn.onnx --out $(OUT)/gate-check $(GATE_CHECK_ARGS)
 
 # Long-run check (10,000 frames): memory, threads, open files, steady fps. Not part of make test.
 soak: $(VENV)/.all-$(EXTRA)

@@ -2,9 +2,11 @@
 
 ``edgerun`` is the runtime's own :class:`~edgerun.runtime.model.Model`; the peers run the same
 model and inputs through raw onnxruntime with default options (``ort-raw``), TFLite through
-``ai-edge-litert`` with XNNPACK (the ``NAME.tflite`` twin), OpenCV DNN, and Keras/TensorFlow
-(a ``tf.function`` over the ``NAME.keras`` twin). A missing optional peer raises
-:class:`PeerUnavailable` with the reason, and the harness skips it with that message.
+``ai-edge-litert`` with XNNPACK (the twin of the same precision: ``NAME.tflite`` for
+``NAME.onnx``, ``NAME.int8.tflite`` for ``NAME.int8.onnx``), OpenCV DNN, and Keras/TensorFlow
+(a ``tf.function`` over the ``NAME.keras`` twin, fp32 models only). Peers are fair or absent: a
+twin of another precision is refused. A missing optional peer raises :class:`PeerUnavailable`
+with the reason, and the harness skips it with that message. Every backend names its precision.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Prepared:
 
 class Backend:
     name = "backend"
+    precision = "fp32"
 
     def prepare(self, x: np.ndarray) -> Prepared:
         """Bind the NHWC float32 batch ``x``; the returned ``run`` is what gets timed."""
@@ -52,8 +55,11 @@ class EdgerunBackend(Backend):
 
     name = "edgerun"
 
-    def __init__(self, path: Path, config: SessionConfig, tuned: bool = False, name: str | None = None) -> None:
+    def __init__(
+        self, path: Path, config: SessionConfig, precision: str = "fp32", tuned: bool = False, name: str | None = None
+    ) -> None:
         self.path, self.config, self.tuned = path, config, tuned
+        self.precision = precision
         self.name = name or self.name
         self._models: dict[tuple, Model] = {}
         self.model = self._load(config)
@@ -82,9 +88,10 @@ class OrtRawBackend(Backend):
 
     name = "ort-raw"
 
-    def __init__(self, path: Path, provider: str) -> None:
+    def __init__(self, path: Path, provider: str, precision: str) -> None:
         import onnxruntime as ort
 
+        self.precision = precision
         providers = {
             "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
             "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -102,21 +109,34 @@ class OrtRawBackend(Backend):
 class TfliteBackend(Backend):
     name = "tflite"
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, precision: str) -> None:
         if not path.is_file():
-            raise PeerUnavailable(f"no TFLite twin at {path} (make it with edgerun export --tflite)")
+            flag = "--tflite --int8" if precision == "int8" else "--tflite"
+            raise PeerUnavailable(f"no {precision} TFLite twin at {path} (make it with edgerun export {flag})")
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             raise PeerUnavailable("ai-edge-litert is not installed (pip install ai-edge-litert)") from None
         self.interpreter = Interpreter(str(path), num_threads=threads)
+        self.precision = tflite_precision(self.interpreter)
+        if self.precision != precision:
+            raise PeerUnavailable(
+                f"the TFLite twin {path.name} is {self.precision} and the model is {precision}: not a fair peer; "
+                f"give a {precision} twin"
+                + (" (edgerun export --tflite --int8 writes NAME.int8.tflite)" if precision == "int8" else "")
+            )
 
     def prepare(self, x: np.ndarray) -> Prepared:
         it = self.interpreter
-        index = it.get_input_details()[0]["index"]
+        detail = it.get_input_details()[0]
+        index = detail["index"]
         it.resize_tensor_input(index, list(x.shape))
         it.allocate_tensors()
         out = it.get_output_details()[0]["index"]
+        scale, zero = detail["quantization"]
+        if detail["dtype"] != np.float32 and scale:  # integer input: quantize once, as a caller would
+            info = np.iinfo(detail["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
 
         def run():
             it.set_tensor(index, x)
@@ -129,9 +149,10 @@ class TfliteBackend(Backend):
 class OpencvBackend(Backend):
     name = "opencv"
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, precision: str) -> None:
         import cv2
 
+        self.precision = precision
         cv2.setNumThreads(threads)
         try:
             self.net = cv2.dnn.readNetFromONNX(str(path))
@@ -173,30 +194,47 @@ class KerasBackend(Backend):
         return Prepared(lambda: forward(tensor).numpy(), ["TensorFlow CPU"])
 
 
+def tflite_precision(interpreter) -> str:
+    """``int8`` when the graph holds quantized integer tensors, ``fp16`` for half-precision weights."""
+    dtypes = {np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
+    if dtypes & {np.dtype(np.int8), np.dtype(np.uint8)}:
+        return "int8"
+    return "fp16" if np.dtype(np.float16) in dtypes else "fp32"
+
+
 def twin(onnx_path: Path, suffix: str, explicit: Path | None = None) -> Path:
-    """The ``.tflite``/``.keras`` twin beside an ONNX file (``NAME.int8.onnx`` -> ``NAME``)."""
+    """The twin of the same precision beside an ONNX file: ``NAME.int8.onnx`` -> ``NAME.int8.tflite``."""
     if explicit is not None:
         return explicit
-    stem = onnx_path.name.split(".")[0]
-    return onnx_path.with_name(stem + suffix)
+    return onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + suffix)
 
 
 def make_backend(
-    name: str, path: Path, config: SessionConfig, twins: dict[str, Path | None], tuned: bool = False
+    name: str,
+    path: Path,
+    config: SessionConfig,
+    twins: dict[str, Path | None],
+    precision: str = "fp32",
+    tuned: bool = False,
 ) -> Backend:
+    """The backend ``name`` for the ONNX model at ``path`` whose graph computes in ``precision``."""
     threads = config.threads or 1
     if name in ("ort-raw", "opencv"):
         check_model_file(path)  # the one external-data rule, before a peer opens the file
     if name == "edgerun":
-        return EdgerunBackend(path, config, tuned=tuned)
+        return EdgerunBackend(path, config, precision, tuned=tuned)
     if name == DEFAULT_BACKEND:
-        return EdgerunBackend(path, config, name=DEFAULT_BACKEND)
+        return EdgerunBackend(path, config, precision, name=DEFAULT_BACKEND)
     if name == "ort-raw":
-        return OrtRawBackend(path, config.provider)
+        return OrtRawBackend(path, config.provider, precision)
     if name == "tflite":
-        return TfliteBackend(twin(path, ".tflite", twins.get("tflite")), threads)
+        return TfliteBackend(twin(path, ".tflite", twins.get("tflite")), threads, precision)
     if name == "opencv":
-        return OpencvBackend(path, threads)
+        return OpencvBackend(path, threads, precision)
     if name == "keras":
+        if precision != "fp32":
+            raise PeerUnavailable(
+                f"Keras runs the fp32 model only; comparing it with this {precision} model is not fair"
+            )
         return KerasBackend(twin(path, ".keras", twins.get("keras")), threads)
     raise PeerUnavailable(f"unknown backend {name!r}; peers: {', '.join(PEERS)}")

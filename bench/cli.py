@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
 from edgerun.runtime.argtypes import positive_float, positive_int
 
+from .gate import EXIT_ALL_FAILED, EXIT_INCONCLUSIVE, EXIT_REGRESSION, EXIT_USAGE  # noqa: F401 - public codes
+
 logger = logging.getLogger(__name__)
 
-EXIT_REGRESSION = 3
+MIN_GATE_ROUNDS = 5
+ROUNDS = 20
+BASELINE_ROUNDS = 40  # a baseline is made once: more rounds narrow every later comparison's interval
+ROUND_SECONDS = 0.05  # default time per row and round
 
 
 def _batches(text: str) -> tuple[int, ...]:
@@ -26,11 +32,11 @@ def _batches(text: str) -> tuple[int, ...]:
 
 def _percent(text: str) -> float:
     try:
-        value = float(text.rstrip("%"))
+        value = float(text.strip().rstrip("%"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a percentage like 15%, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"the threshold must be 0% or more, got {text!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite percentage above 0 (like 15%), got {text!r}")
     return value
 
 
@@ -40,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgerun bench",
         description="Latency against batch size for ONNX models, with peer runtimes measured in the same "
-        "run. Exit 0; 2 for bad arguments; 3 when --compare finds a regression past the threshold.",
+        "run, and a CI gate against a saved baseline. Exit 0; 1 when every row failed; 2 for bad arguments or "
+        "an unusable baseline (before any measuring); 3 when --compare finds a regression; 4 when it is "
+        "inconclusive (too noisy to decide even after extra rounds).",
     )
     p.add_argument("models", nargs="*", type=Path, help="ONNX models to measure")
     p.add_argument("--batch", type=_batches, default=(1, 2, 4, 8, 16, 32, 64), help="e.g. 1,2,4,8 (default 1..64)")
@@ -48,12 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs, reported apart (default 5)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iters", type=positive_int, help="timed runs per row")
-    g.add_argument("--seconds", type=positive_float, help="time per row (default 1.0 s)")
+    g.add_argument("--seconds", type=positive_float, help="time per row (default 0.05 s per round)")
     p.add_argument(
         "--rounds",
         type=positive_int,
-        default=3,
-        help="interleaved turns per backend and batch, so machine drift hits all alike (default 3)",
+        help=f"interleaved rounds per batch: every backend and the reference workload take turns, call by call "
+        f"(default {ROUNDS}, {BASELINE_ROUNDS} with --save-baseline; --compare adds up to 2x more while undecided)",
     )
     p.add_argument("--threads", type=positive_int, help="intra-op threads for every backend (default: all cores)")
     spin = p.add_mutually_exclusive_group()
@@ -70,13 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="ignore the tune cache (edgerun tune): edgerun runs with its defaults only",
     )
     p.add_argument("--vs", default="", help=f"peers, comma-separated: {','.join(PEERS)} (or 'all')")
-    p.add_argument("--tflite", type=Path, help="TFLite twin (default: NAME.tflite beside the model)")
+    p.add_argument(
+        "--tflite",
+        type=Path,
+        help="TFLite twin of the model's precision (default: NAME.tflite beside NAME.onnx, NAME.int8.tflite "
+        "beside NAME.int8.onnx)",
+    )
     p.add_argument("--keras", type=Path, help="Keras twin (default: NAME.keras beside the model)")
     p.add_argument("--json", type=Path, help="write the report as JSON (atomic)")
     p.add_argument("--markdown", type=Path, help="write the Markdown table")
     p.add_argument("--plot", type=Path, help="PNG plot (one per model: NAME appended when several)")
-    p.add_argument("--compare", type=Path, help="baseline JSON; written from this run when missing")
-    p.add_argument("--max-regression", type=_percent, default=15.0, help="allowed slow-down (default 15%%)")
+    p.add_argument("--save-baseline", type=Path, metavar="FILE", help="write this run as the gate's baseline")
+    p.add_argument("--compare", type=Path, metavar="FILE", help="judge this run against a baseline (exit 3/4)")
+    p.add_argument(
+        "--max-regression", type=_percent, default=15.0, help="allowed slow-down for --compare (default 15%%)"
+    )
     p.add_argument("--pipeline", type=Path, metavar="VIDEO", help="benchmark the run pipeline on this video")
     return p
 
@@ -107,9 +123,8 @@ def _validate(args, parser) -> None:
         parser.error(f"--warmup must be 0 or more, got {args.warmup}")
     if args.pipeline is not None and not args.pipeline.is_file():
         parser.error(f"--pipeline video {args.pipeline} does not exist")
-    if args.compare is not None and args.compare.exists() and not args.compare.is_file():
-        parser.error(f"--compare {args.compare} is not a file")
-    # No output may replace an input (a model, a twin, the video) or be a device, FIFO or folder.
+    # No output may replace an input (a model, a twin, the video, the baseline compared with) or be
+    # a device, FIFO or folder: the one writer's rules (edgerun.runtime.outputs).
     from edgerun.runtime.outputs import OutputError, Protected, check_target
 
     from .backends import twin
@@ -119,20 +134,53 @@ def _validate(args, parser) -> None:
         for p in args.models
         for suffix, explicit in ((".tflite", args.tflite), (".keras", args.keras))
     ]
-    args.protected = Protected([*args.models, *twins, args.pipeline])
-    for option in ("json", "markdown", "plot", "compare"):
+    args.protected = Protected([*args.models, *twins, args.pipeline, args.compare])
+    for option in ("json", "markdown", "plot", "save_baseline"):
         target = getattr(args, option)
-        if target is not None and (option != "compare" or not target.exists()):
+        if target is not None:
             try:
-                check_target(target, args.protected, f"--{option}")
+                check_target(target, args.protected, "--" + option.replace("_", "-"))
             except OutputError as exc:
                 parser.error(str(exc))
+    if args.rounds is None:
+        args.rounds = BASELINE_ROUNDS if args.save_baseline and not args.compare else ROUNDS
+    if (args.compare or args.save_baseline) and args.pipeline is None and args.rounds < MIN_GATE_ROUNDS:
+        parser.error(f"--compare and --save-baseline need --rounds {MIN_GATE_ROUNDS} or more, got {args.rounds}")
+    args.gate = None
+    if args.compare is not None and args.pipeline is None:
+        args.gate = _load_gate(args, parser)
+
+
+def _load_gate(args, parser):
+    """The baseline, checked before any measuring: exit 2 with what is wrong."""
+    from edgerun.runtime.model import default_threads
+
+    from .baseline import BaselineError, load_baseline
+    from .gate import Gate
+    from .machine import differences, environment
+
+    try:
+        baseline = load_baseline(args.compare)
+    except BaselineError as exc:
+        parser.error(str(exc))
+    gate = Gate(baseline, args.max_regression)
+    backends = ("edgerun", *args.peers)
+    wanted = [(m.name, b, args.provider, n) for m in args.models for b in backends for n in args.batch]
+    if not gate.in_common(wanted):
+        parser.error(
+            f"baseline {args.compare} has no rows in common with this run (model file name, backend, provider, "
+            f"batch); it holds {gate.describe_baseline()}. Compare the same sweep, or re-create the baseline."
+        )
+    now = environment(args.threads or default_threads(), args.provider)
+    args.environment_notes = differences(baseline["environment"], now)
+    return gate
 
 
 def _uses_tuning(args) -> bool:
     """Whether the edgerun row reads the tune cache: not with --no-tune, nor when --threads or
-    --no-spin fix the settings by hand; only where the cache has entries for one of the models."""
-    if args.no_tune or args.threads or args.no_spin or args.provider != "cpu":
+    --no-spin fix the settings by hand, nor for the CI gate (a baseline must not depend on one
+    machine's cache); only where the cache has entries for one of the models."""
+    if args.no_tune or args.threads or args.no_spin or args.provider != "cpu" or args.compare or args.save_baseline:
         return False
     from edgerun.runtime.tuning import tuned_settings_for
 
@@ -153,13 +201,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return pipeline_benchmark(args.pipeline, args.models[0], args.batch[0], args.threads, args.json, args.spin)
 
+    from .harness import SweepConfig, run_sweep
     from edgerun.runtime.outputs import write_text
 
-    from .compare import BaselineError, compare, format_changes, load_baseline
-    from .harness import SweepConfig, run_sweep
-    from .report import markdown, plot, write_json
+    from .report import markdown, write_json
 
-    seconds = args.seconds if args.iters is None and args.seconds else (None if args.iters else 1.0)
+    seconds = None if args.iters else (args.seconds or ROUND_SECONDS * args.rounds)
+    gate = args.gate
     tuned = _uses_tuning(args)
     config = SweepConfig(
         models=tuple(args.models),
@@ -168,52 +216,72 @@ def main(argv: list[str] | None = None) -> int:
         provider=args.provider,
         warmup=args.warmup,
         rounds=args.rounds,
+        reference=bool(gate or args.save_baseline),
+        max_rounds=3 * args.rounds if gate else None,
         iters=args.iters,
         seconds=seconds,
         threads=args.threads,
         spinning=not args.no_spin,
         twins={"tflite": args.tflite, "keras": args.keras},
+        reference_batches=gate.reference_batches() if gate else {},
         tuned=tuned,
     )
-    report = run_sweep(config)
+    report = run_sweep(config, more_rounds=gate.undecided if gate else None)
     table = markdown(report)
     print(table)
+    rows = [r for r in report["results"] if r["batch"]]
+    code = EXIT_ALL_FAILED if not rows or all(r["error"] for r in rows) else 0
+    if gate is not None and code == 0:
+        code = _judge(gate, report, args)
     if args.json:
         write_json(report, args.json, args.protected)
+    if args.save_baseline:
+        write_json(report, args.save_baseline, args.protected)
+        print(f"baseline written: {args.save_baseline}")
     if args.markdown:
         write_text(args.markdown, table + "\n", args.protected, "--markdown")
     if args.plot:
-        models = list(dict.fromkeys(r["model"] for r in report["results"]))
-        for model in models:
-            target = (
-                args.plot if len(models) == 1 else args.plot.with_name(f"{args.plot.stem}_{model.split('.')[0]}.png")
-            )
-            try:
-                logger.info("plot: %s", plot(report, model, target, args.protected))
-            except ValueError as exc:
-                logger.warning("no plot for %s: %s", model, exc)
-    if args.compare is None:
-        return 0
-    if not args.compare.exists():
-        write_json(report, args.compare, args.protected)
-        print(f"\nno baseline at {args.compare}: wrote this run as the baseline")
-        return 0
-    try:
-        baseline = load_baseline(args.compare)
-    except BaselineError as exc:
-        print(f"edgerun bench: error: {exc}", file=sys.stderr)
-        return 2
-    changes, regressions = compare(report, baseline, args.max_regression)
-    print("\n" + format_changes(changes, args.max_regression))
-    if not changes:
-        print(
-            f"edgerun bench: error: no rows in common with {args.compare} (model, backend, provider, batch);"
-            " nothing was compared. Re-create the baseline for this sweep.",
-            file=sys.stderr,
-        )
-        return 2
-    if regressions:
-        print(f"\n{len(regressions)} row(s) regressed by more than {args.max_regression:g}%")
-        return EXIT_REGRESSION
-    print(f"\nno regression past {args.max_regression:g}% in {len(changes)} rows")
-    return 0
+        _plots(report, args.plot, args.protected)
+    if code == EXIT_ALL_FAILED:
+        print("edgerun bench: error: every row failed; nothing was measured (see the errors above)", file=sys.stderr)
+    return code
+
+
+def _plots(report: dict, target: Path, protected) -> None:
+    from .report import plot
+
+    models = list(dict.fromkeys(r["model"] for r in report["results"]))
+    for model in models:
+        # NAME.int8.onnx -> TARGET_NAME.int8.png: a model's plot never overwrites its variant's
+        path = target if len(models) == 1 else target.with_name(f"{target.stem}_{model.removesuffix('.onnx')}.png")
+        try:
+            logger.info("plot: %s", plot(report, model, path, protected))
+        except ValueError as exc:
+            logger.warning("no plot for %s: %s", model, exc)
+
+
+def _judge(gate, report: dict, args) -> int:
+    """Print the gate's table and verdict, add them to the report (``gate``), return the exit code."""
+    from .gate import exit_code, summary
+
+    verdicts = gate.verdicts(report["results"])
+    print()
+    for note in args.environment_notes:
+        print(note)
+    print(gate.format(verdicts))
+    line = summary(verdicts, args.max_regression)
+    print("\n" + line)
+    code = exit_code(verdicts)
+    if not any(v.outcome in ("pass", "regression", "inconclusive") for v in verdicts):
+        print(f"edgerun bench: error: no row of this run could be compared with {args.compare}", file=sys.stderr)
+        code = EXIT_USAGE
+    report["gate"] = {
+        "baseline": str(args.compare),
+        "max_regression_pct": args.max_regression,
+        "confidence": gate.confidence,
+        "environment_differences": args.environment_notes,
+        "verdicts": [v.to_dict() for v in verdicts],
+        "summary": line,
+        "exit_code": code,
+    }
+    return code

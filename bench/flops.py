@@ -1,7 +1,7 @@
-"""FLOPs per image counted from an ONNX graph: Conv, Gemm and MatMul nodes.
+"""What an ONNX graph computes: FLOPs per image (Conv, Gemm and MatMul nodes) and in which precision.
 
-A multiply-add counts as 2 FLOPs. Shapes come from ONNX shape inference with the batch fixed
-to 1 (and, for models of any size, the input size given).
+A multiply-add counts as 2 FLOPs (int8 graphs: 2 integer operations). Shapes come from ONNX shape
+inference with the batch fixed to 1 (and, for models of any size, the input size given).
 """
 
 from __future__ import annotations
@@ -54,3 +54,21 @@ def flops_per_image(path, input_hw: tuple[int, int] | None = None) -> int:
             rows = int(np.prod([d or 1 for d in a[:-1]])) if len(a) > 1 else 1  # unknown dims: batch 1
             total += 2 * rows * k * n
     return total
+
+
+QUANTIZED_OPS = frozenset(
+    {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"}
+)
+
+
+def precision(model) -> str:
+    """``int8`` (quantized ops), ``fp16`` (mostly half-precision weights) or ``fp32``, from the graph itself."""
+    from onnx import TensorProto
+
+    if any(node.op_type in QUANTIZED_OPS for node in model.graph.node):
+        return "int8"
+    sizes = {TensorProto.FLOAT: 0, TensorProto.FLOAT16: 0}
+    for init in model.graph.initializer:
+        if init.data_type in sizes:
+            sizes[init.data_type] += int(np.prod(init.dims))
+    return "fp16" if sizes[TensorProto.FLOAT16] > sizes[TensorProto.FLOAT] else "fp32"

@@ -1,8 +1,17 @@
-"""The latency sweep: models x backends x batch sizes, one row each, errors recorded not fatal."""
+"""The latency sweep: models x backends x batch sizes, one row each, errors recorded not fatal.
+
+Every (model, batch) is measured in interleaved rounds, the backends taking turns call by call. For
+the CI gate (:mod:`.gate`) the fixed reference workload (:mod:`.reference`) takes turns too, and every
+row then also carries its own calls and the reference's, round by round: what the gate decides on.
+The machine's peak for "% peak" is onnxruntime's own GEMM (:mod:`.peak`), measured in turns before,
+during and after the sweep.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -10,17 +19,23 @@ import numpy as np
 
 from edgerun.runtime.files import sha256_file
 from edgerun.runtime.model import SessionConfig, default_threads
-from edgerun.runtime.timing import Timings, measure
+from edgerun.runtime.timing import Timings, measure, measure_interleaved
 
 from .backends import PeerUnavailable, make_backend
-from .flops import flops_per_image
-from .machine import environment, sgemm_gflops
+from .flops import flops_per_image, precision
+from .machine import environment
+from .peak import Peak
+from .reference import REFERENCE_ID, Reference
 from .stats import LatencyStats
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = 1
+SCHEMA = 2
 FCN_BENCH_SIZE = (308, 336)  # the book's scene size, for models of any input size
+STAT_FIELDS = ("iters", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "ms_per_img", "imgs_per_s")
+ESTIMATE_ITERS = 5  # timed runs after the warm-up; the fastest sizes the rounds and the reference
+#: A round's planned cycles are cut off after this many times its planned time (a very busy machine).
+ROUND_CAP = 3.0
 
 
 @dataclass(frozen=True)
@@ -31,12 +46,16 @@ class SweepConfig:
     provider: str = "cpu"
     warmup: int = 5
     iters: int | None = None
-    seconds: float | None = 1.0
-    rounds: int = 3  # interleaved turns per backend and batch (see _measure_batch)
+    seconds: float | None = 1.0  # measured time per row, spread over the rounds
+    rounds: int = 3  # interleaved rounds per batch (the CLI asks for 20)
+    reference: bool = False  # measure the reference workload in the same rounds (the gate needs it)
+    max_rounds: int | None = None  # with more_rounds: extra rounds up to this many (default: none)
     threads: int | None = None
     spinning: bool = True
     twins: dict = field(default_factory=dict)
     tuned: bool = False  # the edgerun backend uses the tune cache (edgerun tune) where it has entries
+    #: (model file name, batch) -> reference batch, from a baseline: the same reference work again.
+    reference_batches: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -45,6 +64,7 @@ class Row:
     backend: str
     provider: str
     batch: int
+    precision: str = "fp32"
     iters: int = 0
     first_ms: float | None = None
     mean_ms: float | None = None
@@ -54,51 +74,69 @@ class Row:
     max_ms: float | None = None
     ms_per_img: float | None = None
     imgs_per_s: float | None = None
-    gflops: float | None = None
-    pct_peak: float | None = None
-    norm_p50: float | None = None  # p50 ms x machine SGEMM GFLOP/s: comparable across machines
+    gflops: float | None = None  # GOP/s for int8 rows
+    pct_peak: float | None = None  # of this machine's onnxruntime GEMM peak in the row's precision
+    ref_batch: int | None = None  # the reference workload's batch size for this (model, batch)
+    round_us: list[list[float]] = field(default_factory=list)  # every timed call, per round (microseconds)
+    ref_round_us: list[list[float]] = field(default_factory=list)  # the reference's calls in the same rounds
     error: str | None = None
 
 
-def _image_input(path: Path) -> tuple[tuple[int, int, int], tuple[int, int] | None, int | None]:
-    """(height, width, channels) fed per image, the size used for a model of any size (else
-    None), and the opset: read once per model, not once per batch size. The input comes from the
-    runtime's own reading of the model (metadata, or the shape of a foreign one); the opset needs
-    the onnx package and is None without it."""
+@dataclass(frozen=True)
+class ModelInput:
+    """What the sweep feeds one model, read once per model, not once per batch size."""
+
+    image: tuple[int, int, int]  # (height, width, channels) per image
+    dynamic: tuple[int, int] | None  # the size used for a model of any size
+    opset: int | None
+    precision: str
+
+
+def _model_input(path: Path) -> ModelInput:
+    """The input comes from the runtime's own reading of the model (metadata, or the shape of a
+    foreign one). The opset, and a foreign model's precision, need the onnx package: without it
+    the opset is None and a foreign model counts as fp32."""
     from edgerun.runtime.model import Model
 
     model = Model.load(path, SessionConfig(provider="cpu", threads=1))
-    pre = model.metadata.preprocessing
-    dynamic = FCN_BENCH_SIZE if None in pre.size else None
-    h, w = dynamic or pre.size
-    return (h, w, model.input_channels), dynamic, _opset(path)
-
-
-def _opset(path: Path) -> int | None:
+    meta = model.metadata
+    dynamic = FCN_BENCH_SIZE if None in meta.preprocessing.size else None
+    h, w = dynamic or meta.preprocessing.size
+    kind = meta.variant if not model.foreign and meta.variant in ("fp32", "int8", "fp16") else "fp32"
     try:
         import onnx
     except ImportError:
-        return None
+        return ModelInput((h, w, model.input_channels), dynamic, None, kind)
     proto = onnx.load(str(path), load_external_data=False)
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    return ModelInput((h, w, model.input_channels), dynamic, opset, precision(proto) if model.foreign else kind)
 
 
-def run_sweep(config: SweepConfig, progress=None) -> dict:
-    """Measure every (model, backend, batch); returns the report dict (schema in README)."""
+def run_sweep(
+    config: SweepConfig,
+    progress: Callable[[str, int], None] | None = None,
+    more_rounds: Callable[[list[Row]], bool] | None = None,
+) -> dict:
+    """Measure every (model, backend, batch); returns the report dict (schema in README).
+
+    ``more_rounds``, given the rows of one (model, batch) after its rounds, says whether to
+    measure more rounds of it (up to ``config.max_rounds``): the gate asks for them while a
+    verdict is undecided.
+    """
     threads = config.threads or default_threads()
     session = SessionConfig(provider=config.provider, threads=threads, spinning=config.spinning)
-    logger.info("measuring the machine: fp32 SGEMM")
-    before = sgemm_gflops()
-    machine = {"sgemm_gflops": round(before, 1), "sgemm_samples": [round(before, 1)]}
-    logger.info("SGEMM %.1f GFLOP/s", before)
+    peak = Peak(session, enabled=config.provider == "cpu")  # a CPU GEMM says nothing of a GPU's peak
+    logger.info("measuring the machine's peak: onnxruntime MatMul")
+    peak.measure()
+    reference = Reference(session) if config.reference else None
     rows: list[Row] = []
     models_info = []
     providers_in_use: set[str] = set()
     for path in config.models:
         name = path.name
-        image, dynamic, opset = _image_input(path)
+        inp = _model_input(path)
         try:
-            flops = flops_per_image(path, dynamic)
+            flops = flops_per_image(path, inp.dynamic)
         except ImportError:
             logger.info("%s: FLOPs not counted: the onnx package is missing (pip install 'edgerun[tools]')", name)
             flops = None
@@ -111,112 +149,174 @@ def run_sweep(config: SweepConfig, progress=None) -> dict:
                 "path": str(path),
                 "sha256": sha256_file(path),
                 "flops_per_image": flops,
-                "opset": opset,
+                "opset": inp.opset,
+                "precision": inp.precision,
             }
         )
         backends, model_rows = [], []
         for backend_name in config.backends:
             try:
-                backends.append(make_backend(backend_name, path, session, config.twins, config.tuned))
+                backends.append(
+                    make_backend(backend_name, path, session, config.twins, inp.precision, tuned=config.tuned)
+                )
             except PeerUnavailable as exc:
                 logger.warning("%s: skipping %s: %s", name, backend_name, exc)
-                model_rows.append(Row(name, backend_name, config.provider, 0, error=f"skipped: {exc}"))
+                model_rows.append(Row(name, backend_name, config.provider, 0, inp.precision, error=f"skipped: {exc}"))
             except Exception as exc:  # noqa: BLE001 - record, go on with the next backend
-                model_rows.append(Row(name, backend_name, config.provider, 0, error=f"{type(exc).__name__}: {exc}"))
+                model_rows.append(Row(name, backend_name, config.provider, 0, inp.precision, error=_failure(exc)))
         for batch in config.batches:
             if progress:
                 progress(name, batch)
-            logger.info("%s  batch %d: %s", name, batch, ", ".join(b.name for b in backends))
-            model_rows.extend(_measure_batch(backends, path, image, config, batch, flops, machine, providers_in_use))
+            names = [b.name for b in backends] + (["reference"] if reference else [])
+            logger.info("%s  batch %d: %s", name, batch, ", ".join(names))
+            peak.measure(seconds=0.1)  # turns spread over the run: the peak sees the same machine as the rows
+            group = _Group(backends, reference, path, inp, config, batch, providers_in_use)
+            model_rows.extend(group.measure(more_rounds))
         del backends
         order = {b: i for i, b in enumerate(config.backends)}
         rows.extend(sorted(model_rows, key=lambda r: (order.get(r.backend, len(order)), r.batch)))
-    after = sgemm_gflops()
-    if after > before * 1.05:
-        logger.warning(
-            "the machine got faster during the run (SGEMM %.1f -> %.1f GFLOP/s): a shared machine "
-            "is drifting; normalised figures use the higher",
-            before,
-            after,
-        )
-    peak = max(before, after)
-    machine.update({"sgemm_gflops": round(peak, 1), "sgemm_samples": [round(before, 1), round(after, 1)]})
-    for row in rows:  # normalise by the peak actually seen, measured before and after the sweep
-        if row.p50_ms:
-            row.norm_p50 = row.p50_ms * peak
-            if row.gflops:
-                row.pct_peak = 100 * row.gflops / peak
-    env = environment(threads, sorted(providers_in_use))
+    peak.measure()  # a second turn after the sweep: the best of both is the peak
+    for info in models_info:
+        _rate([r for r in rows if r.model == info["model"]], {info["model"]: info["flops_per_image"]}, peak)
     return {
         "schema": SCHEMA,
-        "environment": env,
-        "machine": machine,
+        "environment": environment(threads, config.provider, sorted(providers_in_use)),
+        "machine": {"peak": peak.to_dict()},
+        "reference": {"id": REFERENCE_ID} if reference else None,
         "models": models_info,
-        "settings": {k: v for k, v in asdict(config).items() if k not in ("models", "twins")},
+        "settings": {k: v for k, v in asdict(config).items() if k not in ("models", "twins", "reference_batches")},
         "results": [asdict(r) for r in rows],
     }
 
 
-def _fill(row: Row, timings: Timings, batch: int, flops: int | None, machine: dict) -> Row:
-    stats = LatencyStats.from_timings(timings, batch)
-    for key in ("iters", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "ms_per_img", "imgs_per_s"):
-        setattr(row, key, getattr(stats, key))
-    if flops:
-        row.gflops = flops * batch / (stats.p50_ms / 1e3) / 1e9
-        row.pct_peak = 100 * row.gflops / machine["sgemm_gflops"]
-    row.norm_p50 = stats.p50_ms * machine["sgemm_gflops"]
-    return row
+def _rate(rows: list[Row], flops: dict[str, int | None], peak: Peak) -> None:
+    """Achieved GFLOP/s from p50, and its share of the peak in the row's precision."""
+    for row in rows:
+        per_image = flops.get(row.model)
+        if not per_image or not row.p50_ms:
+            continue
+        row.gflops = per_image * row.batch / (row.p50_ms / 1e3) / 1e9
+        top = peak.gflops.get(row.precision)
+        row.pct_peak = 100 * row.gflops / top if top else None
 
 
 def _failure(exc: BaseException) -> str:
     return "out of memory" if isinstance(exc, MemoryError) else f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
-def _measure_batch(
-    backends,
-    path: Path,
-    image: tuple[int, int, int],
-    config: SweepConfig,
-    batch: int,
-    flops,
-    machine,
-    providers_in_use,
-) -> list:
-    """Every backend at one batch size, measured in interleaved rounds.
+def _microseconds(samples_ns: np.ndarray) -> list[float]:
+    return [round(v / 1e3, 2) for v in samples_ns.tolist()]
 
-    On a shared machine the speed drifts over seconds; measuring backend after backend would
-    turn that drift into a difference between backends. Each backend instead gets
-    ``config.rounds`` turns, round-robin, and its samples from all turns are pooled, so all
-    backends see the same machine. The first call and the warm-up runs are kept apart.
+
+class _Group:
+    """Every backend at one batch size, and the reference, measured in interleaved rounds.
+
+    On a shared machine the speed changes from one millisecond to the next; measuring one thing
+    after another would turn that into a difference. Within a round the participants (the
+    backends and the reference) therefore take turns call by call, so neighbouring calls see
+    the same machine. Every call is kept, and each backend's row also keeps the reference's calls
+    of the same rounds. The first call and the warm-up runs are timed apart.
     """
-    rows = {b.name: Row(path.name, b.name, config.provider, batch) for b in backends}
-    x = np.random.default_rng(batch).random((batch, *image), dtype=np.float32)
-    prepared = {}
-    for backend in backends:
-        try:
-            prepared[backend.name] = backend.prepare(x)
-            providers_in_use.update(prepared[backend.name].providers)
-        except Exception as exc:  # noqa: BLE001 - one failing batch size is a row, not the end
-            rows[backend.name].error = _failure(exc)
-            logger.warning("%s %s batch %d failed: %s", path.name, backend.name, batch, rows[backend.name].error)
-    rounds = max(1, config.rounds)
-    iters = None if config.iters is None else -(-config.iters // rounds)
-    seconds = None if config.seconds is None else config.seconds / rounds
-    pooled: dict[str, Timings] = {}
-    for turn in range(rounds):
-        for name, ready in list(prepared.items()):
+
+    def __init__(self, backends, reference: Reference | None, path: Path, inp: ModelInput, config, batch, providers):
+        self.config, self.batch, self.path = config, batch, path
+        self.rows = {b.name: Row(path.name, b.name, config.provider, batch, b.precision) for b in backends}
+        self.ready: dict[str, Callable[[], object]] = {}
+        self.first: dict[str, Timings] = {}
+        self.samples: dict[str, list[np.ndarray]] = {}
+        self.reference = Reference.name
+        x = np.random.default_rng(batch).random((batch, *inp.image), dtype=np.float32)
+        for backend in backends:
             try:
-                t = measure(ready.run, warmup=config.warmup if turn == 0 else 1, iters=iters, seconds=seconds)
-            except Exception as exc:  # noqa: BLE001
-                rows[name].error = _failure(exc)
-                logger.warning("%s %s batch %d failed: %s", path.name, name, batch, rows[name].error)
-                del prepared[name]
-                pooled.pop(name, None)
-                continue
-            if name not in pooled:
-                pooled[name] = t
-            else:
-                pooled[name].samples_ns = np.concatenate([pooled[name].samples_ns, t.samples_ns])
-    for name, timings in pooled.items():
-        _fill(rows[name], timings, batch, flops, machine)
-    return list(rows.values())
+                prepared = backend.prepare(x)
+                providers.update(prepared.providers)
+                self._start(backend.name, prepared.run, config.warmup)
+            except Exception as exc:  # noqa: BLE001 - one failing batch size is a row, not the end
+                self._fail(backend.name, exc)
+        self.ref_batch = None
+        if self.ready and reference is not None:
+            try:
+                target = min(self._estimate(name) for name in self.ready)
+                known = config.reference_batches.get((path.name, batch))
+                self.ref_batch = known or reference.calibrate(target / 1e6)
+                self._start(reference.name, reference.prepare(self.ref_batch).run, 2)
+            except Exception as exc:  # noqa: BLE001 - latencies stand without the reference
+                logger.warning("%s batch %d: the reference workload failed: %s", path.name, batch, _failure(exc))
+        total_ns = sum(self._estimate(name) for name in self.ready) or 1.0
+        if config.iters is not None:
+            self.cycles = math.ceil(config.iters / config.rounds)
+        else:
+            budget_ns = len(self.ready) * (config.seconds or 1.0) / config.rounds * 1e9
+            self.cycles = max(1, round(budget_ns / total_ns))
+        self.cap_s = ROUND_CAP * self.cycles * total_ns / 1e9
+
+    def _estimate(self, name: str) -> float:
+        return max(float(self.first[name].samples_ns.min()), 1.0)
+
+    def _start(self, name: str, run: Callable[[], object], warmup: int) -> None:
+        self.first[name] = measure(run, warmup=warmup, iters=ESTIMATE_ITERS)
+        self.ready[name] = run
+        self.samples[name] = []
+
+    def _fail(self, name: str, exc: BaseException) -> None:
+        if name == self.reference:
+            logger.warning("%s batch %d: the reference workload failed: %s", self.path.name, self.batch, exc)
+        else:
+            self.rows[name].error = _failure(exc)
+            logger.warning("%s %s batch %d failed: %s", self.path.name, name, self.batch, self.rows[name].error)
+        for table in (self.ready, self.samples):
+            table.pop(name, None)
+
+    def _round(self, turn: int) -> None:
+        names = list(self.ready)
+        names = names[turn % len(names) :] + names[: turn % len(names)]
+        samples, errors = measure_interleaved({n: self.ready[n] for n in names}, self.cycles, self.cap_s)
+        for name, exc in errors.items():
+            self._fail(name, exc)
+        for name, values in samples.items():
+            self.samples[name].append(values)
+        if self.reference not in samples:
+            return
+        ref_us = _microseconds(samples[self.reference])
+        for name, row in self.rows.items():
+            if name in samples:
+                row.round_us.append(_microseconds(samples[name]))
+                row.ref_round_us.append(ref_us)
+
+    def measure(self, more_rounds: Callable[[list[Row]], bool] | None) -> list[Row]:
+        config = self.config
+        limit = max(config.rounds, config.max_rounds or config.rounds)
+        chunk = max(5, config.rounds // 2)
+        turn = 0
+        while any(name in self.rows for name in self.ready):
+            self._round(turn)
+            turn += 1
+            if turn >= limit:
+                break
+            if turn >= config.rounds and (turn - config.rounds) % chunk == 0:
+                live = [self._filled(r) for r in self.rows.values() if r.error is None]
+                if more_rounds is None or not more_rounds(live):
+                    break
+                logger.info("%s batch %d: undecided after %d rounds, measuring more", self.path.name, self.batch, turn)
+        return [self._filled(row) for row in self.rows.values()]
+
+    def _filled(self, row: Row) -> Row:
+        row.ref_batch = self.ref_batch
+        chunks = self.samples.get(row.backend)
+        if row.error is None and chunks:
+            first = self.first[row.backend]
+            timings = Timings(first.first_ns, first.warmup_ns, np.concatenate(chunks))
+            stats = LatencyStats.from_timings(timings, self.batch)
+            for key in (
+                "iters",
+                "first_ms",
+                "mean_ms",
+                "p50_ms",
+                "p90_ms",
+                "p99_ms",
+                "max_ms",
+                "ms_per_img",
+                "imgs_per_s",
+            ):
+                setattr(row, key, getattr(stats, key))
+        return row

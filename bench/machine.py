@@ -1,10 +1,8 @@
-"""What machine a benchmark ran on, and how fast it is at plain fp32 matrix work.
+"""What machine a benchmark ran on: CPU model and flags, cores, library versions, settings.
 
-The SGEMM figure (numpy matmul, GFLOP/s) is measured in the same run as the models (before
-and after the sweep; the higher counts as the peak, since a shared machine drifts), so
-latencies can be normalised: ``latency x GFLOP/s`` is comparable across machines of different
-speed, and ``model GFLOP/s achieved / SGEMM GFLOP/s`` says how close to the machine's peak a
-backend runs.
+A baseline stores this; a comparison names every difference (:func:`differences`). How fast the
+machine is lives elsewhere: its GEMM peak in :mod:`.peak`, its speed of the moment in the
+reference workload (:mod:`.reference`).
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +19,9 @@ FLAGS_OF_INTEREST = (
     "avx2",
     "fma",
     "avx512f",
+    "avx512bw",
     "avx512_vnni",
+    "avx512_fp16",
     "avx512_bf16",
     "avx_vnni",
     "amx_tile",
@@ -53,23 +52,7 @@ def cpu_info() -> dict:
     }
 
 
-def sgemm_gflops(n: int = 1024, seconds: float = 1.0, threads_note: str | None = None) -> float:
-    """Median fp32 matmul throughput of numpy (GFLOP/s) over ``seconds`` of n x n products."""
-    rng = np.random.default_rng(0)
-    a = rng.random((n, n), dtype=np.float32)
-    b = rng.random((n, n), dtype=np.float32)
-    for _ in range(3):
-        a @ b
-    samples = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(samples) < 5:
-        start = time.perf_counter_ns()
-        a @ b
-        samples.append(time.perf_counter_ns() - start)
-    return 2 * n**3 / (float(np.median(samples)) / 1e9) / 1e9
-
-
-def environment(threads: int | None, providers: list[str] | None = None) -> dict:
+def environment(threads: int | None, provider: str = "cpu", providers: list[str] | None = None) -> dict:
     import onnxruntime as ort
 
     return {
@@ -79,7 +62,40 @@ def environment(threads: int | None, providers: list[str] | None = None) -> dict
         "numpy": np.__version__,
         "onnxruntime": ort.__version__,
         "onnxruntime_providers": ort.get_available_providers(),
+        "provider": provider,
         "providers_in_use": providers or [],
         "threads": threads,
         "platform": platform.platform(),
     }
+
+
+#: What a comparison names when a baseline's differs: (label, path into the environment).
+COMPARED = (
+    ("CPU", ("cpu", "model")),
+    ("CPU flags", ("cpu", "flags")),
+    ("cores", ("cpu", "cores")),
+    ("onnxruntime", ("onnxruntime",)),
+    ("threads", ("threads",)),
+    ("provider", ("provider",)),
+)
+
+
+def _get(env: dict, path: tuple[str, ...]):
+    for key in path:
+        env = env.get(key) if isinstance(env, dict) else None
+    return env
+
+
+def differences(baseline: dict, current: dict) -> list[str]:
+    """One line per setting in which the baseline's environment differs from this one."""
+    lines = []
+    for label, path in COMPARED:
+        before, now = _get(baseline, path), _get(current, path)
+        if before != now:
+            if isinstance(before, list) and isinstance(now, list):
+                gone, new = sorted(set(before) - set(now)), sorted(set(now) - set(before))
+                change = ", ".join([*(f"-{f}" for f in gone), *(f"+{f}" for f in new)]) or "order"
+                lines.append(f"environment differs: {label}: {change} (baseline {' '.join(before)})")
+            else:
+                lines.append(f"environment differs: {label}: baseline {before}, now {now}")
+    return lines

@@ -27,16 +27,26 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _peak_line(machine: dict) -> str:
+    peak = machine.get("peak") or {}
+    parts = []
+    if peak.get("fp32_gflops"):
+        parts.append(f"fp32 {peak['fp32_gflops']:g} GFLOP/s")
+    if peak.get("int8_gops"):
+        parts.append(f"int8 {peak['int8_gops']:g} GOP/s")
+    return f"% peak is of this machine's peak in the row's precision ({', '.join(parts) or 'not measured'}): " + (
+        peak.get("source") or "-"
+    )
+
+
 def markdown(report: dict) -> str:
-    """A table per model: every backend and batch, with the edgerun/peer ratio per batch."""
-    env, machine = report["environment"], report["machine"]
+    """A table per model: every backend and batch with its precision, and the edgerun/peer ratio per batch."""
+    env = report["environment"]
     cpu = env["cpu"]
     flags = ", ".join(cpu["flags"]) or "no SIMD flags"
     lines = [
         f"Measured {env['date']} on {cpu['model']} ({cpu['cores']} cores; {flags}), "
-        f"onnxruntime {env['onnxruntime']}, {env['threads']} threads, "
-        f"fp32 SGEMM peak {machine['sgemm_gflops']} GFLOP/s "
-        f"(before/after the sweep: {' / '.join(str(v) for v in machine.get('sgemm_samples', []))}).",
+        f"onnxruntime {env['onnxruntime']}, {env['threads']} threads. " + _peak_line(report["machine"]) + ".",
         "",
     ]
     by_model: dict[str, list[dict]] = defaultdict(list)
@@ -47,18 +57,21 @@ def markdown(report: dict) -> str:
         lines += [
             f"### {model}",
             "",
-            "| backend | batch | p50 ms | p90 ms | p99 ms | ms/img | img/s | GFLOP/s | % peak | edgerun/peer |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| backend | precision | batch | p50 ms | p90 ms | p99 ms | ms/img | img/s | G(FL)OP/s | % peak "
+            "| edgerun/peer |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in rows:
+            precision = r.get("precision", "")
             if r["error"]:
-                lines.append(f"| {r['backend']} | {r['batch'] or '-'} | {r['error']} | | | | | | | |")
+                lines.append(f"| {r['backend']} | {precision} | {r['batch'] or '-'} | {r['error']} | | | | | | | |")
                 continue
             ratio = ours.get(r["batch"]) / r["p50_ms"] if r["backend"] != "edgerun" and ours.get(r["batch"]) else None
             lines.append(
-                f"| {r['backend']} | {r['batch']} | {_fmt(r['p50_ms'], '.3f')} | {_fmt(r['p90_ms'], '.3f')} | "
-                f"{_fmt(r['p99_ms'], '.3f')} | {_fmt(r['ms_per_img'], '.3f')} | {_fmt(r['imgs_per_s'], '.0f')} | "
-                f"{_fmt(r['gflops'], '.1f')} | {_fmt(r['pct_peak'], '.0f')} | {_fmt(ratio, '.2f')} |"
+                f"| {r['backend']} | {precision} | {r['batch']} | {_fmt(r['p50_ms'], '.3f')} | "
+                f"{_fmt(r['p90_ms'], '.3f')} | {_fmt(r['p99_ms'], '.3f')} | {_fmt(r['ms_per_img'], '.3f')} | "
+                f"{_fmt(r['imgs_per_s'], '.0f')} | {_fmt(r['gflops'], '.1f')} | {_fmt(r['pct_peak'], '.0f')} | "
+                f"{_fmt(ratio, '.2f')} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -153,6 +166,7 @@ def plot(report: dict, model: str, path: Path, protected: Protected | None = Non
     )
     thr = _Axes(canvas, (690, 70, 1170, 470), xs, [r["imgs_per_s"] for r in rows], "throughput", "img/s")
     backends = list(dict.fromkeys(r["backend"] for r in rows))
+    precisions = {r["backend"]: r.get("precision", "") for r in rows}
     for i, backend in enumerate(backends):
         color = COLORS[i % len(COLORS)]
         series = sorted((r for r in rows if r["backend"] == backend), key=lambda r: r["batch"])
@@ -170,7 +184,8 @@ def plot(report: dict, model: str, path: Path, protected: Protected | None = Non
                 cv2.circle(canvas, p, 3, color, -1, cv2.LINE_AA)
         ly, lx = 560, 90 + i * 180
         cv2.line(canvas, (lx, ly), (lx + 30, ly), color, 3)
-        cv2.putText(canvas, backend, (lx + 38, ly + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        label = f"{backend} ({precisions[backend]})" if precisions[backend] else backend
+        cv2.putText(canvas, label, (lx + 38, ly + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     env = report["environment"]
     cv2.putText(
         canvas,

@@ -1,13 +1,15 @@
-"""Latency statistics of one benchmark row.
+"""Statistics: the latency figures of one benchmark row, and the change of a per-round ratio.
 
 Percentiles come from :func:`edgerun.runtime.timing.percentile_ms`, the one place they are
 computed (numpy's linear interpolation between closest ranks). Warm-up runs and the first run
-are never part of them.
+are never part of them. :func:`ratio_change` is what the CI gate decides on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from edgerun.runtime.timing import Timings, percentile_ms
 
@@ -41,3 +43,100 @@ class LatencyStats:
             ms_per_img=p50 / batch,
             imgs_per_s=batch / (p50 / 1e3) if p50 > 0 else 0.0,
         )
+
+
+#: The low percentile of all calls (pooled over rounds) that a run's speed is read from: on a shared
+#: machine most calls wait for a core at some point, and the fast tail is the code's own speed.
+POOLED_QUANTILE = 10
+RESAMPLES = 2000
+
+
+#: The quantile method: the smallest value with at least q% of calls at or below it (no interpolation),
+#: so that the bootstrap, which reweights rounds, reads it from one sorted array.
+QUANTILE_METHOD = "inverted_cdf"
+
+
+def pooled_ratio(model_rounds: list[np.ndarray], ref_rounds: list[np.ndarray], q: float = POOLED_QUANTILE) -> float:
+    """The ``q``-th percentile of the model's calls over that of the reference's, all rounds pooled."""
+    model = np.percentile(np.concatenate(model_rounds), q, method=QUANTILE_METHOD)
+    ref = np.percentile(np.concatenate(ref_rounds), q, method=QUANTILE_METHOD)
+    return float(model / ref)
+
+
+def _resampled_quantiles(rounds: list[np.ndarray], picks: np.ndarray, q: float) -> np.ndarray:
+    """The pooled ``q``-th percentile for every resample of rounds (``picks``: [resamples, rounds] indexes).
+
+    A resample is a multiset of rounds, so each call weighs as often as its round was drawn; the
+    weighted inverted-CDF percentile of all resamples is read at once from one sorted array of calls.
+    """
+    values = np.concatenate(rounds)
+    owner = np.repeat(np.arange(len(rounds)), [len(r) for r in rounds])
+    order = np.argsort(values, kind="stable")
+    values, owner = values[order], owner[order]
+    counts = np.zeros((picks.shape[0], len(rounds)), dtype=np.float32)
+    np.add.at(counts, (np.arange(picks.shape[0])[:, None], picks), 1.0)
+    target = (counts @ np.bincount(owner, minlength=len(rounds)).astype(np.float32)) * (q / 100.0) - 1e-3
+    # A low percentile lies among the lowest calls: accumulate a prefix, the rest only where it falls short.
+    prefix = min(values.size, max(256, int(values.size * 2 * q / 100.0)))
+    out = np.empty(picks.shape[0])
+    cumulative = np.cumsum(counts[:, owner[:prefix]], axis=1)
+    reached = cumulative[:, -1] >= target
+    out[reached] = values[np.argmax(cumulative[reached] >= target[reached, None], axis=1)]
+    if not reached.all():
+        cumulative = np.cumsum(counts[~reached][:, owner], axis=1)
+        out[~reached] = values[np.argmax(cumulative >= target[~reached, None], axis=1)]
+    return out
+
+
+@dataclass(frozen=True)
+class RatioChange:
+    """How much the model / reference ratio changed from a baseline: ``estimate`` and its interval.
+
+    Values are relative changes (0.12 is 12% slower); ``low``/``high`` bound the
+    ``confidence`` interval. ``rounds`` counts the rounds behind the baseline and the current figure.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    rounds: tuple[int, int]
+
+
+def _resampled(model_rounds, ref_rounds, rng, resamples: int, q: float) -> np.ndarray:
+    picks = rng.integers(0, len(model_rounds), (resamples, len(model_rounds)))
+    return _resampled_quantiles(model_rounds, picks, q) / _resampled_quantiles(ref_rounds, picks, q)
+
+
+def ratio_change(
+    baseline: tuple[list[np.ndarray], list[np.ndarray]],
+    current: tuple[list[np.ndarray], list[np.ndarray]],
+    confidence: float = 0.95,
+    resamples: int = RESAMPLES,
+    q: float = POOLED_QUANTILE,
+    seed: int = 0,
+) -> RatioChange:
+    """Change of the pooled model / reference ratio from ``baseline`` to ``current``, with its interval.
+
+    Each side is (model calls per round, reference calls per round), in nanoseconds. The
+    interval is a two-sample percentile bootstrap over rounds: each resample draws whole rounds
+    with replacement (a round's model and reference calls stay together, as they were measured
+    side by side), within the baseline and within the current run separately. The seed is
+    fixed, so the same rounds always give the same interval.
+    """
+    for side, (model, ref) in (("baseline", baseline), ("current", current)):
+        if len(model) < 2 or len(model) != len(ref):
+            raise ValueError(f"the {side} needs 2 or more rounds of model and reference calls, got {len(model)}")
+    rng = np.random.default_rng(seed)
+    a = _resampled(*baseline, rng, resamples, q)
+    b = _resampled(*current, rng, resamples, q)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(np.log(b) - np.log(a), [tail, 100 - tail])
+    estimate = pooled_ratio(*current, q) / pooled_ratio(*baseline, q)
+    return RatioChange(
+        float(estimate - 1),
+        float(np.expm1(low)),
+        float(np.expm1(high)),
+        confidence,
+        (len(baseline[0]), len(current[0])),
+    )

@@ -214,7 +214,7 @@ def step_sweep(paths: list[Path], out: Path, seconds: float) -> dict:
         "table": str(out / "latency.md"),
         "json": str(out / "latency.json"),
         "plots": plots,
-        "sgemm_gflops": report["machine"]["sgemm_gflops"],
+        "peak_gflops": report["machine"]["peak"]["fp32_gflops"],
     }
 
 

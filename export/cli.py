@@ -28,7 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-data", type=Path, help="directory of images or IDX files for --int8")
     p.add_argument("--calib-samples", type=positive_int, default=200, help="calibration images (default 200)")
     p.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (for GPUs)")
-    p.add_argument("--tflite", action="store_true", help="also write NAME.tflite (the bench's TFLite peer)")
+    p.add_argument(
+        "--tflite",
+        action="store_true",
+        help="also write NAME.tflite (the bench's TFLite peer); with --int8 also NAME.int8.tflite, "
+        "full-integer, calibrated on the same images as NAME.int8.onnx",
+    )
     p.add_argument("--data-dir", type=Path, help="test data for the parity gate (default: the card's files)")
     p.add_argument("--labels", type=Path, help="class names, one per line (default: the card's or the registry's)")
     p.add_argument(
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             size, diff = export_tflite(keras_model, tflite, cases["batch 8"])
             lines.append(f"wrote     {tflite}  ({size / 1e6:.2f} MB, max |dprob| vs Keras {diff:.2e} at batch 8)")
         if args.int8:
-            lines.extend(_int8(out, args, exported.metadata))
+            lines.extend(_int8(out, args, exported.metadata, keras_model, cases["batch 8"]))
         if args.fp16:
             from .quantize import convert_fp16
 
@@ -121,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _int8(out: Path, args, metadata) -> list[str]:
+def _int8(out: Path, args, metadata, keras_model, check_batch) -> list[str]:
     from .quantize import evaluate, load_calibration, quantize_int8, restamp
 
     calib, evaluation = load_calibration(args.calib_data, metadata.classes, args.calib_samples)
@@ -156,6 +161,27 @@ def _int8(out: Path, args, metadata) -> list[str]:
     for batch in before.p50_ms:
         b, a = before.p50_ms[batch], after.p50_ms[batch]
         lines.append(f"latency   batch {batch}: fp32 {b:.3f} ms  int8 {a:.3f} ms  ({b / a:.2f}x, CPU p50)")
+    if args.tflite:
+        lines.extend(_tflite_int8(out, keras_model, calib, evaluation, check_batch))
+    return lines
+
+
+def _tflite_int8(out: Path, keras_model, calib, evaluation, check_batch) -> list[str]:
+    """NAME.int8.tflite from the same calibration images as NAME.int8.onnx."""
+    import numpy as np
+
+    from .tflite import accuracy_tflite, export_tflite_int8
+
+    target = out.with_name(f"{out.stem}.int8.tflite")
+    check = check_batch if evaluation is None else np.concatenate([check_batch, evaluation.inputs[:500]])
+    size, agreement = export_tflite_int8(keras_model, target, calib.inputs, check)
+    lines = [
+        f"wrote     {target}  ({size / 1e6:.2f} MB, full-integer int8, same calibration images; "
+        f"top class as Keras on {agreement:.1%} of {len(check)} images)"
+    ]
+    if evaluation is not None and evaluation.labels is not None:
+        accuracy = accuracy_tflite(target, evaluation.inputs, evaluation.labels)
+        lines.append(f"accuracy  int8 TFLite {accuracy:.4f} ({len(evaluation.labels)} labelled images)")
     return lines
 
 

@@ -40,7 +40,9 @@ def entry(path: Path) -> dict:
     """The manifest entry of one model file."""
     item = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
     if path.suffix != ".onnx":
-        item["twin_of"] = path.name.split(".")[0]
+        parts = path.name.split(".")
+        item["twin_of"] = parts[0]
+        item["variant"] = parts[1] if len(parts) > 2 else "fp32"  # NAME.int8.tflite: the int8 twin
         return item
     import onnx
 

@@ -106,3 +106,31 @@ class Reservoir:
         if not self.values:
             return None
         return percentile(self.values, q)
+
+
+def measure_interleaved(
+    fns: dict[str, Callable[[], object]], iters: int, max_seconds: float | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Exception]]:
+    """Time several callables in turn, one call each per cycle, for ``iters`` cycles.
+
+    Calls of different callables sit microseconds apart, so a machine that slows down for a
+    moment slows all of them alike. ``max_seconds`` stops early after that long (at least one
+    cycle). A callable that raises is dropped from the cycle and its exception returned.
+    """
+    samples: dict[str, list[int]] = {name: [] for name in fns}
+    errors: dict[str, Exception] = {}
+    live = dict(fns)
+    cap = None if max_seconds is None else time.perf_counter_ns() + int(max_seconds * 1e9)
+    for _ in range(max(1, iters)):
+        for name, fn in list(live.items()):
+            start = time.perf_counter_ns()
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - reported per callable; the others go on
+                errors[name] = exc
+                del live[name]
+                continue
+            samples[name].append(time.perf_counter_ns() - start)
+        if not live or (cap is not None and time.perf_counter_ns() >= cap):
+            break
+    return {n: np.asarray(s, dtype=np.int64) for n, s in samples.items() if n in live}, errors

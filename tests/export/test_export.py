@@ -65,6 +65,30 @@ def test_int8_keeps_accuracy(trained_mnist, mnist_dir):
     assert abs(fp32.accuracy - int8.accuracy) <= 0.01
 
 
+def test_int8_tflite_twin_is_full_integer_and_keeps_accuracy(trained_mnist, mnist_dir):
+    """--tflite with --int8 writes NAME.int8.tflite from the same calibration images as the int8 ONNX."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgerun.bench.backends import tflite_precision
+    from edgerun.export.quantize import load_calibration
+    from edgerun.export.tflite import accuracy_tflite
+
+    path = trained_mnist["int8_tflite"]
+    interpreter = Interpreter(str(path))
+    assert tflite_precision(interpreter) == "int8"
+    assert tflite_precision(Interpreter(str(trained_mnist["tflite"]))) == "fp32"
+    dtypes = {t["name"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32  # float in and out, as the int8 ONNX
+    weights = [n for n in dtypes if n.endswith("/convolution") or n.endswith("/MatMul")]
+    pooled = [n for n in dtypes if "max_pooling" in n.lower()]
+    assert weights and all(dtypes[n] == np.int8 for n in weights)  # integer weights...
+    assert pooled and all(dtypes[n] == np.int8 for n in pooled)  # ...and integer activations
+    meta = read_metadata(onnx.load(str(trained_mnist["onnx"])))
+    _, evaluation = load_calibration(mnist_dir, meta, samples=100)
+    fp32 = accuracy_tflite(trained_mnist["tflite"], evaluation.inputs, evaluation.labels)
+    assert abs(accuracy_tflite(path, evaluation.inputs, evaluation.labels) - fp32) <= 0.01
+
+
 def test_parity_gate_catches_a_different_model(trained_mnist, tmp_path):
     """Compare the export against a Keras model with other weights: the gate must fail."""
     from edgerun.train.models import create_model
