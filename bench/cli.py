@@ -201,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return pipeline_benchmark(args.pipeline, args.models[0], args.batch[0], args.threads, args.json, args.spin)
 
-    from .harness import SweepConfig, run_sweep
     from edgerun.runtime.outputs import write_text
 
+    from .harness import SweepConfig, run_sweep
     from .report import markdown, write_json
 
     seconds = None if args.iters else (args.seconds or ROUND_SECONDS * args.rounds)
