@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerun.runtime.model import Model, SessionConfig
+from edgerun.runtime.model import Model, SessionConfig, guess_layout
 from edgerun.runtime.modelfile import check_model_file
 
 PEERS = ("ort-raw", "tflite", "opencv", "keras")
@@ -100,8 +100,8 @@ class OrtRawBackend(Backend):
         self.input = self.session.get_inputs()[0]
 
     def prepare(self, x: np.ndarray) -> Prepared:
-        shape = self.input.shape
-        feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if shape[1] in (1, 3) and shape[3] not in (1, 3) else x
+        nchw = guess_layout(list(self.input.shape)) == "NCHW"  # the runtime's one layout guess
+        feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if nchw else x
         session, name = self.session, self.input.name
         return Prepared(lambda: session.run(None, {name: feed}), self.session.get_providers())
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerun.runtime.files import sha256_file
+from edgerun.runtime.metadata import ANY_SIZE_PROBE
 from edgerun.runtime.model import SessionConfig, default_threads
 from edgerun.runtime.timing import Timings, measure, measure_interleaved
 
@@ -31,7 +32,6 @@ from .stats import LatencyStats
 logger = logging.getLogger(__name__)
 
 SCHEMA = 2
-FCN_BENCH_SIZE = (308, 336)  # the book's scene size, for models of any input size
 STAT_FIELDS = ("iters", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "ms_per_img", "imgs_per_s")
 ESTIMATE_ITERS = 5  # timed runs after the warm-up; the fastest sizes the rounds and the reference
 #: A round's planned cycles are cut off after this many times its planned time (a very busy machine).
@@ -92,7 +92,7 @@ class ModelInput:
     precision: str
 
 
-def _model_input(path: Path) -> ModelInput:
+def model_input(path: Path) -> ModelInput:
     """The input comes from the runtime's own reading of the model (metadata, or the shape of a
     foreign one). The opset, and a foreign model's precision, need the onnx package: without it
     the opset is None and a foreign model counts as fp32."""
@@ -100,7 +100,7 @@ def _model_input(path: Path) -> ModelInput:
 
     model = Model.load(path, SessionConfig(provider="cpu", threads=1))
     meta = model.metadata
-    dynamic = FCN_BENCH_SIZE if None in meta.preprocessing.size else None
+    dynamic = ANY_SIZE_PROBE if None in meta.preprocessing.size else None
     h, w = dynamic or meta.preprocessing.size
     kind = meta.variant if not model.foreign and meta.variant in ("fp32", "int8", "fp16") else "fp32"
     try:
@@ -134,7 +134,7 @@ def run_sweep(
     providers_in_use: set[str] = set()
     for path in config.models:
         name = path.name
-        inp = _model_input(path)
+        inp = model_input(path)
         try:
             flops = flops_per_image(path, inp.dynamic)
         except ImportError:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgerun.runtime.model import SessionConfig, _session_options
+from edgerun.runtime.model import SessionConfig, session_options
 
 SIZES = (256, 512)
 
@@ -70,7 +70,7 @@ class Peak:
             import onnxruntime as ort
 
             session = ort.InferenceSession(
-                matmul_graph(n, precision), _session_options(self.config), providers=["CPUExecutionProvider"]
+                matmul_graph(n, precision), session_options(self.config), providers=["CPUExecutionProvider"]
             )
             feed = {"x": np.random.default_rng(1).random((n, n), dtype=np.float32)}
             for _ in range(3):

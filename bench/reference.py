@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-from edgerun.runtime.model import SessionConfig, _session_options
+from edgerun.runtime.model import SessionConfig, session_options
 from edgerun.runtime.timing import measure
 
 from .backends import Prepared
@@ -80,7 +80,7 @@ class Reference:
         providers = ["CPUExecutionProvider"]
         if config.provider == "cuda":
             providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(reference_graph(), _session_options(config), providers=providers)
+        self.session = ort.InferenceSession(reference_graph(), session_options(config), providers=providers)
 
     def prepare(self, batch: int) -> Prepared:
         x = np.random.default_rng(batch).random((batch, 1, 28, 28), dtype=np.float32)

@@ -189,10 +189,9 @@ def compare_variants(path: Path, variants: list[Path], results: list[BatchResult
 
 def input_shape(path: Path) -> tuple[int, int, int]:
     """(height, width, channels) per image, as the bench feeds it."""
-    from .harness import _image_input
+    from .harness import model_input
 
-    image, _, _ = _image_input(path)
-    return image
+    return model_input(path).image
 
 
 def tune(path: Path, config: TuneConfig) -> list[BatchResult]:

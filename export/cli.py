@@ -170,17 +170,23 @@ def _tflite_int8(out: Path, keras_model, calib, evaluation, check_batch) -> list
     """NAME.int8.tflite from the same calibration images as NAME.int8.onnx."""
     import numpy as np
 
+    from edgerun.runtime.model import Model, SessionConfig
+
+    from .quantize import model_inputs
     from .tflite import accuracy_tflite, export_tflite_int8
 
+    # the inputs the runtime itself makes of the images (Model.prepare), as for the int8 ONNX file
+    fp32 = Model.load(out, SessionConfig(provider="cpu"))
+    eval_inputs = None if evaluation is None else model_inputs(fp32, evaluation.frames)
     target = out.with_name(f"{out.stem}.int8.tflite")
-    check = check_batch if evaluation is None else np.concatenate([check_batch, evaluation.inputs[:500]])
-    size, agreement = export_tflite_int8(keras_model, target, calib.inputs, check)
+    check = check_batch if eval_inputs is None else np.concatenate([check_batch, eval_inputs[:500]])
+    size, agreement = export_tflite_int8(keras_model, target, model_inputs(fp32, calib.frames), check)
     lines = [
         f"wrote     {target}  ({size / 1e6:.2f} MB, full-integer int8, same calibration images; "
         f"top class as Keras on {agreement:.1%} of {len(check)} images)"
     ]
     if evaluation is not None and evaluation.labels is not None:
-        accuracy = accuracy_tflite(target, evaluation.inputs, evaluation.labels)
+        accuracy = accuracy_tflite(target, eval_inputs, evaluation.labels)
         lines.append(f"accuracy  int8 TFLite {accuracy:.4f} ({len(evaluation.labels)} labelled images)")
     return lines
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerun.runtime.metadata import ANY_SIZE_PROBE
+
 logger = logging.getLogger(__name__)
 
 FP32_TOLERANCE = 1e-5
-FCN_SCENE = (308, 336)
 
 
 class ParityError(Exception):
@@ -113,8 +114,8 @@ def parity_inputs(metadata, card: dict, data_dir=None, seed: int = 0) -> tuple[d
     x = (digits.astype(np.float32) * np.float32(pre.scale))[..., None]
     cases = {"batch 1": x[:1], "batch 8": x[:8]}
     if metadata.task == "localize":
-        scene = _scene(digits, FCN_SCENE, rng).astype(np.float32) * np.float32(pre.scale)
-        cases[f"scene {FCN_SCENE[0]}x{FCN_SCENE[1]}"] = scene[None, :, :, None]
+        scene = _scene(digits, ANY_SIZE_PROBE, rng).astype(np.float32) * np.float32(pre.scale)
+        cases[f"scene {ANY_SIZE_PROBE[0]}x{ANY_SIZE_PROBE[1]}"] = scene[None, :, :, None]
     return cases, source
 
 

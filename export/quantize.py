@@ -20,7 +20,7 @@ import numpy as np
 
 from edgerun.runtime.frames import Frame, SourceError
 from edgerun.runtime.images import IMAGE_SUFFIXES, read_image
-from edgerun.runtime.metadata import ModelMetadata, read_metadata
+from edgerun.runtime.metadata import ANY_SIZE_PROBE, ModelMetadata, read_metadata
 from edgerun.runtime.model import Model, SessionConfig
 from edgerun.runtime.progress import progress_bar
 from edgerun.runtime.timing import measure
@@ -216,7 +216,7 @@ def evaluate(path: Path, evaluation: LabelledInputs | None, batches=(1, 8), seco
         predicted = np.array([r.class_id for r in model.predict(evaluation.frames, batch=256)])
         accuracy = float(np.mean(predicted == evaluation.labels))
     shape = model.metadata.preprocessing.size
-    h, w = (28, 28) if None in shape else shape
+    h, w = ANY_SIZE_PROBE if None in shape else shape
     channels = model.input_channels
     p50 = {}
     for batch in batches:

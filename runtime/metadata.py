@@ -17,6 +17,9 @@ SCHEMA_KEY = "edgerun.schema"
 PREFIX = "edgerun."
 
 TASKS = ("classify", "localize")
+
+#: The input size used to measure or check a model that takes any size (the book's 308x336 scene).
+ANY_SIZE_PROBE = (308, 336)
 OUTPUT_KINDS = ("probabilities", "logits")
 
 

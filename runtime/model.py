@@ -94,7 +94,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         raise ModelError(f"{name_or_path!r} is neither a file nor a bundled model: {exc}") from None
 
 
-def _session_options(config: SessionConfig):
+def session_options(config: SessionConfig):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -284,7 +284,7 @@ class Model:
             on_cpu = plan.providers[0] == "CPUExecutionProvider"
             config, _ = tuned_config(path, batch, config, provider="cpu" if on_cpu else "cuda", keep=keep)
         try:
-            session = ort.InferenceSession(str(path), sess_options=_session_options(config), providers=plan.providers)
+            session = ort.InferenceSession(str(path), sess_options=session_options(config), providers=plan.providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             raise ModelError(_load_failure(path, str(exc))) from exc
         verify_providers(plan, session.get_providers())

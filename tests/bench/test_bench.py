@@ -94,10 +94,11 @@ def test_missing_peer_is_skipped_with_a_message(tmp_path, tiny_model):
     assert skipped[0]["error"].startswith("skipped: no fp32 TFLite twin")
 
 
-def test_int8_model_meets_int8_peers_only(trained_mnist, tmp_path):
+def test_int8_model_meets_int8_peers_only(mnist_cnn, tmp_path):
     """The int8 ONNX model is compared with the full-integer TFLite twin, never the fp32 one, nor Keras."""
+    int8 = mnist_cnn.with_name("mnist_cnn.int8.onnx")  # committed beside mnist_cnn.int8.tflite
     out = tmp_path / "r.json"
-    argv = [str(trained_mnist["int8"]), "--batch", "1", "--iters", "5", "--vs", "tflite,keras", "--json", str(out)]
+    argv = [str(int8), "--batch", "1", "--iters", "5", "--vs", "tflite,keras", "--json", str(out)]
     assert cli.main(argv) == 0
     rows = {r["backend"]: r for r in json.loads(out.read_text())["results"]}
     assert rows["edgerun"]["precision"] == "int8" and rows["edgerun"]["error"] is None
@@ -105,7 +106,7 @@ def test_int8_model_meets_int8_peers_only(trained_mnist, tmp_path):
     assert rows["keras"]["error"].startswith("skipped: Keras runs the fp32 model only")
     assert 0 < rows["edgerun"]["pct_peak"] <= 100  # of the int8 GEMM peak
     # an fp32 twin given by hand is refused, not compared
-    argv = [*argv[:-2], "--tflite", str(trained_mnist["tflite"]), "--json", str(out)]
+    argv = [*argv[:-2], "--tflite", str(mnist_cnn.with_suffix(".tflite")), "--json", str(out)]
     assert cli.main(argv) == 0
     rows = {r["backend"]: r for r in json.loads(out.read_text())["results"]}
     assert "is fp32 and the model is int8: not a fair peer" in rows["tflite"]["error"]
@@ -124,7 +125,7 @@ def test_int8_model_meets_int8_peers_only(trained_mnist, tmp_path):
         (["{model}", "--max-regression", "inf%"], "expected a finite percentage above 0"),
         (["{model}", "--max-regression", "0"], "expected a finite percentage above 0"),
         (["{model}", "--max-regression=-5%"], "expected a finite percentage above 0"),
-        (["{model}", "--save-baseline", "{model}"], "is one of this run's inputs"),
+        (["{model}", "--save-baseline", "{model}"], "is an input of this run"),
         (["{model}", "--save-baseline", "{tmp}/b.json", "--rounds", "3"], "need --rounds 5 or more"),
         (["{model}", "--iters", "0"], "expected a number of at least 1"),
         (["{model}", "--seconds", "-1"], "expected a number above 0"),

@@ -34,4 +34,5 @@ def trained_mnist(mnist_dir, tmp_path_factory) -> dict:
         "int8": out / "mnist_cnn.int8.onnx",
         "fp16": out / "mnist_cnn.fp16.onnx",
         "tflite": out / "mnist_cnn.tflite",
+        "int8_tflite": out / "mnist_cnn.int8.tflite",
     }

@@ -83,10 +83,14 @@ def test_int8_tflite_twin_is_full_integer_and_keeps_accuracy(trained_mnist, mnis
     pooled = [n for n in dtypes if "max_pooling" in n.lower()]
     assert weights and all(dtypes[n] == np.int8 for n in weights)  # integer weights...
     assert pooled and all(dtypes[n] == np.int8 for n in pooled)  # ...and integer activations
-    meta = read_metadata(onnx.load(str(trained_mnist["onnx"])))
-    _, evaluation = load_calibration(mnist_dir, meta, samples=100)
-    fp32 = accuracy_tflite(trained_mnist["tflite"], evaluation.inputs, evaluation.labels)
-    assert abs(accuracy_tflite(path, evaluation.inputs, evaluation.labels) - fp32) <= 0.01
+    from edgerun.export.quantize import model_inputs
+    from edgerun.runtime.model import Model
+
+    model = Model.load(trained_mnist["onnx"])
+    _, evaluation = load_calibration(mnist_dir, model.classes, samples=100)
+    inputs = model_inputs(model, evaluation.frames)
+    fp32 = accuracy_tflite(trained_mnist["tflite"], inputs, evaluation.labels)
+    assert abs(accuracy_tflite(path, inputs, evaluation.labels) - fp32) <= 0.01
 
 
 def test_parity_gate_catches_a_different_model(trained_mnist, tmp_path):
