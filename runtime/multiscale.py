@@ -47,6 +47,7 @@ class Candidate:
     center: tuple[float, float]  # x, y
     side: float  # the classifier window (28 px x scale) in picture pixels
     scale: float
+    probs: tuple[float, ...] | None = None  # mean class probabilities over the region
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -131,7 +132,8 @@ def heat_candidates(heat: np.ndarray, config: MultiScaleConfig = MultiScaleConfi
             total = float(weights.sum())
             cy, cx = float(ys @ weights) / total, float(xs @ weights) / total
             centre = (cx * config.stride + half, cy * config.stride + half)
-            found.append(Candidate(int(c), float(weights.max()), total, centre, float(config.window), 1.0))
+            probs = tuple(float(v) for v in heat[ys, xs].mean(axis=0))
+            found.append(Candidate(int(c), float(weights.max()), total, centre, float(config.window), 1.0, probs))
     return found
 
 
@@ -150,7 +152,8 @@ def suppress(candidates: Sequence[Candidate], radius_factor: float = 0.5) -> lis
 def _to_picture(cand: Candidate, x0: float, y0: float, scale: float) -> Candidate:
     """A candidate found in a crop resampled by 1/scale whose origin is (x0, y0) in the picture."""
     cx, cy = cand.center
-    return Candidate(cand.class_id, cand.score, cand.mass, (x0 + cx * scale, y0 + cy * scale), cand.side * scale, scale)
+    centre = (x0 + cx * scale, y0 + cy * scale)
+    return Candidate(cand.class_id, cand.score, cand.mass, centre, cand.side * scale, scale, cand.probs)
 
 
 def crop(ink: np.ndarray, center: tuple[float, float], size: tuple[int, int], scale: float) -> np.ndarray:
@@ -219,7 +222,7 @@ def localize_proposals(
         ox, oy = max(0, int(x1 - pad)), max(0, int(y1 - pad))
         region = ink[oy : int(y2 + pad), ox : int(x2 + pad)]
         found += [
-            Candidate(c.class_id, c.score, c.mass, (c.center[0] + ox, c.center[1] + oy), c.side, c.scale)
+            Candidate(c.class_id, c.score, c.mass, (c.center[0] + ox, c.center[1] + oy), c.side, c.scale, c.probs)
             for c in _pyramid_candidates(run, region, config)
         ]
     return suppress(found, config.radius_factor)
@@ -242,7 +245,7 @@ def _pyramid_candidates(run: Run, ink: np.ndarray, config: MultiScaleConfig) -> 
         sx, sy = w / sw, h / sh
         for c in heat_candidates(heat, config):
             cx, cy = c.center
-            found.append(Candidate(c.class_id, c.score, c.mass, (cx * sx, cy * sy), c.side * s, s))
+            found.append(Candidate(c.class_id, c.score, c.mass, (cx * sx, cy * sy), c.side * s, s, c.probs))
     return found
 
 
@@ -251,3 +254,60 @@ def localize_pyramid(run: Run, ink: np.ndarray, config: MultiScaleConfig = Multi
     if ink.ndim != 2:
         raise MultiScaleError(f"ink must be an HxW image, got shape {ink.shape}")
     return suppress(_pyramid_candidates(run, ink, config), config.radius_factor)
+
+
+def digit_crop(ink: np.ndarray, box: tuple[int, int, int, int], size: int = 28, fit: int = 20) -> np.ndarray:
+    """The ink inside ``box`` made like MNIST: longer side to ``fit`` px, padded to ``size``,
+    centred by centre of mass (float32, [0, 1])."""
+    x1, y1, x2, y2 = box
+    piece = ink[max(0, y1) : y2, max(0, x1) : x2]
+    out = np.zeros((size, size), np.float32)
+    if piece.size == 0 or not piece.any():
+        return out
+    h, w = piece.shape
+    f = fit / max(h, w)
+    nh, nw = max(1, round(h * f)), max(1, round(w * f))
+    piece = cv2.resize(piece, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top : top + nh, left : left + nw] = piece
+    m = cv2.moments(out)
+    if m["m00"] > 0:
+        shift = np.float32([[1, 0, size / 2 - m["m10"] / m["m00"]], [0, 1, size / 2 - m["m01"] / m["m00"]]])
+        out = cv2.warpAffine(out, shift, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    return out
+
+
+def relabel(
+    classify: Run,
+    ink: np.ndarray,
+    candidates: Sequence[Candidate],
+    proposals: Sequence[Proposal],
+) -> list[Candidate]:
+    """Second opinion on each candidate's class from a 28x28 classifier (``classify``: NHWC batch
+    -> (N, classes) probabilities), fed the candidate's own piece of ink normalised as MNIST is;
+    the class is the argmax of the two models' summed probabilities (the localizer's mean over
+    its region, ``Candidate.probs``; the classifier's alone where those are missing).
+
+    Only a candidate lying in a proposal that holds one digit (its own scale, a box no larger
+    than the candidate's window) is relabelled; the others keep the localizer's class. The
+    localizer's score stays the detection's score.
+    """
+    pairs = []
+    for i, cand in enumerate(candidates):
+        x, y = cand.center
+        for p in proposals:
+            x1, y1, x2, y2 = p.box
+            if p.scale is not None and x1 <= x <= x2 and y1 <= y <= y2 and max(x2 - x1, y2 - y1) <= cand.side:
+                pairs.append((i, p))
+                break
+    if not pairs:
+        return list(candidates)
+    batch = np.stack([digit_crop(ink, p.box) for _, p in pairs])[:, :, :, None]
+    probs = np.asarray(classify(batch)).reshape(len(pairs), -1)
+    out = list(candidates)
+    for (i, _), row in zip(pairs, probs, strict=True):
+        c = out[i]
+        both = c.probs is not None and len(c.probs) == len(row)
+        mean = (row + np.asarray(c.probs)) / 2 if both else row
+        out[i] = Candidate(int(mean.argmax()), c.score, c.mass, c.center, c.side, c.scale, tuple(map(float, mean)))
+    return out

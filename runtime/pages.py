@@ -52,7 +52,7 @@ class BackgroundConfig:
     step: int = 4
     kernel: int = 36
     contrast_window: int = 48
-    edge: int = 7
+    edge: int = 13
     min_contrast: float = 12.0
     floor: float = 0.25
     cut: float = 0.2
@@ -133,7 +133,8 @@ def normalise_background(gray: np.ndarray, config: BackgroundConfig = Background
     background = cv2.resize(background, (w, h), interpolation=cv2.INTER_LINEAR)
     if config.edge > 1:
         # A small closing (opening) removes the strokes but keeps a step edge exactly where it is.
-        near = cv2.morphologyEx(gray, op, _ellipse(_odd(config.edge)))
+        side = _odd(config.edge)  # a square: separable, so it costs little at full resolution
+        near = cv2.morphologyEx(gray, op, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
         background = (np.minimum if polarity == "dark_on_light" else np.maximum)(background, near.astype(np.float32))
     source = gray.astype(np.float32)
     residual = background - source if polarity == "dark_on_light" else source - background
@@ -163,7 +164,7 @@ class ProposalConfig:
         threshold: ink level that counts as a stroke.
         join: px of dilation that joins the pieces of one digit (broken strokes) before the
             pieces are counted; small enough that neighbouring digits stay apart.
-        min_area: pieces with fewer stroke pixels are specks, not digits.
+        min_area: pieces covering fewer pixels (strokes and joins) are specks, not digits.
         min_height: pieces smaller than this on both sides (px) are specks.
         scale_range: (low, high) digit scales (x MNIST's size) a piece may imply; outside it
             the piece's own scale is not trusted (``Proposal.scale`` is None).
@@ -172,7 +173,7 @@ class ProposalConfig:
 
     threshold: float = 0.35
     join: int = 2
-    min_area: int = 12
+    min_area: int = 30
     min_height: int = 8
     scale_range: tuple[float, float] = (0.6, 1.8)
     max_proposals: int = 32
@@ -180,7 +181,7 @@ class ProposalConfig:
 
 @dataclass(frozen=True)
 class Proposal:
-    """A piece of ink: its box (x1, y1, x2, y2, input px, exclusive ends) and its stroke area."""
+    """A piece of ink: its box (x1, y1, x2, y2, input px, exclusive ends) and the pixels it covers."""
 
     box: tuple[int, int, int, int]
     area: int
@@ -216,11 +217,9 @@ def ink_proposals(ink: np.ndarray, config: ProposalConfig = ProposalConfig()) ->
         raise PageError(f"expected a non-empty HxW ink image, got {getattr(ink, 'shape', type(ink).__name__)}")
     mask = (ink >= config.threshold).astype(np.uint8)
     joined = cv2.dilate(mask, _ellipse(2 * config.join + 1)) if config.join > 0 else mask
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     if count <= 1:
         return []
-    # Stroke pixels per piece (the dilation would count the joins).
-    areas = np.bincount(labels.ravel(), weights=mask.ravel(), minlength=count).astype(np.int64)
     found = []
     for i in range(1, count):
         x, y, w, h = (int(v) for v in stats[i, :4])
@@ -230,8 +229,9 @@ def ink_proposals(ink: np.ndarray, config: ProposalConfig = ProposalConfig()) ->
         if x2 <= x1 or y2 <= y1:
             x1, y1, x2, y2 = x, y, x + w, y + h
         bw, bh = x2 - x1, y2 - y1
-        if areas[i] < config.min_area or max(bw, bh) < config.min_height:
+        area = int(stats[i, cv2.CC_STAT_AREA])
+        if area < config.min_area or max(bw, bh) < config.min_height:
             continue
-        found.append(Proposal((x1, y1, x2, y2), int(areas[i]), box_scale(bw, bh, config.scale_range)))
+        found.append(Proposal((x1, y1, x2, y2), area, box_scale(bw, bh, config.scale_range)))
     found.sort(key=lambda p: -p.area)
     return found[: config.max_proposals]

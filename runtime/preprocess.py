@@ -16,6 +16,7 @@ from .metadata import Preprocessing
 
 MNIST_BOX = 20  # MNIST digits fit a 20x20 box centred by mass in a 28x28 frame
 NORMALIZE_MAX_SIDE = 160  # photos are shrunk to this before the digit is searched for (5.7x the output)
+PHOTO_KERNEL_FRACTION = 5  # background kernel of a photo: its longest side / 5
 MIN_CONTRAST = 32  # grey levels between paper and ink below which a page counts as blank
 
 
@@ -138,10 +139,12 @@ def normalize_digit(gray: np.ndarray, size: int = 28, box: int = MNIST_BOX) -> n
     out = np.zeros((size, size), np.uint8)
     if int(gray.max()) - int(gray.min()) < MIN_CONTRAST:  # a blank page: no digit to find
         return out
-    # One digit fills up to the whole picture: the background kernel must exceed its strokes
-    # (a sixth of the picture) and the contrast is normalised over the whole picture.
-    kernel = max(9, longest // 6)
-    config = BackgroundConfig(step=2, kernel=kernel, contrast_window=longest, edge=kernel // 2, floor=0.5)
+    # One digit fills up to the whole picture: the background kernel must exceed its strokes and
+    # the gaps between them (a fifth of the picture: chosen on photos of training digits, see
+    # README), and the contrast is normalised over the whole picture.
+    config = BackgroundConfig(
+        step=2, kernel=max(9, longest // PHOTO_KERNEL_FRACTION), contrast_window=longest, edge=0, floor=0.5
+    )
     found = normalise_background(gray, config)
     if found.strength < MIN_CONTRAST:
         return out

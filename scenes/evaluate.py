@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerun.runtime.idx import IdxError, read_idx
-from edgerun.runtime.multiscale import MultiScaleConfig, localize_proposals, localize_pyramid
+from edgerun.runtime.multiscale import MultiScaleConfig, localize_proposals, localize_pyramid, relabel
 from edgerun.runtime.pages import BackgroundConfig, ProposalConfig, ink_proposals, normalise_background
 from edgerun.runtime.preprocess import to_gray
 
@@ -79,10 +79,12 @@ class PageLocalizer:
     input is a grey picture scaled to [0, 1], as every MNIST model here.
     """
 
-    def __init__(self, model, settings: PageSettings = PageSettings(), mode: str = "proposals") -> None:
+    def __init__(
+        self, model, settings: PageSettings = PageSettings(), mode: str = "proposals", classifier=None
+    ) -> None:
         if mode not in MODES:
             raise EvaluateError(f"mode must be one of {MODES}, got {mode!r}")
-        self.model, self.settings, self.mode = model, settings, mode
+        self.model, self.settings, self.mode, self.classifier = model, settings, mode, classifier
         if mode == "book":
             from edgerun.runtime.preprocess import preprocessor
 
@@ -98,7 +100,10 @@ class PageLocalizer:
         if self.mode == "pyramid":
             return localize_pyramid(self.model.run, ink, self.settings.multiscale)
         proposals = ink_proposals(ink, self.settings.proposals)
-        return localize_proposals(self.model.run, ink, proposals, self.settings.multiscale)
+        found = localize_proposals(self.model.run, ink, proposals, self.settings.multiscale)
+        if self.classifier is not None:
+            found = relabel(self.classifier.run, ink, found, proposals)
+        return found
 
 
 def score_pictures(localizer, pictures) -> Score:
@@ -157,10 +162,48 @@ def machine() -> str:
     return f"{name or platform.processor() or 'unknown CPU'}, {os.cpu_count()} logical CPUs"
 
 
+def holdout_digits(card_path: Path, digits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training images a field-recipe model kept apart (its card's ``training.holdout``)."""
+    try:
+        held = json.loads(Path(card_path).read_text(encoding="utf-8"))["training"]["holdout"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise EvaluateError(
+            f"{card_path} has no training.holdout ({type(exc).__name__}: {exc}); "
+            "give the card of a model trained with --recipe field"
+        ) from exc
+    if held.get("limit") is not None:
+        raise EvaluateError(f"{card_path} was trained on a --limit sample; its holdout indices need that sample")
+    indices = np.asarray(held["indices"], np.int64)
+    return digits[indices], labels[indices]
+
+
+def sweep_thresholds(model, digits, labels, pages: int, seed: int, thresholds, settings: PageSettings) -> list[dict]:
+    """Precision and recall on light and dark pages for each threshold (choose on training digits)."""
+    from dataclasses import replace
+
+    rows = []
+    for threshold in thresholds:
+        chosen = replace(settings, multiscale=replace(settings.multiscale, threshold=threshold))
+        localizer = PageLocalizer(model, chosen)
+        row: dict = {"threshold": threshold}
+        for background in scenes_field.BACKGROUNDS:
+            row[background] = score_pictures(
+                localizer, scenes_field.pages(digits, labels, pages, seed, background)
+            ).to_dict()
+        row["worst"] = min(min(row[b]["precision"], row[b]["recall"]) for b in scenes_field.BACKGROUNDS)
+        rows.append(row)
+        logger.info("threshold %.3f: %s", threshold, row)
+    return rows
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     from edgerun.runtime.model import Model, SessionConfig
 
     digits, labels = load_digits(args.data_dir, args.split)
+    if args.holdout:
+        if args.split != "train":
+            raise EvaluateError("--holdout selects training images: use it with --split train")
+        digits, labels = holdout_digits(args.holdout, digits, labels)
     session = SessionConfig(provider="cpu", threads=args.threads, spinning=False)
     report: dict = {
         "split": args.split,
@@ -168,10 +211,21 @@ def evaluate(args: argparse.Namespace) -> dict:
         "machine": machine(),
         "command": " ".join(["python -m edgerun.scenes.evaluate", *(args.argv or [])]),
     }
+    report["digits"] = int(len(digits))
+    if args.fcn and args.sweep:
+        fcn = Model.load(args.fcn, session)
+        thresholds = [float(t) for t in args.sweep.split(",")]
+        rows = sweep_thresholds(fcn, digits, labels, args.pages, args.seed, thresholds, PageSettings())
+        report["sweep"] = rows
+        report["best_threshold"] = max(rows, key=lambda r: (r["worst"], r["threshold"]))["threshold"]
+        return report
     if args.fcn:
         fcn = Model.load(args.fcn, session)
         settings = PageSettings(multiscale=MultiScaleConfig(threshold=args.threshold))
-        localizer = PageLocalizer(fcn, settings, mode=args.mode)
+        relabeller = Model.load(args.relabel, session) if args.relabel else None
+        localizer = PageLocalizer(fcn, settings, mode=args.mode, classifier=relabeller)
+        if args.relabel:
+            report["relabel"] = str(args.relabel)
         report["fcn"] = str(args.fcn)
         report["mode"] = args.mode
         report["threshold"] = args.threshold
@@ -203,7 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=tuple(SPLITS), help="digits the pictures are made of")
     p.add_argument("--fcn", type=Path, help="localizer ONNX model (skip localizer figures without it)")
     p.add_argument("--cnn", type=Path, help="classifier ONNX model for the photos (skip without it)")
+    p.add_argument("--holdout", type=Path, help="with --split train: only the images this model card kept apart")
+    p.add_argument(
+        "--sweep", help="comma-separated thresholds: report pages per threshold and the best (no test data!)"
+    )
     p.add_argument("--mode", default="proposals", choices=MODES)
+    p.add_argument("--relabel", type=Path, help="a 28x28 classifier giving each found digit's class (two-stage)")
     p.add_argument("--threshold", type=float, default=MultiScaleConfig().threshold)
     p.add_argument("--pages", type=int, default=100, help="pages per background (default 100)")
     p.add_argument("--book", type=int, default=100, help="book scenes (default 100)")

@@ -56,6 +56,11 @@ class FieldAugment:
         jpeg: probability and quality range of a JPEG round trip.
         neighbour: probability that another digit reaches into the window from a side.
         negatives: negatives per digit (localizer only).
+        camera: photograph every sample (``camera_clean`` of them without any camera effect)
+            on light paper or a dark board at a page scale in ``camera_scale``, then bring it
+            back through the runtime's own page preprocessing
+            (:func:`edgerun.runtime.pages.normalise_background`), so the localizer learns what
+            the ``page`` recipe feeds it; the photometric steps above are then left out.
     """
 
     copies: int = 5
@@ -71,6 +76,9 @@ class FieldAugment:
     jpeg: tuple[float, tuple[int, int]] = (0.3, (50, 95))
     neighbour: float = 0.3
     negatives: float = 2.0
+    camera: bool = False
+    camera_scale: tuple[float, float] = (0.8, 1.5)
+    camera_clean: float = 0.15
 
     def __post_init__(self) -> None:
         if self.copies < 0 or self.negatives < 0:
@@ -80,7 +88,7 @@ class FieldAugment:
 
 
 #: The localizer's defaults; the classifier's are centred (small shifts, no neighbours' halves).
-LOCALIZER = FieldAugment()
+LOCALIZER = FieldAugment(camera=True)
 CLASSIFIER = FieldAugment(copies=5, scale=(0.85, 1.15), rotation=12.0, shift=2.0, neighbour=0.0, negatives=0.0)
 
 
@@ -130,6 +138,41 @@ def _photometric(image: np.ndarray, rng: np.random.Generator, aug: FieldAugment)
     return out
 
 
+def _camera(window: np.ndarray, context: np.ndarray, rng: np.random.Generator, aug: FieldAugment) -> np.ndarray:
+    """The 28x28 ``window`` (ink, uint8) photographed on a page and brought back by the runtime's
+    page preprocessing. ``context`` (another digit) sits diagonally next to it, outside the window,
+    so the page has the ink level a real page has."""
+    from edgerun.runtime.pages import normalise_background
+
+    canvas = np.zeros((3 * SIZE, 3 * SIZE), np.uint8)
+    canvas[SIZE : 2 * SIZE, SIZE : 2 * SIZE] = window
+    cy, cx = (int(v) * 2 * SIZE for v in rng.integers(0, 2, size=2))
+    np.maximum(canvas[cy : cy + SIZE, cx : cx + SIZE], context, out=canvas[cy : cy + SIZE, cx : cx + SIZE])
+    if rng.random() < aug.camera_clean:  # the book's condition: clean light digits on black
+        page = canvas
+    else:
+        scale = rng.uniform(*aug.camera_scale)
+        side = max(SIZE, round(3 * SIZE * scale))
+        alpha = cv2.resize(canvas.astype(np.float32) / 255.0, (side, side), interpolation=cv2.INTER_LINEAR)
+        v, u = np.mgrid[-1 : 1 : complex(0, side), -1 : 1 : complex(0, side)].astype(np.float32)
+        light = 1.0 + rng.uniform(-0.15, 0.15) * u + rng.uniform(-0.15, 0.15) * v
+        if rng.random() < 0.6:  # dark ink on light paper
+            image = rng.uniform(150, 245) * light * (1.0 - alpha * (1.0 - rng.uniform(0.06, 0.55)))
+        else:  # light ink on a dark board
+            board, ink = rng.uniform(10, 80), rng.uniform(120, 250)
+            image = light * (board + alpha * (ink - board))
+        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.2, 1.3))
+        image = image + rng.normal(0, rng.uniform(1.0, 7.0), image.shape).astype(np.float32)
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        quality = int(rng.integers(40, 96))
+        page = cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
+    ink = normalise_background(page).ink
+    if ink.shape[0] != 3 * SIZE:
+        shrinking = ink.shape[0] > 3 * SIZE
+        ink = cv2.resize(ink, (3 * SIZE, 3 * SIZE), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return np.clip(np.rint(ink[SIZE : 2 * SIZE, SIZE : 2 * SIZE] * 255), 0, 255).astype(np.uint8)
+
+
 def _direction(rng: np.random.Generator, low: float, high: float) -> tuple[float, float]:
     """A shift of ``low``..``high`` px in a random direction (the farther axis at least ``low``)."""
     angle = rng.uniform(0, 2 * math.pi)
@@ -149,7 +192,7 @@ def _positive(image: np.ndarray, images: np.ndarray, rng: np.random.Generator, a
     out = _warp(_stroke(image, rng, aug), _affine(rng, aug.scale, aug.rotation, aug.shear, shift))
     if rng.random() < aug.neighbour:  # another digit's edge at the window's border
         np.maximum(out, _digit(images, rng, aug, _direction(rng, 26, 32)), out=out)
-    return _photometric(out, rng, aug)
+    return out if aug.camera else _photometric(out, rng, aug)
 
 
 def _lines(rng: np.random.Generator) -> np.ndarray:
@@ -196,7 +239,7 @@ def _negative(images: np.ndarray, rng: np.random.Generator, aug: FieldAugment) -
         out = _warp(images[i], _affine(rng, (zoom, zoom), 180.0, 0.0, shift))
     else:  # texture
         out = _lines(rng)
-    return _photometric(out, rng, aug)
+    return out if aug.camera else _photometric(out, rng, aug)
 
 
 def field_samples(
@@ -204,7 +247,7 @@ def field_samples(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Augmented samples of ``images`` (uint8 N x 28 x 28) for ``kind`` (``classifier`` or
     ``localizer``): uint8 images (M, 28, 28) and float32 targets (M, 10). The originals come
-    first; the same arguments give the same arrays.
+    first (photographed too when ``aug.camera``); the same arguments give the same arrays.
 
     Raises:
         AugmentError: an unknown kind, or images that are not N x 28 x 28 with one label each.
@@ -233,4 +276,7 @@ def field_samples(
         out[k] = _negative(images, rng, aug)
         targets[k] = 1.0 / NUM_CLASSES
         k += 1
+    if aug.camera:  # the originals too: the runtime normalises every picture
+        for i in range(total):
+            out[i] = _camera(out[i], images[int(rng.integers(n))], rng, aug)
     return out, targets

@@ -17,13 +17,18 @@ def digits(n: int = 20) -> tuple[np.ndarray, np.ndarray]:
     return images, np.arange(n) % 10
 
 
-def test_localizer_samples_are_digits_then_negatives():
+@pytest.mark.parametrize("camera", [False, True])
+def test_localizer_samples_are_digits_then_negatives(camera):
     images, labels = digits()
-    aug = FieldAugment(copies=2, negatives=1.5)
+    aug = FieldAugment(copies=2, negatives=1.5, camera=camera)
     x, y = field_samples(images, labels, "localizer", seed=1, aug=aug)
     n = len(images)
     assert x.shape == (n * 3 + 30, 28, 28) and x.dtype == np.uint8 and y.shape == (len(x), 10)
-    np.testing.assert_array_equal(x[:n], images)  # the originals first, untouched
+    if camera:  # the originals first, photographed: still the same strokes
+        for original, shot in zip(images, x[:n], strict=True):
+            assert np.corrcoef(original.ravel(), shot.ravel())[0, 1] > 0.6
+    else:  # the originals first, untouched
+        np.testing.assert_array_equal(x[:n], images)
     assert (y[: n * 3].argmax(axis=1) == np.tile(labels, 3)).all() and (y[: n * 3].max(axis=1) == 1).all()
     np.testing.assert_allclose(y[n * 3 :], 0.1)  # negatives: "none of them"
     assert not np.array_equal(x[n : 2 * n], x[2 * n : 3 * n])  # copies differ from each other
