@@ -76,7 +76,7 @@ class MultiScaleConfig:
     min_area: int = 2
     window: int = 28
     stride: int = 2
-    margin: int = 8
+    margin: int = 4
     factors: tuple[float, ...] = (1.0,)
     levels: tuple[float, ...] = (1.0, 1.25)
     radius_factor: float = 0.5

@@ -215,13 +215,14 @@ def evaluate(args: argparse.Namespace) -> dict:
     if args.fcn and args.sweep:
         fcn = Model.load(args.fcn, session)
         thresholds = [float(t) for t in args.sweep.split(",")]
-        rows = sweep_thresholds(fcn, digits, labels, args.pages, args.seed, thresholds, PageSettings())
+        base = PageSettings(multiscale=MultiScaleConfig(margin=args.margin))
+        rows = sweep_thresholds(fcn, digits, labels, args.pages, args.seed, thresholds, base)
         report["sweep"] = rows
         report["best_threshold"] = max(rows, key=lambda r: (r["worst"], r["threshold"]))["threshold"]
         return report
     if args.fcn:
         fcn = Model.load(args.fcn, session)
-        settings = PageSettings(multiscale=MultiScaleConfig(threshold=args.threshold))
+        settings = PageSettings(multiscale=MultiScaleConfig(threshold=args.threshold, margin=args.margin))
         relabeller = Model.load(args.relabel, session) if args.relabel else None
         localizer = PageLocalizer(fcn, settings, mode=args.mode, classifier=relabeller)
         if args.relabel:
@@ -264,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="proposals", choices=MODES)
     p.add_argument("--relabel", type=Path, help="a 28x28 classifier giving each found digit's class (two-stage)")
     p.add_argument("--threshold", type=float, default=MultiScaleConfig().threshold)
+    p.add_argument("--margin", type=int, default=MultiScaleConfig().margin, help="model px of context around a crop")
     p.add_argument("--pages", type=int, default=100, help="pages per background (default 100)")
     p.add_argument("--book", type=int, default=100, help="book scenes (default 100)")
     p.add_argument("--photos", type=int, default=1000, help="photos of one digit, the first N digits (default 1000)")
