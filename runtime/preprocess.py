@@ -16,6 +16,7 @@ from .metadata import Preprocessing
 
 MNIST_BOX = 20  # MNIST digits fit a 20x20 box centred by mass in a 28x28 frame
 NORMALIZE_MAX_SIDE = 160  # photos are shrunk to this before the digit is searched for (5.7x the output)
+PHOTO_KERNEL_FRACTION = 5  # background kernel of a photo: its longest side / 5
 MIN_CONTRAST = 32  # grey levels between paper and ink below which a page counts as blank
 
 
@@ -96,29 +97,63 @@ def resize(image: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interp)
 
 
+def _digit_mask(mask: np.ndarray) -> np.ndarray:
+    """The pixels of the digit in a stroke mask: the largest piece of ink and the pieces close
+    to it (a 5's cap, a broken 4), never the specks and smudges elsewhere on the page."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 2:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    main = 1 + int(np.argmax(areas))
+    x, y, w, h = stats[main, :4]
+    reach = 0.25 * max(w, h)
+    keep = np.zeros(count, bool)
+    keep[main] = True
+    for i in range(1, count):
+        bx, by, bw, bh = stats[i, :4]
+        gap_x = max(0, max(bx, x) - min(bx + bw, x + w))
+        gap_y = max(0, max(by, y) - min(by + bh, y + h))
+        if max(gap_x, gap_y) <= reach and stats[i, cv2.CC_STAT_AREA] >= 0.02 * areas.max():
+            keep[i] = True
+    return keep[labels].astype(np.uint8)
+
+
 def normalize_digit(gray: np.ndarray, size: int = 28, box: int = MNIST_BOX) -> np.ndarray:
     """Make a photo of one digit look like MNIST: light strokes on black, in a 20x20 box
     keeping aspect, padded to 28x28 and centred by centre of mass.
 
-    Dark-on-light images are inverted first; Otsu's threshold finds the strokes, and pixels
-    below it are zeroed so paper texture does not count as ink.
+    The paper (or a dark background) and its uneven lighting are removed first by
+    :func:`edgerun.runtime.pages.normalise_background` (ink as light strokes on 0, contrast
+    normalised); the digit is the largest piece of ink with the pieces next to it, so specks,
+    shadows and the page's edges do not stretch its box.
     """
+    from .pages import BackgroundConfig, normalise_background
+
     longest = max(gray.shape)
     if longest > NORMALIZE_MAX_SIDE:  # a webcam frame: the digit survives at this size, the work shrinks
         f = NORMALIZE_MAX_SIDE / longest
         gray = cv2.resize(
             gray, (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f))), interpolation=cv2.INTER_AREA
         )
-    if light_background(gray):
-        gray = 255 - gray
+        longest = max(gray.shape)
     out = np.zeros((size, size), np.uint8)
     if int(gray.max()) - int(gray.min()) < MIN_CONTRAST:  # a blank page: no digit to find
         return out
-    _, mask = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    ink = np.where(mask > 0, gray, 0).astype(np.uint8)
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:  # a blank image: nothing to centre
+    # One digit fills up to the whole picture: the background kernel must exceed its strokes and
+    # the gaps between them (a fifth of the picture: chosen on photos of training digits, see
+    # README), and the contrast is normalised over the whole picture.
+    config = BackgroundConfig(
+        step=2, kernel=max(9, longest // PHOTO_KERNEL_FRACTION), contrast_window=longest, edge=0, floor=0.5
+    )
+    found = normalise_background(gray, config)
+    if found.strength < MIN_CONTRAST:
         return out
+    mask = _digit_mask((found.ink >= 0.35).astype(np.uint8))
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:  # nothing strong enough to be a stroke
+        return out
+    keep = cv2.dilate(mask, np.ones((3, 3), np.uint8))  # the strokes' soft edges belong to them
+    ink = np.where(keep > 0, found.ink * 255.0, 0).astype(np.uint8)
     crop = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     h, w = crop.shape
     scale = box / max(h, w)
@@ -184,6 +219,19 @@ def recipe_fcn(frame: np.ndarray, pre: Preprocessing, min_size: int = 28) -> np.
     return _scaled(gray, pre)
 
 
+def recipe_page(frame: np.ndarray, pre: Preprocessing, min_size: int = 28) -> np.ndarray:
+    """Camera pictures of digits for a localizer: any size, the background (paper or a dark
+    board, with its lighting) removed and the contrast normalised by
+    :func:`edgerun.runtime.pages.normalise_background`: light strokes on 0, as MNIST."""
+    from .pages import normalise_background
+
+    ink = normalise_background(to_gray(frame)).ink
+    h, w = ink.shape
+    if h < min_size or w < min_size:
+        ink = cv2.copyMakeBorder(ink, 0, max(0, min_size - h), 0, max(0, min_size - w), cv2.BORDER_CONSTANT, value=0)
+    return (ink * np.float32(255.0 * pre.scale))[:, :, None]
+
+
 def recipe_caffe(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
     """ImageNet caffe mode, as ``keras.applications.resnet50.preprocess_input`` on RGB input:
     BGR channel order, ImageNet means (B, G, R) subtracted, no scaling. OpenCV frames are BGR
@@ -209,6 +257,7 @@ RECIPES: dict[str, Callable[[np.ndarray, Preprocessing], np.ndarray]] = {
     "mnist": recipe_mnist,
     "gray": recipe_gray,
     "fcn": recipe_fcn,
+    "page": recipe_page,
     "caffe": recipe_caffe,
     "generic": recipe_generic,
 }

@@ -12,7 +12,7 @@ from pathlib import Path
 from edgerun.runtime.argtypes import positive_int
 
 from .data import ENV_VAR, DataError
-from .fit import TrainConfig, TrainError, train
+from .fit import RECIPES, TrainConfig, TrainError, train
 from .models import MODELS, UnknownModelError
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="add N randomly shifted copies of each training image (mnist_fcn default 4, others 0)",
     )
     parser.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default="book",
+        help="book: the book's exact recipe (default); field: augmented for camera pictures "
+        "(scale, rotation, strokes, background, blur, noise, JPEG; negatives for mnist_fcn)",
+    )
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        help="field recipe: training images kept apart to choose thresholds on (mnist_fcn default 500)",
+    )
+    parser.add_argument(
         "--weights",
         default="imagenet",
         help="resnet50 only: 'imagenet' (downloads), a local weights file, or 'none' (random)",
@@ -62,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out,
         shifted_copies=args.shifted_copies,
         weights=args.weights,
+        recipe=args.recipe,
+        holdout=args.holdout,
         command=shlex.join(["edgerun", *argv_list]),
     )
     try:

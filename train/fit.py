@@ -20,11 +20,12 @@ import numpy as np
 from edgerun.runtime.files import write_json_atomic
 
 from .data import Split, load_split, shifted_copies
-from .models import ModelSpec, class_names, get_spec
+from .models import MODELS, ModelSpec, class_names, get_spec
 
 logger = logging.getLogger(__name__)
 
 CARD_SCHEMA = 1
+RECIPES = ("book", "field")
 
 
 class TrainError(Exception):
@@ -43,6 +44,8 @@ class TrainConfig:
     shifted_copies: int | None = None
     weights: str | None = "imagenet"  # resnet50 only: "imagenet", a file, or None
     command: str | None = None  # the command line that asked for this run, for the card
+    recipe: str = "book"  # "book" (the book's exact recipe) | "field" (camera pictures: augment.py)
+    holdout: int | None = None  # field: training images kept apart for thresholds (None: the spec's)
 
 
 @dataclass
@@ -61,6 +64,20 @@ def _validate(config: TrainConfig) -> ModelSpec:
         raise TrainError(f"--limit must be a positive whole number, got {config.limit}")
     if config.shifted_copies is not None and config.shifted_copies < 0:
         raise TrainError(f"shifted copies must be 0 or more, got {config.shifted_copies}")
+    if config.recipe not in RECIPES:
+        raise TrainError(f"unknown recipe {config.recipe!r}; known: {', '.join(RECIPES)}")
+    if config.recipe == "field":
+        if spec.field_recipe is None:
+            with_field = ", ".join(name for name, s in MODELS.items() if s.field_recipe is not None)
+            raise TrainError(
+                f"{spec.name} has no field recipe (camera pictures of digits); models with one: {with_field}"
+            )
+        if config.shifted_copies:
+            raise TrainError(
+                "--shifted-copies belongs to the book recipe; the field recipe shifts within its augmentation"
+            )
+    if config.holdout is not None and config.holdout < 0:
+        raise TrainError(f"--holdout must be 0 or more, got {config.holdout}")
     return spec
 
 
@@ -118,6 +135,23 @@ def _versions() -> dict:
     return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__}
 
 
+def _preprocessing(spec: ModelSpec, config: TrainConfig) -> dict:
+    if config.recipe == "field" and spec.field_recipe and spec.field_recipe.preprocessing:
+        return spec.field_recipe.preprocessing
+    return spec.preprocessing
+
+
+def split_holdout(train: Split, count: int, seed: int) -> tuple[Split, np.ndarray]:
+    """``train`` without ``count`` seeded random images, and the indices of those kept apart."""
+    if count <= 0:
+        return train, np.zeros(0, np.int64)
+    if count >= len(train):
+        raise TrainError(f"--holdout {count} leaves nothing to train on ({len(train)} training images)")
+    order = np.random.default_rng([seed, 1]).permutation(len(train))
+    held, keep = np.sort(order[:count]), np.sort(order[count:])
+    return Split(train.images[keep], train.labels[keep], train.source, train.files, train.sha256), held
+
+
 def _card(spec: ModelSpec, config: TrainConfig, model, **extra) -> dict:
     return {
         "schema": CARD_SCHEMA,
@@ -125,7 +159,7 @@ def _card(spec: ModelSpec, config: TrainConfig, model, **extra) -> dict:
         "task": spec.task,
         "classes": list(class_names(spec)),
         "input": {"shape": list(spec.input_shape), "layout": "NHWC", "dtype": "float32"},
-        "preprocessing": spec.preprocessing,
+        "preprocessing": _preprocessing(spec, config),
         "output": "probabilities",
         "params": int(model.count_params()),
         "seed": config.seed,
@@ -144,10 +178,24 @@ def _fit_classifier(spec: ModelSpec, config: TrainConfig, train: Split, test: Sp
     epochs = config.epochs or recipe.epochs
     batch_size = config.batch_size or recipe.batch_size
     images, labels = train.images, train.labels
-    if copies:
-        images, labels = shifted_copies(images, labels, copies=copies, seed=config.seed)
-        logger.info("shifted MNIST: %d images + %d shifted copies each = %d", len(train), copies, len(images))
-    x_train, y_train = _as_input(images), keras.utils.to_categorical(labels, 10)
+    augment = None
+    if config.recipe == "field":
+        from dataclasses import asdict
+
+        from .augment import CLASSIFIER, LOCALIZER, field_samples
+
+        kind = spec.field_recipe.kind
+        augment = LOCALIZER if kind == "localizer" else CLASSIFIER
+        images, y_train = field_samples(images, labels, kind, seed=config.seed, aug=augment)
+        epochs = config.epochs or spec.field_recipe.epochs
+        logger.info("field samples (%s): %d images -> %d samples", kind, len(train), len(images))
+        augment = {"kind": kind, **asdict(augment)}
+    else:
+        if copies:
+            images, labels = shifted_copies(images, labels, copies=copies, seed=config.seed)
+            logger.info("shifted MNIST: %d images + %d shifted copies each = %d", len(train), copies, len(images))
+        y_train = keras.utils.to_categorical(labels, 10)
+    x_train = _as_input(images)
     x_test, y_test = _as_input(test.images), keras.utils.to_categorical(test.labels, 10)
 
     source_name = "mnist_cnn" if spec.name == "mnist_fcn" else spec.name
@@ -184,15 +232,19 @@ def _fit_classifier(spec: ModelSpec, config: TrainConfig, train: Split, test: Sp
     else:
         loss, accuracy = (float(v) for v in model.evaluate(x_test, y_test, verbose=0))
     training = {
+        "recipe": config.recipe,
         "optimizer": recipe.optimizer,
         "learning_rate": recipe.learning_rate,
         "batch_size": batch_size,
         "epochs": epochs,
         "shifted_copies": copies,
         "train_images": int(len(x_train)),
+        "train_digits": len(train),
         "seconds": round(seconds, 2),
         "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.history.items()},
     }
+    if augment is not None:
+        training["augment"] = augment
     return model, training, {"accuracy": accuracy, "loss": loss, "samples": len(test)}
 
 
@@ -229,8 +281,17 @@ def train(config: TrainConfig) -> TrainResult:
         tf.config.experimental.enable_op_determinism()
         train_split = load_split(spec.dataset, "train", config.data_dir).sample(config.limit, config.seed)
         test_split = load_split(spec.dataset, "test", config.data_dir)
-        copies = spec.recipe.shifted_copies if config.shifted_copies is None else config.shifted_copies
+        held = np.zeros(0, np.int64)
+        if config.recipe == "field":
+            count = spec.field_recipe.holdout if config.holdout is None else config.holdout
+            train_split, held = split_holdout(train_split, count, config.seed)
+            copies = 0
+        else:
+            copies = spec.recipe.shifted_copies if config.shifted_copies is None else config.shifted_copies
         model, training, test = _fit_classifier(spec, config, train_split, test_split, copies)
+        if config.recipe == "field":
+            # Indices into the (sampled) training split: the pictures thresholds are chosen on.
+            training["holdout"] = {"count": int(len(held)), "limit": config.limit, "indices": held.tolist()}
         logger.info("%s test accuracy %.4f on %d images", spec.name, test["accuracy"], test["samples"])
         card = _card(
             spec,

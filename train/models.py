@@ -40,6 +40,18 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class FieldRecipe:
+    """How a model trains for camera pictures: the book's optimizer and batch, on field samples
+    (``augment.field_samples``) of the given kind, with ``holdout`` training images kept apart
+    to choose thresholds on, and the preprocessing recipe the runtime uses with it."""
+
+    kind: str  # "classifier" | "localizer" (augment.KINDS)
+    epochs: int
+    holdout: int = 0
+    preprocessing: dict | None = None  # None: the spec's own
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything the project knows about one registry model."""
 
@@ -54,6 +66,7 @@ class ModelSpec:
     recipe: Recipe | None
     book: str
     notes: dict = field(default_factory=dict)
+    field_recipe: FieldRecipe | None = None  # how it trains for camera pictures (``--recipe field``)
 
 
 def _keras():
@@ -176,6 +189,7 @@ MODELS: dict[str, ModelSpec] = {
         params=1_199_882,
         recipe=_BOOK_RECIPE,
         book="99.16% test accuracy on full MNIST (60k train, 12 epochs)",
+        field_recipe=FieldRecipe(kind="classifier", epochs=12),
     ),
     "mnist_small": ModelSpec(
         name="mnist_small",
@@ -188,6 +202,7 @@ MODELS: dict[str, ModelSpec] = {
         params=188_746,
         recipe=_BOOK_RECIPE,
         book="99.51% test accuracy on full MNIST (60k train)",
+        field_recipe=FieldRecipe(kind="classifier", epochs=12),
     ),
     "fashion_cnn": ModelSpec(
         name="fashion_cnn",
@@ -212,6 +227,13 @@ MODELS: dict[str, ModelSpec] = {
         params=1_199_882,
         recipe=Recipe(optimizer="adadelta", learning_rate=1.0, batch_size=128, epochs=24, shifted_copies=4),
         book="99.25% on single 28x28 test digits; localizes digits on scenes (no figure)",
+        # Pages through background normalisation (runtime/pages.py): recipe "page".
+        field_recipe=FieldRecipe(
+            kind="localizer",
+            epochs=12,
+            holdout=500,
+            preprocessing={**_MNIST_PRE, "recipe": "page", "size": [None, None], "stride": 2, "background": "any"},
+        ),
     ),
     "resnet50": ModelSpec(
         name="resnet50",

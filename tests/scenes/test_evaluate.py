@@ -1,0 +1,48 @@
+"""The field evaluation end to end on a few pictures, with the bundled models and real MNIST test digits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgerun.scenes import evaluate
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+needs_models = pytest.mark.skipif(
+    not (MODELS / "mnist_cnn.onnx").is_file() or not (MODELS / "mnist_fcn.onnx").is_file(),
+    reason="bundled models missing (make models)",
+)
+
+
+@needs_models
+def test_evaluate_reports_every_figure(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "field.json"
+    code = evaluate.main(
+        ["--data-dir", str(mnist_dir), "--fcn", str(MODELS / "mnist_fcn.onnx"), "--cnn", str(MODELS / "mnist_cnn.onnx"),
+         "--pages", "4", "--book", "3", "--photos", "40", "--fps-frames", "2", "--threshold", "0.9",
+         "--json", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == report
+    for key in ("pages_light", "pages_dark", "book"):
+        figures = report[key]
+        assert figures["hits"] + figures["missed"] > 10
+        # The field-trained localizer on real test digits: a handful of pictures, a loose bar.
+        assert figures["precision"] > 0.8 and figures["recall"] > 0.8, (key, figures)
+    assert report["photos"]["photos"] == 40 and report["photos"]["photo_accuracy"] > 0.85
+    assert report["fps_640x480"]["fps"] > 0 and report["split"] == "test"
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    assert evaluate.main(["--data-dir", str(tmp_path)]) == 2
+    assert "no MNIST test IDX files" in capsys.readouterr().err
+
+
+def test_holdout_needs_a_field_card(mnist_dir, tmp_path, capsys):
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"training": {"recipe": "book"}}))
+    assert evaluate.main(["--data-dir", str(mnist_dir), "--split", "train", "--holdout", str(card)]) == 2
+    assert "has no training.holdout" in capsys.readouterr().err
