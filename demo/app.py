@@ -34,9 +34,12 @@ from edgerun.runtime.idx import IdxError, read_idx
 from edgerun.runtime.model import Model, ModelError
 from edgerun.runtime.postprocess import heatmap_images
 from edgerun.runtime.run import Run, RunConfig
-from edgerun.runtime.scenes import evaluate_localizer, make_scene, score
 from edgerun.runtime.sinks import VideoSaver
 from edgerun.runtime.sources import open_source
+from edgerun.scenes.book import make_scene
+from edgerun.scenes.evaluate import book_scenes, score_pictures
+from edgerun.scenes.field import make_page, pages
+from edgerun.scenes.score import match
 
 logger = logging.getLogger(__name__)
 
@@ -124,11 +127,14 @@ def step_classify(model: Model, digits: Digits) -> dict:
 
 
 def step_localize(model: Model, digits: Digits, out: Path, seed: int, scenes: int) -> dict:
+    """The book's scene (annotated, with its class maps), a page of digits on lit paper as a
+    webcam sees it (annotated), and precision/recall over more of both kinds."""
     rng = np.random.default_rng(seed)
     scene = make_scene(digits.images, digits.labels, rng)
     while len(scene.truth) < 3:  # a scene with something on it to look at
         scene = make_scene(digits.images, digits.labels, rng)
-    result = model.predict([scene.image])[0]
+    with_maps = load(model.path, provider="cpu", heatmaps=True)  # the same model, asked for its maps too
+    result = with_maps.predict([scene.image])[0]
     dets = result.detections or []
     annotated = result.plot(zoom=2, thickness=2, font_scale=0.6)
     if digits.synthetic:
@@ -156,33 +162,40 @@ def step_localize(model: Model, digits: Digits, out: Path, seed: int, scenes: in
         tiles.append(tile)
     strip = np.concatenate(tiles, axis=1)
     cv2.imwrite(str(out / "heatmaps.png"), strip)
-    this = score(dets, scene.truth)
-    many = evaluate_localizer(model, digits.images, digits.labels, scenes=scenes, seed=seed + 1)
+    this = match(dets, scene.truth)
+    page = make_page(digits.images, digits.labels, rng, "light")
+    page_result = model.predict([page.image])[0]
+    cv2.imwrite(str(out / "page.png"), page.image)
+    cv2.imwrite(str(out / "page_annotated.png"), page_result.plot(thickness=2, font_scale=0.6))
+    many = {
+        "book": score_pictures(model, book_scenes(digits.images, digits.labels, scenes, seed + 1)),
+        "light": score_pictures(model, pages(digits.images, digits.labels, scenes, seed + 1, "light")),
+        "dark": score_pictures(model, pages(digits.images, digits.labels, scenes, seed + 1, "dark")),
+    }
     return {
         "digits_on_scene": len(scene.truth),
         "found": len(dets),
         "scene_precision": this.precision,
         "scene_recall": this.recall,
+        "digits_on_page": len(page.truth),
+        "found_on_page": len(page_result.detections or []),
+        "page_precision": match(page_result.detections or [], page.truth).precision,
+        "page_recall": match(page_result.detections or [], page.truth).recall,
         "scenes": scenes,
-        "precision": many.precision,
-        "recall": many.recall,
-        "true_positives": many.true_positives,
-        "false_positives": many.false_positives,
-        "false_negatives": many.false_negatives,
+        **{f"{kind}_{key}": value for kind, score in many.items() for key, value in score.to_dict().items()},
     }
 
 
-def make_panning_video(digits: Digits, path: Path, seed: int, frames: int = 48, window: int = 196) -> Path:
-    """Three dense 7 x 7-cell scenes side by side, seen through a window that pans left to right."""
+def make_panning_video(digits: Digits, path: Path, seed: int, frames: int = 48) -> Path:
+    """Three pages of digits on lit paper side by side, seen through a 640x480 window that pans
+    left to right: what a webcam moved along a desk gives."""
     rng = np.random.default_rng(seed)
-    canvas = np.zeros((window, window * 3), np.uint8)
-    for i in range(3):  # three scenes side by side give room to pan
-        part = make_scene(digits.images, digits.labels, rng, p=0.3, min_cells=7, max_cells=7).image
-        canvas[: part.shape[0], i * window : i * window + min(window, part.shape[1])] = part[:window, :window]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (window, window))
+    strip = np.concatenate([make_page(digits.images, digits.labels, rng, "light").image for _ in range(3)], axis=1)
+    height, width = strip.shape[0], strip.shape[1] // 3
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (width, height))
     for f in range(frames):
-        x = int(round(f * (canvas.shape[1] - window) / max(1, frames - 1)))
-        writer.write(cv2.cvtColor(canvas[:, x : x + window], cv2.COLOR_GRAY2BGR))
+        x = int(round(f * (strip.shape[1] - width) / max(1, frames - 1)))
+        writer.write(np.ascontiguousarray(strip[:, x : x + width]))
     writer.release()
     return path
 
@@ -306,11 +319,22 @@ def _demo(args, out: Path) -> int:
         f"edgerun demo{tag}: {summary['seconds']} s\n"
         f"digits        {digits.origin}\n"
         f"classify      mnist_cnn accuracy {classify['accuracy']:.4f} on {classify['images']} digits\n"
-        f"localize      mnist_fcn: {local['found']} found / {local['digits_on_scene']} on the scene; over "
-        f"{local['scenes']} scenes precision {local['precision']:.3f} recall {local['recall']:.3f}\n"
-        f"video         {video['frames']} frames at {video['fps']:.1f} fps end-to-end\n"
+        f"localize      mnist_fcn: {local['found']} found / {local['digits_on_scene']} on the book's scene, "
+        f"{local['found_on_page']} / {local['digits_on_page']} on a page of lit paper\n"
+        + "".join(
+            f"              {local['scenes']} {name}: precision {local[kind + '_precision']:.3f} "
+            f"recall {local[kind + '_recall']:.3f}\n"
+            for kind, name in (
+                ("book", "book scenes"),
+                ("light", "pages on lit paper"),
+                ("dark", "pages on a dark board"),
+            )
+        )
+        + f"video         {video['frames']} frames of 640x480 at {video['fps']:.1f} fps end-to-end\n"
         f"outputs       {out / 'scene_annotated.png'}\n"
         f"              {out / 'scene.png'}\n"
+        f"              {out / 'page_annotated.png'}\n"
+        f"              {out / 'page.png'}\n"
         f"              {out / 'heatmaps.png'} and {out / 'heatmaps'}/digit_N.png\n"
         f"              {video['video']} -> {video['annotated']}\n"
         f"              {sweep['table']}, {sweep['json']}\n"

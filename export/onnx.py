@@ -68,8 +68,18 @@ def read_card(keras_path: Path) -> dict:
 def metadata_for(model, keras_path: Path, card: dict, opset: int, command: str | None = None) -> ModelMetadata:
     """Build the metadata from the training card, else the registry, else the model itself."""
     name = card.get("name") or Path(keras_path).stem
+    localize = card.get("localize")
     if card:
-        task, classes, pre = card["task"], card["classes"], card["preprocessing"]
+        task, classes, pre = card["task"], card["classes"], dict(card["preprocessing"])
+        if task == "localize" and pre.get("recipe") == "page":  # a card from before these were written
+            from edgerun.train.models import MODELS
+
+            field = getattr(MODELS.get(name), "field_recipe", None)
+            if field is not None and localize is None and field.localize is not None:
+                localize = field.localize
+                logger.info("%s: localize settings from the registry (the card predates them)", name)
+            if field is not None and "window" not in pre and field.preprocessing:
+                pre["window"] = field.preprocessing.get("window")
     else:
         from edgerun.train.models import MODELS, class_names
 
@@ -98,6 +108,7 @@ def metadata_for(model, keras_path: Path, card: dict, opset: int, command: str |
         output_name=OUTPUT_NAME,
         input_shape=tuple(shape),
         preprocessing=Preprocessing.from_dict(pre),
+        localize=localize,
         output_kind="probabilities",
         source_sha256=sha256_file(keras_path),
         data=card.get("data"),

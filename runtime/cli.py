@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model,
             SessionConfig(provider=args.provider, threads=args.threads, spinning=args.spin),
             overrides,
-            HeadOptions(topk=args.topk, threshold=args.threshold),
+            HeadOptions(topk=args.topk, threshold=args.threshold, heatmaps=bool(args.heatmaps and args.save)),
             batch=args.batch,
             tune=not args.no_tune,
             # run keeps spinning off (the decode threads need the cores) and any --threads given

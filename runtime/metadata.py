@@ -63,7 +63,8 @@ class Preprocessing:
 
     Attributes:
         recipe: ``mnist`` (digit photos normalised like MNIST), ``gray`` (plain grayscale
-            resize), ``fcn`` (any size, grayscale, inverted on light backgrounds), ``caffe``
+            resize), ``fcn`` (any size, grayscale, inverted on light backgrounds), ``page``
+            (camera pictures: background normalised, localized from ink proposals), ``caffe``
             (ImageNet: BGR, mean subtraction), or ``generic`` (scale, mean and std only).
         size: (height, width); ``None`` entries for any size.
         color: ``gray``, ``RGB`` or ``BGR``: the channel order the model expects.
@@ -158,6 +159,7 @@ class ModelMetadata:
     opset: int | None = None
     versions: dict = field(default_factory=dict)
     variant: str = "fp32"  # fp32 | int8 | fp16
+    localize: dict | None = None  # page localizers: threshold, margin, levels, ... (runtime/heads.py)
     created: str | None = None
     command: str | None = None  # the export command that made this file
     schema: int = SCHEMA
@@ -180,6 +182,8 @@ class ModelMetadata:
             raise MetadataError(f"layout must be NHWC or NCHW, got {self.layout!r}")
         if not isinstance(self.classes, tuple) or not all(isinstance(c, str) for c in self.classes):
             raise MetadataError(f"classes must be a list of strings, got {self.classes!r}")
+        if self.localize is not None and not isinstance(self.localize, dict):
+            raise MetadataError(f"localize must be an object, got {self.localize!r}")
         if not isinstance(self.preprocessing, Preprocessing):
             raise MetadataError(f"preprocessing must be an object, got {self.preprocessing!r}")
 

@@ -149,11 +149,33 @@ def suppress(candidates: Sequence[Candidate], radius_factor: float = 0.5) -> lis
     return kept
 
 
-def _to_picture(cand: Candidate, x0: float, y0: float, scale: float) -> Candidate:
-    """A candidate found in a crop resampled by 1/scale whose origin is (x0, y0) in the picture."""
-    cx, cy = cand.center
-    centre = (x0 + cx * scale, y0 + cy * scale)
-    return Candidate(cand.class_id, cand.score, cand.mass, centre, cand.side * scale, scale, cand.probs)
+@dataclass(frozen=True)
+class Placement:
+    """Where a model input sits in the picture: input pixel (x, y) is picture pixel
+    (x0 + x * sx, y0 + y * sy); a window of the model's size is ``scale`` times larger there."""
+
+    x0: float
+    y0: float
+    sx: float
+    sy: float
+    scale: float
+
+    def place(self, cand: Candidate) -> Candidate:
+        cx, cy = cand.center
+        centre = (self.x0 + cx * self.sx, self.y0 + cy * self.sy)
+        return Candidate(cand.class_id, cand.score, cand.mass, centre, cand.side * self.scale, self.scale, cand.probs)
+
+
+@dataclass
+class CropPlan:
+    """One picture's model inputs (HxWx1 float32, ink units) and where each sits in the picture.
+
+    Crops of one picture are zero-padded to one size, so they run as one batch (and with other
+    pictures' crops of the same size); whole-region pyramid levels have sizes of their own.
+    """
+
+    tensors: list[np.ndarray]
+    placements: list[Placement]
 
 
 def crop(ink: np.ndarray, center: tuple[float, float], size: tuple[int, int], scale: float) -> np.ndarray:
@@ -199,33 +221,73 @@ def _jobs(proposals: Sequence[Proposal], config: MultiScaleConfig) -> tuple[list
     return jobs, too_large
 
 
-def localize_proposals(
-    run: Run, ink: np.ndarray, proposals: Sequence[Proposal], config: MultiScaleConfig = MultiScaleConfig()
-) -> list[Candidate]:
-    """Digits in ``ink`` found by running the model on a crop around each proposal (see module)."""
+def plan_pyramid(ink: np.ndarray, config: MultiScaleConfig, origin: tuple[int, int] = (0, 0)) -> CropPlan:
+    """The whole of ``ink`` at each pyramid level (``origin``: where ``ink`` sits in the picture)."""
+    if ink.ndim != 2:
+        raise MultiScaleError(f"ink must be an HxW image, got shape {ink.shape}")
+    plan = CropPlan([], [])
+    h, w = ink.shape
+    for s in config.levels:
+        sh, sw = max(config.window, round(h / s)), max(config.window, round(w / s))
+        level = cv2.resize(ink, (sw, sh), interpolation=cv2.INTER_AREA if s > 1 else cv2.INTER_LINEAR)
+        plan.tensors.append(level[:, :, None].astype(np.float32, copy=False))
+        plan.placements.append(Placement(origin[0], origin[1], w / sw, h / sh, s))
+    return plan
+
+
+def plan_crops(ink: np.ndarray, proposals: Sequence[Proposal], config: MultiScaleConfig) -> CropPlan:
+    """A crop around each proposal at its own scale (see the module docstring); proposals too
+    large for a crop are covered by pyramid levels of their region."""
     jobs, too_large = _jobs(proposals, config)
-    found: list[Candidate] = []
+    plan = CropPlan([], [])
     if jobs:
-        height = max(j.size[0] for j in jobs)
-        width = max(j.size[1] for j in jobs)
-        batch = np.zeros((len(jobs), height, width, 1), np.float32)
-        for i, job in enumerate(jobs):
-            batch[i, : job.size[0], : job.size[1], 0] = crop(ink, job.center, job.size, job.scale)
-        heat = _check_heat(run(batch), len(jobs))
-        for i, job in enumerate(jobs):
+        height, width = max(j.size[0] for j in jobs), max(j.size[1] for j in jobs)
+        for job in jobs:
+            tensor = np.zeros((height, width, 1), np.float32)
+            tensor[: job.size[0], : job.size[1], 0] = crop(ink, job.center, job.size, job.scale)
+            plan.tensors.append(tensor)
             x0 = job.center[0] - job.size[1] * job.scale / 2
             y0 = job.center[1] - job.size[0] * job.scale / 2
-            found += [_to_picture(c, x0, y0, job.scale) for c in heat_candidates(heat[i], config)]
+            plan.placements.append(Placement(x0, y0, job.scale, job.scale, job.scale))
     for p in too_large:
         x1, y1, x2, y2 = p.box
         pad = config.margin * max(config.levels)
         ox, oy = max(0, int(x1 - pad)), max(0, int(y1 - pad))
-        region = ink[oy : int(y2 + pad), ox : int(x2 + pad)]
-        found += [
-            Candidate(c.class_id, c.score, c.mass, (c.center[0] + ox, c.center[1] + oy), c.side, c.scale, c.probs)
-            for c in _pyramid_candidates(run, region, config)
-        ]
+        region = plan_pyramid(ink[oy : int(y2 + pad), ox : int(x2 + pad)], config, (ox, oy))
+        plan.tensors += region.tensors
+        plan.placements += region.placements
+    return plan
+
+
+def collect(plan: CropPlan, heats: Sequence[np.ndarray], config: MultiScaleConfig) -> list[Candidate]:
+    """Each digit once, in picture pixels, from the model's maps for ``plan``'s inputs."""
+    if len(heats) != len(plan.placements):
+        raise MultiScaleError(f"{len(plan.placements)} inputs but {len(heats)} outputs")
+    found = []
+    for heat, placement in zip(heats, plan.placements, strict=True):
+        found += [placement.place(c) for c in heat_candidates(np.asarray(heat), config)]
     return suppress(found, config.radius_factor)
+
+
+def _run_plan(run: Run, plan: CropPlan) -> list[np.ndarray]:
+    """``run`` over the plan's inputs, those of one size as one batch."""
+    heats: list[np.ndarray | None] = [None] * len(plan.tensors)
+    groups: dict[tuple, list[int]] = {}
+    for i, tensor in enumerate(plan.tensors):
+        groups.setdefault(tensor.shape, []).append(i)
+    for members in groups.values():
+        out = _check_heat(run(np.stack([plan.tensors[i] for i in members])), len(members))
+        for row, i in enumerate(members):
+            heats[i] = out[row]
+    return heats
+
+
+def localize_proposals(
+    run: Run, ink: np.ndarray, proposals: Sequence[Proposal], config: MultiScaleConfig = MultiScaleConfig()
+) -> list[Candidate]:
+    """Digits in ``ink`` found by running the model on a crop around each proposal (see module)."""
+    plan = plan_crops(ink, proposals, config)
+    return collect(plan, _run_plan(run, plan), config)
 
 
 def _check_heat(heat: np.ndarray, n: int) -> np.ndarray:
@@ -235,79 +297,7 @@ def _check_heat(heat: np.ndarray, n: int) -> np.ndarray:
     return heat
 
 
-def _pyramid_candidates(run: Run, ink: np.ndarray, config: MultiScaleConfig) -> list[Candidate]:
-    found = []
-    h, w = ink.shape
-    for s in config.levels:
-        sh, sw = max(config.window, round(h / s)), max(config.window, round(w / s))
-        level = cv2.resize(ink, (sw, sh), interpolation=cv2.INTER_AREA if s > 1 else cv2.INTER_LINEAR)
-        heat = _check_heat(run(level[None, :, :, None].astype(np.float32, copy=False)), 1)[0]
-        sx, sy = w / sw, h / sh
-        for c in heat_candidates(heat, config):
-            cx, cy = c.center
-            found.append(Candidate(c.class_id, c.score, c.mass, (cx * sx, cy * sy), c.side * s, s, c.probs))
-    return found
-
-
 def localize_pyramid(run: Run, ink: np.ndarray, config: MultiScaleConfig = MultiScaleConfig()) -> list[Candidate]:
     """Digits in a whole ink image, the model run once per pyramid level, suppressed across levels."""
-    if ink.ndim != 2:
-        raise MultiScaleError(f"ink must be an HxW image, got shape {ink.shape}")
-    return suppress(_pyramid_candidates(run, ink, config), config.radius_factor)
-
-
-def digit_crop(ink: np.ndarray, box: tuple[int, int, int, int], size: int = 28, fit: int = 20) -> np.ndarray:
-    """The ink inside ``box`` made like MNIST: longer side to ``fit`` px, padded to ``size``,
-    centred by centre of mass (float32, [0, 1])."""
-    x1, y1, x2, y2 = box
-    piece = ink[max(0, y1) : y2, max(0, x1) : x2]
-    out = np.zeros((size, size), np.float32)
-    if piece.size == 0 or not piece.any():
-        return out
-    h, w = piece.shape
-    f = fit / max(h, w)
-    nh, nw = max(1, round(h * f)), max(1, round(w * f))
-    piece = cv2.resize(piece, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    out[top : top + nh, left : left + nw] = piece
-    m = cv2.moments(out)
-    if m["m00"] > 0:
-        shift = np.float32([[1, 0, size / 2 - m["m10"] / m["m00"]], [0, 1, size / 2 - m["m01"] / m["m00"]]])
-        out = cv2.warpAffine(out, shift, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
-    return out
-
-
-def relabel(
-    classify: Run,
-    ink: np.ndarray,
-    candidates: Sequence[Candidate],
-    proposals: Sequence[Proposal],
-) -> list[Candidate]:
-    """Second opinion on each candidate's class from a 28x28 classifier (``classify``: NHWC batch
-    -> (N, classes) probabilities), fed the candidate's own piece of ink normalised as MNIST is;
-    the class is the argmax of the two models' summed probabilities (the localizer's mean over
-    its region, ``Candidate.probs``; the classifier's alone where those are missing).
-
-    Only a candidate lying in a proposal that holds one digit (its own scale, a box no larger
-    than the candidate's window) is relabelled; the others keep the localizer's class. The
-    localizer's score stays the detection's score.
-    """
-    pairs = []
-    for i, cand in enumerate(candidates):
-        x, y = cand.center
-        for p in proposals:
-            x1, y1, x2, y2 = p.box
-            if p.scale is not None and x1 <= x <= x2 and y1 <= y <= y2 and max(x2 - x1, y2 - y1) <= cand.side:
-                pairs.append((i, p))
-                break
-    if not pairs:
-        return list(candidates)
-    batch = np.stack([digit_crop(ink, p.box) for _, p in pairs])[:, :, :, None]
-    probs = np.asarray(classify(batch)).reshape(len(pairs), -1)
-    out = list(candidates)
-    for (i, _), row in zip(pairs, probs, strict=True):
-        c = out[i]
-        both = c.probs is not None and len(c.probs) == len(row)
-        mean = (row + np.asarray(c.probs)) / 2 if both else row
-        out[i] = Candidate(int(mean.argmax()), c.score, c.mass, c.center, c.side, c.scale, tuple(map(float, mean)))
-    return out
+    plan = plan_pyramid(ink, config)
+    return collect(plan, _run_plan(run, plan), config)

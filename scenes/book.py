@@ -1,4 +1,4 @@
-"""The book's test scenes for the localizer (copied from ``runtime/scenes.py``, which moves here).
+"""The book's test scenes for the localizer.
 
 A scene is a grid of r x c cells of 28 px (r and c uniform in 6..12); each inner cell holds a
 random digit with probability 0.15, border cells stay empty, the background is black.

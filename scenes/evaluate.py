@@ -10,9 +10,9 @@ field-eval``) reports, as JSON and one line per figure:
   normalisation, proposals, model, suppression), the model on ``--threads`` threads.
 
 Pictures are made from the MNIST split given (``test`` for acceptance figures; ``train`` to
-choose settings, never the test split). The localizer path is :class:`PageLocalizer`
-(``mode="proposals"``), or the book's way for comparison (``mode="book"``: the FCN over the
-whole picture after ``recipe_fcn``, then ``postprocess.localize``).
+choose settings, never the test split). Every figure goes through the runtime's one path,
+``edgerun.load(model).predict(pictures)``: the localizer's head is the one its metadata chooses
+(``PageLocalizeHead`` for the bundled, page-trained ``mnist_fcn``).
 """
 
 from __future__ import annotations
@@ -24,15 +24,12 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgerun.runtime.api import load
 from edgerun.runtime.idx import IdxError, read_idx
-from edgerun.runtime.multiscale import MultiScaleConfig, localize_proposals, localize_pyramid, relabel
-from edgerun.runtime.pages import BackgroundConfig, ProposalConfig, ink_proposals, normalise_background
-from edgerun.runtime.preprocess import to_gray
 
 from . import book
 from . import field as scenes_field
@@ -41,7 +38,6 @@ from .score import Score, match
 logger = logging.getLogger(__name__)
 
 SPLITS = {"train": "train", "test": "t10k"}
-MODES = ("proposals", "pyramid", "book")
 
 
 class EvaluateError(Exception):
@@ -63,53 +59,11 @@ def load_digits(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
     raise EvaluateError(f"no MNIST {split} IDX files in {root} or {root / 'mnist'}; give --data-dir")
 
 
-@dataclass(frozen=True)
-class PageSettings:
-    """Everything the page localizer is set by (defaults: the values chosen on training pages)."""
-
-    background: BackgroundConfig = field(default_factory=BackgroundConfig)
-    proposals: ProposalConfig = field(default_factory=ProposalConfig)
-    multiscale: MultiScaleConfig = field(default_factory=MultiScaleConfig)
-
-
-class PageLocalizer:
-    """Frame -> digits: grey, background normalised, ink proposals, FCN on crops, suppression.
-
-    ``model`` is an :class:`edgerun.runtime.model.Model` (or anything with ``run(batch)``) whose
-    input is a grey picture scaled to [0, 1], as every MNIST model here.
-    """
-
-    def __init__(
-        self, model, settings: PageSettings = PageSettings(), mode: str = "proposals", classifier=None
-    ) -> None:
-        if mode not in MODES:
-            raise EvaluateError(f"mode must be one of {MODES}, got {mode!r}")
-        self.model, self.settings, self.mode, self.classifier = model, settings, mode, classifier
-        if mode == "book":
-            from edgerun.runtime.preprocess import preprocessor
-
-            self._prep = preprocessor(model.metadata.preprocessing)
-
-    def __call__(self, frame: np.ndarray):
-        if self.mode == "book":
-            from edgerun.runtime.postprocess import LocalizeConfig, localize
-
-            heat = self.model.run(self._prep(frame)[None])[0]
-            return localize(heat, self.model.metadata.classes, LocalizeConfig())
-        ink = normalise_background(to_gray(frame), self.settings.background).ink
-        if self.mode == "pyramid":
-            return localize_pyramid(self.model.run, ink, self.settings.multiscale)
-        proposals = ink_proposals(ink, self.settings.proposals)
-        found = localize_proposals(self.model.run, ink, proposals, self.settings.multiscale)
-        if self.classifier is not None:
-            found = relabel(self.classifier.run, ink, found, proposals)
-        return found
-
-
-def score_pictures(localizer, pictures) -> Score:
+def score_pictures(model, pictures) -> Score:
+    """Precision and recall of a localize model over ``pictures`` (each with its truth)."""
     total = Score()
     for picture in pictures:
-        total.add(match(localizer(picture.image), picture.truth))
+        total.add(match(model.predict([picture.image])[0].detections or [], picture.truth))
     return total
 
 
@@ -121,31 +75,28 @@ def book_scenes(digits: np.ndarray, labels: np.ndarray, count: int, seed: int):
 
 def photo_accuracy(model, digits: np.ndarray, labels: np.ndarray, seed: int) -> dict:
     """Accuracy of a classifier on field photos of ``digits`` and on the digits themselves."""
-    from edgerun.runtime.preprocess import preprocessor
-
-    prep = preprocessor(model.metadata.preprocessing)
-    right_photo = 0
-    for picture in scenes_field.photos(digits, labels, seed):
-        right_photo += int(model.run(prep(picture.image)[None])[0].argmax() == picture.truth[0].label)
-    clean = np.concatenate(
-        [model.run(np.stack([prep(d) for d in digits[i : i + 256]])) for i in range(0, len(digits), 256)]
+    photos = list(scenes_field.photos(digits, labels, seed))
+    right_photo = sum(
+        r.class_id == p.truth[0].label for p, r in zip(photos, model.predict([p.image for p in photos]), strict=True)
     )
+    clean = np.array([r.class_id for r in model.predict(list(digits), batch=256)])
     return {
         "photos": len(digits),
         "photo_accuracy": round(right_photo / len(digits), 4),
-        "clean_accuracy": round(float(np.mean(clean.argmax(axis=1) == labels)), 4),
+        "clean_accuracy": round(float(np.mean(clean == labels)), 4),
     }
 
 
-def frames_per_second(localizer, pictures: list, rounds: int = 3) -> dict:
-    """Median fps of the whole localisation path over ``pictures``, ``rounds`` passes after a warm-up."""
+def frames_per_second(model, pictures: list, rounds: int = 3) -> dict:
+    """Median fps of the whole localisation path (``predict``: background, proposals, model,
+    suppression) over ``pictures``, ``rounds`` passes after a warm-up."""
     for picture in pictures[:2]:
-        localizer(picture.image)
+        model.predict([picture.image])
     times = []
     for _ in range(rounds):
         for picture in pictures:
             start = time.perf_counter()
-            localizer(picture.image)
+            model.predict([picture.image])
             times.append(time.perf_counter() - start)
     median = float(np.median(times))
     return {"frames": len(times), "median_ms": round(median * 1000, 2), "fps": round(1 / median, 1)}
@@ -177,18 +128,15 @@ def holdout_digits(card_path: Path, digits: np.ndarray, labels: np.ndarray) -> t
     return digits[indices], labels[indices]
 
 
-def sweep_thresholds(model, digits, labels, pages: int, seed: int, thresholds, settings: PageSettings) -> list[dict]:
+def sweep_thresholds(path, digits, labels, pages: int, seed: int, thresholds, options: dict) -> list[dict]:
     """Precision and recall on light and dark pages for each threshold (choose on training digits)."""
-    from dataclasses import replace
-
     rows = []
     for threshold in thresholds:
-        chosen = replace(settings, multiscale=replace(settings.multiscale, threshold=threshold))
-        localizer = PageLocalizer(model, chosen)
+        model = load(path, threshold=threshold, **options)
         row: dict = {"threshold": threshold}
         for background in scenes_field.BACKGROUNDS:
             row[background] = score_pictures(
-                localizer, scenes_field.pages(digits, labels, pages, seed, background)
+                model, scenes_field.pages(digits, labels, pages, seed, background)
             ).to_dict()
         row["worst"] = min(min(row[b]["precision"], row[b]["recall"]) for b in scenes_field.BACKGROUNDS)
         rows.append(row)
@@ -197,14 +145,12 @@ def sweep_thresholds(model, digits, labels, pages: int, seed: int, thresholds, s
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    from edgerun.runtime.model import Model, SessionConfig
-
     digits, labels = load_digits(args.data_dir, args.split)
     if args.holdout:
         if args.split != "train":
             raise EvaluateError("--holdout selects training images: use it with --split train")
         digits, labels = holdout_digits(args.holdout, digits, labels)
-    session = SessionConfig(provider="cpu", threads=args.threads, spinning=False)
+    options = {"provider": "cpu", "threads": args.threads, "spinning": False, "tune": False}
     report: dict = {
         "split": args.split,
         "seed": args.seed,
@@ -213,39 +159,31 @@ def evaluate(args: argparse.Namespace) -> dict:
     }
     report["digits"] = int(len(digits))
     if args.fcn and args.sweep:
-        fcn = Model.load(args.fcn, session)
         thresholds = [float(t) for t in args.sweep.split(",")]
-        base = PageSettings(multiscale=MultiScaleConfig(margin=args.margin))
-        rows = sweep_thresholds(fcn, digits, labels, args.pages, args.seed, thresholds, base)
+        rows = sweep_thresholds(args.fcn, digits, labels, args.pages, args.seed, thresholds, options)
         report["sweep"] = rows
         report["best_threshold"] = max(rows, key=lambda r: (r["worst"], r["threshold"]))["threshold"]
         return report
     if args.fcn:
-        fcn = Model.load(args.fcn, session)
-        settings = PageSettings(multiscale=MultiScaleConfig(threshold=args.threshold, margin=args.margin))
-        relabeller = Model.load(args.relabel, session) if args.relabel else None
-        localizer = PageLocalizer(fcn, settings, mode=args.mode, classifier=relabeller)
-        if args.relabel:
-            report["relabel"] = str(args.relabel)
+        fcn = load(args.fcn, threshold=args.threshold, **options)
         report["fcn"] = str(args.fcn)
-        report["mode"] = args.mode
-        report["threshold"] = args.threshold
+        report["threshold"] = args.threshold or "the model's"
         for background in scenes_field.BACKGROUNDS:
             pictures = scenes_field.pages(digits, labels, args.pages, args.seed, background)
-            report[f"pages_{background}"] = {"pictures": args.pages, **score_pictures(localizer, pictures).to_dict()}
+            report[f"pages_{background}"] = {"pictures": args.pages, **score_pictures(fcn, pictures).to_dict()}
         if args.book:
             report["book"] = {
                 "pictures": args.book,
-                **score_pictures(localizer, book_scenes(digits, labels, args.book, args.seed)).to_dict(),
+                **score_pictures(fcn, book_scenes(digits, labels, args.book, args.seed)).to_dict(),
             }
         if args.fps_frames:
             sample = [
                 *scenes_field.pages(digits, labels, args.fps_frames // 2, args.seed + 1, "light"),
                 *scenes_field.pages(digits, labels, args.fps_frames - args.fps_frames // 2, args.seed + 1, "dark"),
             ]
-            report["fps_640x480"] = {"threads": args.threads, **frames_per_second(localizer, sample)}
+            report["fps_640x480"] = {"threads": args.threads, **frames_per_second(fcn, sample)}
     if args.cnn:
-        cnn = Model.load(args.cnn, session)
+        cnn = load(args.cnn, **options)
         n = min(args.photos, len(digits))
         report["cnn"] = str(args.cnn)
         report["photos"] = photo_accuracy(cnn, digits[:n], labels[:n], args.seed)
@@ -262,10 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sweep", help="comma-separated thresholds: report pages per threshold and the best (no test data!)"
     )
-    p.add_argument("--mode", default="proposals", choices=MODES)
-    p.add_argument("--relabel", type=Path, help="a 28x28 classifier giving each found digit's class (two-stage)")
-    p.add_argument("--threshold", type=float, default=MultiScaleConfig().threshold)
-    p.add_argument("--margin", type=int, default=MultiScaleConfig().margin, help="model px of context around a crop")
+    p.add_argument("--threshold", type=float, help="localizer threshold (default: the model's own)")
     p.add_argument("--pages", type=int, default=100, help="pages per background (default 100)")
     p.add_argument("--book", type=int, default=100, help="book scenes (default 100)")
     p.add_argument("--photos", type=int, default=1000, help="photos of one digit, the first N digits (default 1000)")

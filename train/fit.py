@@ -152,6 +152,13 @@ def split_holdout(train: Split, count: int, seed: int) -> tuple[Split, np.ndarra
     return Split(train.images[keep], train.labels[keep], train.source, train.files, train.sha256), held
 
 
+def _localize(spec: ModelSpec, config: TrainConfig) -> dict:
+    field = spec.field_recipe
+    if config.recipe == "field" and field is not None and field.localize is not None:
+        return {"localize": field.localize}
+    return {}
+
+
 def _card(spec: ModelSpec, config: TrainConfig, model, **extra) -> dict:
     return {
         "schema": CARD_SCHEMA,
@@ -160,6 +167,7 @@ def _card(spec: ModelSpec, config: TrainConfig, model, **extra) -> dict:
         "classes": list(class_names(spec)),
         "input": {"shape": list(spec.input_shape), "layout": "NHWC", "dtype": "float32"},
         "preprocessing": _preprocessing(spec, config),
+        **_localize(spec, config),
         "output": "probabilities",
         "params": int(model.count_params()),
         "seed": config.seed,

@@ -49,6 +49,7 @@ class FieldRecipe:
     epochs: int
     holdout: int = 0
     preprocessing: dict | None = None  # None: the spec's own
+    localize: dict | None = None  # a page localizer's settings (runtime/heads.py PageLocalizeHead)
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,26 @@ MODELS: dict[str, ModelSpec] = {
             kind="localizer",
             epochs=12,
             holdout=500,
-            preprocessing={**_MNIST_PRE, "recipe": "page", "size": [None, None], "stride": 2, "background": "any"},
+            preprocessing={
+                **_MNIST_PRE,
+                "recipe": "page",
+                "size": [None, None],
+                "stride": 2,
+                "window": 28,
+                "background": "any",
+            },
+            # Chosen on pages of the 500 held-out training images (python -m edgerun.scenes.evaluate
+            # --split train --holdout models/mnist_fcn.json --sweep ...); the rest are the defaults
+            # the field pictures were developed with, written out so a model keeps them.
+            localize={
+                "threshold": 0.8,
+                "min_area": 2,
+                "margin": 4,
+                "factors": [1.0],
+                "levels": [1.0, 1.25],
+                "radius_factor": 0.5,
+                "max_crop": 160,
+            },
         ),
     ),
     "resnet50": ModelSpec(

@@ -24,6 +24,8 @@ def test_demo_writes_every_output(mnist_dir, tmp_path, capsys):
     assert summary["video"]["frames"] == 48
     for name in (
         "scene.png",
+        "page.png",
+        "page_annotated.png",
         "scene_annotated.png",
         "heatmaps.png",
         "pan.avi",

@@ -66,7 +66,9 @@ def test_the_localizer_finds_each_digit_once_on_an_array(mnist_test):
     for label, x, y in truth:
         hits = [d for d in result.detections if d.label == label and np.hypot(d.center[0] - x, d.center[1] - y) < 14]
         assert len(hits) == 1, (label, result.detections)
-    assert result.plot().shape == (112, 196, 3) and result.heat.shape[-1] == 10
+    assert result.plot().shape == (112, 196, 3) and result.heat is None  # maps only when asked for
+    with_maps = edgerun.load("mnist_fcn", heatmaps=True)(scene)[0]
+    assert with_maps.heat.shape[-1] == 10 and len(with_maps.detections) == 3
 
 
 def test_model_run_on_a_frame_says_what_to_call_instead(mnist_test):

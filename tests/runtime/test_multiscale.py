@@ -9,12 +9,10 @@ from edgerun.runtime.multiscale import (
     MultiScaleConfig,
     MultiScaleError,
     crop,
-    digit_crop,
     heat_candidates,
     localize_proposals,
     localize_pyramid,
     pyramid_levels,
-    relabel,
     suppress,
 )
 from edgerun.runtime.pages import ink_proposals
@@ -122,29 +120,3 @@ def test_pyramid_finds_digits_at_their_level():
 def test_bad_settings_and_outputs_are_refused(call, message):
     with pytest.raises(MultiScaleError, match=message):
         call()
-
-
-def test_digit_crop_is_normalised_like_mnist():
-    ink = np.zeros((100, 100), np.float32)
-    ink[20:60, 40:50] = 1.0  # a 10x40 bar
-    out = digit_crop(ink, (40, 20, 50, 60))
-    ys, xs = np.nonzero(out > 0.5)
-    assert out.shape == (28, 28) and abs(ys.max() - ys.min() + 1 - 20) <= 1  # the longer side fits 20 px
-    m = cv2.moments(out)
-    assert m["m10"] / m["m00"] == pytest.approx(14, abs=0.5) and m["m01"] / m["m00"] == pytest.approx(14, abs=0.5)
-
-
-def test_relabel_takes_the_classifiers_opinion_where_a_proposal_holds_one_digit():
-    centres = [(60, 50), (160, 120)]
-    ink = bars_page(centres, 1.0)
-    proposals = ink_proposals(ink)
-    found = localize_proposals(bar_detector, ink, proposals, MultiScaleConfig(threshold=0.95))
-    stray = Candidate(4, 0.99, 3.0, (250, 180), 28, 1.0)  # in no proposal: keeps its class
-
-    def says_seven(batch: np.ndarray) -> np.ndarray:
-        assert batch.shape[1:] == (28, 28, 1)
-        return np.tile(np.eye(10, dtype=np.float32)[7], (len(batch), 1))
-
-    relabelled = relabel(says_seven, ink, [*found, stray], proposals)
-    assert [c.class_id for c in relabelled] == [7, 7, 4]  # (1.0 for 7 + the bar detector's ~0) / 2
-    assert [c.center for c in relabelled] == [c.center for c in [*found, stray]]
