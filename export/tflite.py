@@ -9,11 +9,12 @@ variables (a 7 KB file that outputs NaN).
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from edgerun.runtime.outputs import AtomicFile
 
 from .onnx import INPUT_NAME, ExportError
 
@@ -43,13 +44,13 @@ def export_tflite(model, out: Path, check_batch: np.ndarray) -> tuple[int, float
     Returns the size in bytes and the max |difference| in probabilities.
     """
     data = _convert(model)
-    tmp = out.with_name(f".{out.name}.partial")
-    tmp.write_bytes(data)
-    diff = float(np.abs(run_tflite(tmp, check_batch) - np.asarray(model(check_batch, training=False))).max())
-    if not diff <= TFLITE_TOLERANCE:
-        tmp.unlink()
-        raise ExportError(f"the TFLite twin disagrees with Keras: max |dprob| {diff:.2e} > {TFLITE_TOLERANCE}")
-    os.replace(tmp, out)
+    with AtomicFile(out, what="TFLite twin") as staged:  # in place only once it agrees with Keras
+        staged.path.write_bytes(data)
+        diff = float(
+            np.abs(run_tflite(staged.path, check_batch) - np.asarray(model(check_batch, training=False))).max()
+        )
+        if not diff <= TFLITE_TOLERANCE:
+            raise ExportError(f"the TFLite twin disagrees with Keras: max |dprob| {diff:.2e} > {TFLITE_TOLERANCE}")
     return len(data), diff
 
 
@@ -68,18 +69,16 @@ def export_tflite_int8(model, out: Path, calibration: np.ndarray, check: np.ndar
         converter.inference_output_type = tf.float32
 
     data = _convert(model, configure)
-    tmp = out.with_name(f".{out.name}.partial")
-    tmp.write_bytes(data)
-    ours = run_tflite(tmp, check).reshape(len(check), -1).argmax(axis=1)
-    theirs = np.asarray(model(check, training=False)).reshape(len(check), -1).argmax(axis=1)
-    agreement = float(np.mean(ours == theirs))
-    if agreement < INT8_AGREEMENT:
-        tmp.unlink()
-        raise ExportError(
-            f"the int8 TFLite twin agrees with Keras on the top class of only {agreement:.1%} of {len(check)} "
-            f"images (needs {INT8_AGREEMENT:.0%}); calibrate on more or more typical images (--calib-samples)"
-        )
-    os.replace(tmp, out)
+    with AtomicFile(out, what="int8 TFLite twin") as staged:  # in place only once it agrees with Keras
+        staged.path.write_bytes(data)
+        ours = run_tflite(staged.path, check).reshape(len(check), -1).argmax(axis=1)
+        theirs = np.asarray(model(check, training=False)).reshape(len(check), -1).argmax(axis=1)
+        agreement = float(np.mean(ours == theirs))
+        if agreement < INT8_AGREEMENT:
+            raise ExportError(
+                f"the int8 TFLite twin agrees with Keras on the top class of only {agreement:.1%} of {len(check)} "
+                f"images (needs {INT8_AGREEMENT:.0%}); calibrate on more or more typical images (--calib-samples)"
+            )
     return len(data), agreement
 
 

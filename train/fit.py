@@ -8,7 +8,6 @@ and the export step copies it into the ONNX metadata.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerun.runtime.files import write_json_atomic
+from edgerun.runtime.outputs import AtomicFile
 
 from .data import Split, load_split, shifted_copies
 from .models import MODELS, ModelSpec, class_names, get_spec
@@ -81,9 +81,10 @@ def _validate(config: TrainConfig) -> ModelSpec:
     return spec
 
 
-def _as_input(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1], as the book scales."""
-    return (images.astype(np.float32) / 255.0)[..., None]
+def _as_input(images: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """uint8 (N, H, W) -> float32 (N, H, W, 1), scaled as the model's preprocessing says (the
+    book's 1/255 for the MNIST models)."""
+    return (images.astype(np.float32) * np.float32(spec.preprocessing.get("scale", 1.0)))[..., None]
 
 
 class _EpochLog:
@@ -120,12 +121,10 @@ def _optimizer(recipe):
 def _save_atomic(model, path: Path) -> None:
     """Save the weights and architecture only: the optimizer's slots would triple the file
     (Adadelta keeps two per weight) and nothing here resumes training."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     copy = model.__class__.from_config(model.get_config())  # a fresh, uncompiled twin
     copy.set_weights(model.get_weights())
-    copy.save(tmp)
-    os.replace(tmp, path)
+    with AtomicFile(path, what="trained model") as staged:  # the one writer: atomic, never over a non-file
+        copy.save(staged.path)
 
 
 def _versions() -> dict:
@@ -202,12 +201,12 @@ def _fit_classifier(spec: ModelSpec, config: TrainConfig, train: Split, test: Sp
         if copies:
             images, labels = shifted_copies(images, labels, copies=copies, seed=config.seed)
             logger.info("shifted MNIST: %d images + %d shifted copies each = %d", len(train), copies, len(images))
-        y_train = keras.utils.to_categorical(labels, 10)
-    x_train = _as_input(images)
-    x_test, y_test = _as_input(test.images), keras.utils.to_categorical(test.labels, 10)
+        y_train = keras.utils.to_categorical(labels, len(spec.classes))
+    x_train = _as_input(images, spec)
+    x_test, y_test = _as_input(test.images, spec), keras.utils.to_categorical(test.labels, len(spec.classes))
 
-    source_name = "mnist_cnn" if spec.name == "mnist_fcn" else spec.name
-    model = get_spec(source_name).build()
+    # a localizer trains as the CNN it is made from, then becomes fully convolutional
+    model = get_spec(spec.converts_from or spec.name).build()
     model.compile(loss="categorical_crossentropy", optimizer=_optimizer(recipe), metrics=["accuracy"])
     logger.info(
         "training %s: %d images, %d epochs, batch %d, %s lr=%g",
@@ -230,11 +229,11 @@ def _fit_classifier(spec: ModelSpec, config: TrainConfig, train: Split, test: Sp
         callbacks=[_EpochLog.create(epochs)],
     )
     seconds = time.perf_counter() - start
-    if spec.name == "mnist_fcn":
+    if spec.converts_from is not None:
         from .fcn import to_fcn
 
-        model = to_fcn(model, name="mnist_fcn")
-        probs = model.predict(x_test, batch_size=256, verbose=0).reshape(len(x_test), 10)
+        model = to_fcn(model, name=spec.name)
+        probs = model.predict(x_test, batch_size=256, verbose=0).reshape(len(x_test), len(spec.classes))
         loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(probs)), test.labels], 1e-7, 1))))
         accuracy = float(np.mean(probs.argmax(axis=1) == test.labels))
     else:

@@ -68,6 +68,7 @@ class ModelSpec:
     book: str
     notes: dict = field(default_factory=dict)
     field_recipe: FieldRecipe | None = None  # how it trains for camera pictures (``--recipe field``)
+    converts_from: str | None = None  # a localizer: the CNN it is trained as, then made fully convolutional
 
 
 def _keras():
@@ -228,6 +229,7 @@ MODELS: dict[str, ModelSpec] = {
         params=1_199_882,
         recipe=Recipe(optimizer="adadelta", learning_rate=1.0, batch_size=128, epochs=24, shifted_copies=4),
         book="99.25% on single 28x28 test digits; localizes digits on scenes (no figure)",
+        converts_from="mnist_cnn",
         # Pages through background normalisation (runtime/pages.py): recipe "page".
         field_recipe=FieldRecipe(
             kind="localizer",
