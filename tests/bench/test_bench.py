@@ -148,4 +148,6 @@ def test_pipeline_benchmark_overlaps_stages(mnist_cnn, tmp_path, digit_video):
     assert cli.main([str(mnist_cnn), "--pipeline", str(video), "--batch", "8", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["frames"] == report["frames_processed"] == 120
-    assert report["end_to_end_fps"] > 0 and report["overlap_ratio"] > 0
+    slowest = min(report["decode_fps"], report["preprocess_fps"], report["inference_fps"])
+    assert report["slowest_stage_fps"] == pytest.approx(slowest, abs=0.1)
+    assert report["overlap_ratio"] == pytest.approx(report["end_to_end_fps"] / slowest, rel=0.01)
