@@ -11,7 +11,6 @@ A local Ray instance is started for the run and shut down on every way out, Ctrl
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
@@ -23,7 +22,7 @@ from .distributed import Inputs, ModelFile, apply, block_rows, dataset, enumerat
 from .frames import SourceError
 from .raycluster import EngineError, RayMissing, cluster, default_workers, require_ray, resources
 from .results import Result
-from .run import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGTERM, EXIT_USAGE
+from .run import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, Lifecycle
 
 logger = logging.getLogger(__name__)
 
@@ -83,63 +82,32 @@ class RayJob:
     keep_images: bool = False
 
 
-class RayRun:
-    """Runs a :class:`RayJob` over :class:`Inputs` into sinks; a context manager like ``Run``:
-    on entry SIGINT/SIGTERM become a clean stop (a second one stops at once), on exit the sinks
-    are closed. Iterating it yields each Result after the sinks have it."""
+class RayRun(Lifecycle):
+    """Runs a :class:`RayJob` over :class:`Inputs` into sinks, with the lifecycle every run
+    shares (:class:`~edgerun.runtime.run.Lifecycle`: signals, sinks, progress bar). Iterating
+    it yields each Result after the sinks have it."""
+
+    stopping = "writing the records in hand, then shutting Ray down"
 
     def __init__(self, job: RayJob, inputs: Inputs, sinks=(), progress: bool | None = None, name: str = "") -> None:
+        super().__init__(sinks, progress)
         self.job = job
         self.inputs = inputs
-        self.sinks = list(sinks)
+        self.name = name
         self.stats = RayRunStats(inputs=len(inputs))
-        self.signal: int | None = None
         self.failure: str | None = None
         self._stop = threading.Event()
-        self._previous: dict = {}
-        self._progress = progress
-        self._name = name
-        self._bar = None
-
-    def __enter__(self) -> RayRun:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        wanted = sys.stderr.isatty() if self._progress is None else self._progress
-        if wanted:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=len(self.inputs), unit="img", desc=self._name, leave=False, dynamic_ncols=True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            for sink in self.sinks:
-                sink.close()
-        finally:
-            if self._bar is not None:
-                self._bar.close()
-            for s, handler in self._previous.items():
-                signal.signal(s, handler)
-            self._previous = {}
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _on_signal(self, signum, _frame) -> None:
-        if self.signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self.signal = signum
-        logger.warning("%s received: writing the records in hand, then shutting Ray down", signal.Signals(signum).name)
-        self.stop()
+    def _progress_total(self) -> int:
+        return len(self.inputs)
 
     def _write(self, result: Result) -> Result:
-        for sink in self.sinks:
-            sink.write(result)
         self.stats.records += 1
         self.stats.errors += result.error is not None
-        if self._bar is not None:
-            self._bar.update(1)
-        return result
+        return super()._write(result)
 
     def __iter__(self):
         stats, job, start = self.stats, self.job, time.perf_counter()
@@ -216,10 +184,9 @@ class RayRun:
 
     @property
     def exit_code(self) -> int:
-        if self.signal is not None:
-            return EXIT_INTERRUPTED if self.signal == signal.SIGINT else EXIT_SIGTERM
-        if self.stats.interrupted:
-            return EXIT_INTERRUPTED
+        interrupted = self._interrupted(self.stats.interrupted)
+        if interrupted is not None:
+            return interrupted
         if self.stats.records == 0:
             return EXIT_INCOMPLETE
         return EXIT_FAILED if self.stats.errors else EXIT_OK
@@ -334,16 +301,10 @@ def main(args) -> int:
         with run:
             for result in run:
                 if lines:
-                    _print(run, result.summary())
+                    run.write_line(result.summary())
     except EngineError as exc:
         print(f"edgerun run: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     run.log_summary()
     return run.exit_code
 
-
-def _print(run: RayRun, text: str) -> None:
-    if run._bar is not None and sys.stdout.isatty():
-        run._bar.write(text)
-    else:
-        print(text)

@@ -47,29 +47,24 @@ class RunConfig:
     progress: bool | None = None  # a progress bar for finite sources; None: when stderr is a terminal
 
 
-class Run:
-    """See the module docstring."""
+class Lifecycle:
+    """What every run shares, whatever engine makes its results (``Run`` here, the Ray engine's
+    ``RayRun``): in the main thread SIGINT/SIGTERM become a clean stop (a second one stops at
+    once); every result goes to every sink, then to the progress bar; on exit every sink is
+    closed (even after one fails), the bar closed and the signal handlers restored."""
 
-    def __init__(self, model, source: Source, sinks: Sequence[Sink] = (), config: RunConfig | None = None) -> None:
-        self.model = model
-        self.source = source
+    stopping = "finishing the frames in hand"
+    name = ""  # the progress bar's label
+
+    def __init__(self, sinks: Sequence[Sink] = (), progress: bool | None = None) -> None:
         self.sinks = list(sinks)
-        self.config = config or RunConfig()
-        self.pipeline = Pipeline(
-            model,
-            PipelineConfig(
-                batch=self.config.batch,
-                max_frames=self.config.max_frames,
-                log_every_s=self.config.log_every_s if source.live else None,
-            ),
-        )
         self.signal: int | None = None
+        self._progress = progress
         self._previous: dict = {}
         self._bar = None
         self._stdout = LineWriter("-")
 
-    # -- lifecycle -----------------------------------------------------------------------------
-    def __enter__(self) -> Run:
+    def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._bar = self._progress_bar()
@@ -93,38 +88,32 @@ class Run:
             self._previous = {}
 
     def stop(self) -> None:
-        """Stop reading; the frames in hand are finished. Safe from signal handlers and threads."""
-        self.pipeline.stop()
+        """Stop making results; those in hand are finished. Safe from signal handlers and threads."""
+        raise NotImplementedError
 
     def _on_signal(self, signum, _frame) -> None:
         if self.signal is not None:  # a second signal: stop now
             raise KeyboardInterrupt
         self.signal = signum
-        logger.warning("%s received: finishing the frames in hand", signal.Signals(signum).name)
+        logger.warning("%s received: %s", signal.Signals(signum).name, self.stopping)
         self.stop()
 
-    def _progress_bar(self):
-        if self.source.live:
-            return None
-        total = self.source.expected
-        if self.config.max_frames is not None and total is not None:
-            total = min(total, self.config.max_frames)
-        return progress_bar(total, self.model.name, enabled=self.config.progress)
+    def _progress_total(self) -> int | None | bool:
+        """The bar's total (None: unknown), or False for no bar at all (a live source)."""
+        return None
 
-    # -- the results ---------------------------------------------------------------------------
-    def __iter__(self) -> Iterator[Result]:
-        """Each Result once every sink has it. A sink that cannot write (:class:`OutputError`)
-        ends the run: the pipeline is stopped and closed, and the error goes to the caller."""
-        results = self.pipeline.results(self.source)
-        try:
-            for result in results:
-                for sink in self.sinks:
-                    sink.write(result)
-                if self._bar is not None:
-                    self._bar.update(1)
-                yield result
-        finally:
-            results.close()
+    def _progress_bar(self):
+        total = self._progress_total()
+        if total is False:
+            return None
+        return progress_bar(total, self.name, enabled=self._progress)
+
+    def _write(self, result: Result) -> Result:
+        for sink in self.sinks:
+            sink.write(result)
+        if self._bar is not None:
+            self._bar.update(1)
+        return result
 
     def write_line(self, text: str) -> None:
         """Print a line to stdout without breaking the progress bar; whole lines, flushed; a
@@ -134,16 +123,63 @@ class Run:
         else:
             self._stdout.write(text)
 
+    def _interrupted(self, stats_interrupted: bool) -> int | None:
+        """The exit code of an interrupted run, or None."""
+        if self.signal is not None:
+            return EXIT_INTERRUPTED if self.signal == signal.SIGINT else EXIT_SIGTERM
+        return EXIT_INTERRUPTED if stats_interrupted else None
+
+
+class Run(Lifecycle):
+    """See the module docstring."""
+
+    def __init__(self, model, source: Source, sinks: Sequence[Sink] = (), config: RunConfig | None = None) -> None:
+        self.config = config or RunConfig()
+        super().__init__(sinks, self.config.progress)
+        self.model = model
+        self.name = model.name
+        self.source = source
+        self.pipeline = Pipeline(
+            model,
+            PipelineConfig(
+                batch=self.config.batch,
+                max_frames=self.config.max_frames,
+                log_every_s=self.config.log_every_s if source.live else None,
+            ),
+        )
+
+    def stop(self) -> None:
+        """Stop reading; the frames in hand are finished. Safe from signal handlers and threads."""
+        self.pipeline.stop()
+
+    def _progress_total(self):
+        if self.source.live:
+            return False
+        total = self.source.expected
+        if self.config.max_frames is not None and total is not None:
+            total = min(total, self.config.max_frames)
+        return total
+
+    # -- the results ---------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Result]:
+        """Each Result once every sink has it. A sink that cannot write (:class:`OutputError`)
+        ends the run: the pipeline is stopped and closed, and the error goes to the caller."""
+        results = self.pipeline.results(self.source)
+        try:
+            for result in results:
+                yield self._write(result)
+        finally:
+            results.close()
+
     @property
     def stats(self):
         return self.pipeline.stats
 
     @property
     def exit_code(self) -> int:
-        if self.signal is not None:
-            return EXIT_INTERRUPTED if self.signal == signal.SIGINT else EXIT_SIGTERM
-        if self.stats.interrupted:
-            return EXIT_INTERRUPTED
+        interrupted = self._interrupted(self.stats.interrupted)
+        if interrupted is not None:
+            return interrupted
         if self.source.stop_reason or self.stats.stop_reason or self.stats.frames == 0:
             return EXIT_INCOMPLETE
         return EXIT_FAILED if self.stats.errors else EXIT_OK
