@@ -185,22 +185,18 @@ def _nearest(batches: dict, batch: int) -> dict | None:
     return batches[str(best)]
 
 
-def tuned_settings(
-    model_sha256: str, batch: int, provider: str, exact: bool = False, path: Path | None = None
-) -> TunedSettings | None:
-    """The tuned settings for this model, batch and provider on this machine, or None.
-
-    Without ``exact``, a batch that was not tuned takes the nearest tuned one (log2 distance).
-    A damaged cache is logged once as a warning and ignored: a run never fails for want of tuning.
-    """
-    cache = Path(path) if path else cache_path()
+def _load(cache: Path) -> dict | None:
+    """The cache's contents, or None when there is none; a damaged one is a warning, never a failure."""
     if not _present(cache):
         return None
     try:
-        data = _read(cache)
+        return _read(cache)
     except TuningCacheError as exc:
         logger.warning("%s", exc)
         return None
+
+
+def _lookup(data: dict, model_sha256: str, batch: int, provider: str, exact: bool, cache: Path):
     models = data["machines"].get(fingerprint(provider), {}).get("models", {})
     batches = models.get(model_sha256, {}).get("batches", {})
     entry = batches.get(str(batch)) if exact else _nearest(batches, batch)
@@ -213,25 +209,36 @@ def tuned_settings(
         return None
 
 
+def tuned_settings(
+    model_sha256: str, batch: int, provider: str, exact: bool = False, path: Path | None = None
+) -> TunedSettings | None:
+    """The tuned settings for this model, batch and provider on this machine, or None.
+
+    Without ``exact``, a batch that was not tuned takes the nearest tuned one (log2 distance).
+    A damaged cache is logged once as a warning and ignored: a run never fails for want of tuning.
+    """
+    cache = Path(path) if path else cache_path()
+    data = _load(cache)
+    return None if data is None else _lookup(data, model_sha256, batch, provider, exact, cache)
+
+
 def _memo_key(path: Path) -> tuple[str, int, int]:
     st = path.stat()
     return str(path.resolve()), st.st_size, st.st_mtime_ns
 
 
-def model_sha256(path: str | Path, cache: Path | None = None) -> str:
-    """The file's sha256, from the tuner's size/mtime memo when the file has not changed."""
+def model_sha256(path: str | Path, cache: Path | None = None, data: dict | None = None) -> str:
+    """The file's sha256, from the tuner's size/mtime memo (in ``data``, the cache's contents, or
+    read from ``cache``) when the file has not changed."""
     from .files import sha256_file
 
     path = Path(path)
     key, size, mtime = _memo_key(path)
-    cache = Path(cache) if cache else cache_path()
-    if cache.is_file():
-        try:
-            memo = _read(cache)["files"].get(key)
-        except TuningCacheError:
-            memo = None
-        if memo and memo.get("size") == size and memo.get("mtime_ns") == mtime:
-            return memo["sha256"]
+    if data is None:
+        data = _load(Path(cache) if cache else cache_path()) or {"files": {}}
+    memo = data["files"].get(key)
+    if memo and memo.get("size") == size and memo.get("mtime_ns") == mtime:
+        return memo["sha256"]
     return sha256_file(path)
 
 
@@ -240,16 +247,10 @@ def tuned_settings_for(
 ) -> TunedSettings | None:
     """:func:`tuned_settings` for a model file; hashes the file only when this machine has entries."""
     cache = Path(path) if path else cache_path()
-    if not _present(cache):
+    data = _load(cache)
+    if data is None or not data["machines"].get(fingerprint(provider), {}).get("models"):
         return None
-    try:
-        data = _read(cache)
-    except TuningCacheError as exc:
-        logger.warning("%s", exc)
-        return None
-    if not data["machines"].get(fingerprint(provider), {}).get("models"):
-        return None
-    return tuned_settings(model_sha256(model_path, cache), batch, provider, exact=exact, path=cache)
+    return _lookup(data, model_sha256(model_path, data=data), batch, provider, exact, cache)
 
 
 def record(
