@@ -114,15 +114,21 @@ def measure_interleaved(
     """Time several callables in turn, one call each per cycle, for ``iters`` cycles.
 
     Calls of different callables sit microseconds apart, so a machine that slows down for a
-    moment slows all of them alike. ``max_seconds`` stops early after that long (at least one
-    cycle). A callable that raises is dropped from the cycle and its exception returned.
+    moment slows all of them alike. The order turns by one each cycle, so each callable follows
+    each of the others equally often: a call made right after another model's (whose weights
+    pushed it out of the caches) costs more, and a fixed order would charge that to one of them.
+    ``max_seconds`` stops early after that long (at least one cycle). A callable that raises is
+    dropped from the cycle and its exception returned.
     """
     samples: dict[str, list[int]] = {name: [] for name in fns}
     errors: dict[str, Exception] = {}
     live = dict(fns)
     cap = None if max_seconds is None else time.perf_counter_ns() + int(max_seconds * 1e9)
-    for _ in range(max(1, iters)):
-        for name, fn in list(live.items()):
+    for cycle in range(max(1, iters)):
+        names = list(live)
+        turn = cycle % len(names)
+        for name in names[turn:] + names[:turn]:
+            fn = live[name]
             start = time.perf_counter_ns()
             try:
                 fn()
