@@ -87,7 +87,7 @@ class BusyLoad:
 
 
 def _bench(args: list[str], log: Path) -> int:
-    command = [sys.executable, "-m", "edgerun.runtime.cli", "bench", *args]
+    command = [sys.executable, "-m", "edgerun", "bench", *args]
     with open(log, "w", encoding="utf-8") as fh:
         return subprocess.run(command, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
 
@@ -107,6 +107,9 @@ def _run(kind: str, model: Path, baseline: Path, common: list[str], out: Path, i
             [str(model), *common, "--compare", str(baseline), "--json", str(report)], report.with_suffix(".log")
         )
     verdicts = json.loads(report.read_text())["gate"]["verdicts"] if report.is_file() else []
+    if not verdicts:  # no gate ran (the command failed before judging): never counts as expected
+        logger.error("%s run %d gave no verdict; see %s", kind, i, report.with_suffix(".log"))
+        code = None
     return {
         "kind": kind,
         "run": i,
