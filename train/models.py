@@ -154,6 +154,13 @@ def build_mnist_fcn():
     return to_fcn(build_mnist_cnn(), name="mnist_fcn")
 
 
+def build_mnist_small_fcn():
+    """An untrained FCN of ``mnist_small``'s shape (two pools: a map step of 4 px)."""
+    from .fcn import to_fcn
+
+    return to_fcn(build_mnist_small(), name="mnist_small_fcn")
+
+
 def build_resnet50(weights: str | None = None):
     """``keras.applications.ResNet50``; ``weights`` is ``"imagenet"``, a file, or None (random)."""
     keras = _keras()
@@ -249,6 +256,41 @@ MODELS: dict[str, ModelSpec] = {
             localize={
                 "threshold": 0.8,
                 "min_area": 2,
+                "margin": 4,
+                "factors": [1.0],
+                "levels": [1.0, 1.25],
+                "radius_factor": 0.5,
+                "max_crop": 160,
+            },
+        ),
+    ),
+    "mnist_small_fcn": ModelSpec(
+        name="mnist_small_fcn",
+        build=build_mnist_small_fcn,
+        dataset="mnist",
+        task="localize",
+        input_shape=(None, None, 1),
+        classes=MNIST_CLASSES,
+        preprocessing={**_MNIST_PRE, "recipe": "fcn", "size": [None, None], "stride": 4, "window": 28},
+        params=188_746,
+        recipe=Recipe(optimizer="adadelta", learning_rate=1.0, batch_size=128, epochs=24, shifted_copies=4),
+        book="the book's method (dense -> conv weight transfer, shifted MNIST) on its best CNN (188,746 params)",
+        converts_from="mnist_small",
+        field_recipe=FieldRecipe(
+            kind="localizer",
+            epochs=12,
+            holdout=500,
+            preprocessing={
+                **_MNIST_PRE,
+                "recipe": "page",
+                "size": [None, None],
+                "stride": 4,
+                "window": 28,
+                "background": "any",
+            },
+            localize={
+                "threshold": 0.8,
+                "min_area": 1,
                 "margin": 4,
                 "factors": [1.0],
                 "levels": [1.0, 1.25],

@@ -15,6 +15,7 @@ from edgerun.train.models import MODELS, UnknownModelError, create_model, get_sp
         ("mnist_small", 188_746),
         ("fashion_cnn", 287_402),
         ("mnist_fcn", 1_199_882),
+        ("mnist_small_fcn", 188_746),
         ("resnet50", 25_636_712),
     ],
 )
