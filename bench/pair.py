@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgerun.runtime.timing import measure, percentile_ms
 
     from .cli import _batches
-    from .harness import _image_input
+    from .harness import model_input
 
     p = argparse.ArgumentParser(prog="python -m edgerun.bench.pair", description=__doc__.split("\n\n")[0])
     p.add_argument("base", type=Path, help="the reference model (e.g. fp32)")
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     config = SessionConfig(provider="cpu", threads=args.threads)
     models = [Model.load(args.base, config), Model.load(args.other, config)]
-    image, _, _ = _image_input(args.base)
+    image = model_input(args.base).image
     print(f"{'batch':>5} {args.base.name + ' p50 ms':>28} {args.other.name + ' p50 ms':>28} {'speed-up':>9}")
     for batch in args.batch:
         x = np.random.default_rng(batch).random((batch, *image), dtype=np.float32)
