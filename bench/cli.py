@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rounds",
         type=positive_int,
-        help=f"interleaved rounds per batch: every backend and the reference workload take turns, call by call "
+        help=f"interleaved rounds per batch: every backend and the reference workload take turns, a block of calls "
         f"(default {ROUNDS}, {BASELINE_ROUNDS} with --save-baseline; --compare adds up to 2x more while undecided)",
     )
     p.add_argument("--threads", type=positive_int, help="intra-op threads for every backend (default: all cores)")

@@ -1,7 +1,7 @@
 """The CI gate: is this run slower than the baseline beyond noise? pass, regression or inconclusive.
 
 The compared figure of a row is the ratio *model time / reference time*, each the 10th percentile of
-its calls pooled over all rounds; the calls were interleaved call by call, so contention and drift
+its calls pooled over all rounds; model and reference took turns in short blocks, so contention and drift
 that hit the model hit the reference too. :func:`~.stats.ratio_change` turns the baseline's rounds
 and this run's into a change with a 95% bootstrap interval (rounds resampled). With ``T`` the
 allowed slow-down:

@@ -1,7 +1,7 @@
 """``make gate-check``: the CI gate's acceptance runs, measured in both directions.
 
 1. A planted-slowdown copy of the model (:mod:`.planted`); its true slowdown is measured apart,
-   both models interleaved call by call without extra load.
+   both models interleaved in 0.2 s blocks without extra load.
 2. A baseline saved without extra load (``edgerun bench --save-baseline``).
 3. ``--runs`` comparisons each (``edgerun bench --compare``, a fresh process per run, as CI runs it):
    the unchanged model under load (expected exit 0), the planted copy without load and under load
@@ -34,9 +34,9 @@ BUSY_LOOP = "while True: pass"
 
 
 def true_slowdown(model: Path, planted: Path, batches: tuple[int, ...], rounds: int = 30) -> dict[int, dict]:
-    """planted / model time per batch, both interleaved call by call: ratio of medians and of 10th percentiles."""
+    """planted / model time per batch, interleaved in blocks as the bench does: ratios of medians and of p10s."""
     from edgerun.runtime.model import Model, SessionConfig
-    from edgerun.runtime.timing import measure_interleaved
+    from edgerun.runtime.timing import measure_blocks
 
     a = Model.load(model, SessionConfig(provider="cpu"))
     b = Model.load(planted, SessionConfig(provider="cpu"))
@@ -51,8 +51,8 @@ def true_slowdown(model: Path, planted: Path, batches: tuple[int, ...], rounds: 
         pooled = {"a": [], "b": []}
         medians = []
         calls = {"a": lambda x=x: a.run(x), "b": lambda x=x: b.run(x)}
-        for _ in range(rounds):
-            samples, _ = measure_interleaved(calls, iters=20)
+        for turn in range(rounds):
+            samples, _ = measure_blocks(calls, block_s=0.2, turn=turn)
             pooled["a"].append(samples["a"])
             pooled["b"].append(samples["b"])
             medians.append(np.median(samples["b"]) / np.median(samples["a"]))
@@ -128,7 +128,7 @@ def _markdown(result: dict) -> str:
         f"Gate check: {result['model']} at batch {', '.join(map(str, result['batches']))}, "
         f"{result['settings']}; CPU {result['cpu']}; started at load average {result['load_at_start']}.",
         "",
-        "True slowdown of the planted copy, measured apart (interleaved call by call, no extra load):",
+        "True slowdown of the planted copy, measured apart (interleaved in 0.2 s blocks, no extra load):",
         "",
         "| batch | model p50 ms | planted p50 ms | p50 ratio | p10 ratio |",
         "|---:|---:|---:|---:|---:|",

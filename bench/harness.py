@@ -1,6 +1,6 @@
 """The latency sweep: models x backends x batch sizes, one row each, errors recorded not fatal.
 
-Every (model, batch) is measured in interleaved rounds, the backends taking turns call by call. For
+Every (model, batch) is measured in interleaved rounds, the backends taking turns a short block each. For
 the CI gate (:mod:`.gate`) the fixed reference workload (:mod:`.reference`) takes turns too, and every
 row then also carries its own calls and the reference's, round by round: what the gate decides on.
 The machine's peak for "% peak" is onnxruntime's own GEMM (:mod:`.peak`), measured in turns before,
@@ -20,7 +20,7 @@ import numpy as np
 from edgerun.runtime.files import sha256_file
 from edgerun.runtime.metadata import ANY_SIZE_PROBE
 from edgerun.runtime.model import SessionConfig, default_threads
-from edgerun.runtime.timing import Timings, measure, measure_interleaved
+from edgerun.runtime.timing import Timings, measure, measure_blocks
 
 from .backends import PeerUnavailable, make_backend
 from .flops import flops_per_image, precision
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 SCHEMA = 2
 STAT_FIELDS = ("iters", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "ms_per_img", "imgs_per_s")
 ESTIMATE_ITERS = 5  # timed runs after the warm-up; the fastest sizes the rounds and the reference
-#: A round's planned cycles are cut off after this many times its planned time (a very busy machine).
+#: A round is cut off after this many times its planned time (a very busy machine).
 ROUND_CAP = 3.0
 
 
@@ -211,11 +211,12 @@ def _microseconds(samples_ns: np.ndarray) -> list[float]:
 class _Group:
     """Every backend at one batch size, and the reference, measured in interleaved rounds.
 
-    On a shared machine the speed changes from one millisecond to the next; measuring one thing
-    after another would turn that into a difference. Within a round the participants (the
-    backends and the reference) therefore take turns call by call, so neighbouring calls see
-    the same machine. Every call is kept, and each backend's row also keeps the reference's calls
-    of the same rounds. The first call and the warm-up runs are timed apart.
+    On a shared machine the speed drifts from one second to the next; measuring one thing after
+    another would turn that into a difference. Within a round the participants (the backends and
+    the reference) therefore take turns, a short block of calls each (``measure_blocks``: not
+    call by call, because a session's spinning worker threads take the cores from the next
+    one), so neighbouring blocks see the same machine. Each backend's row also keeps the
+    reference's calls of the same rounds. The first call and the warm-up runs are timed apart.
     """
 
     def __init__(self, backends, reference: Reference | None, path: Path, inp: ModelInput, config, batch, providers):
@@ -242,13 +243,15 @@ class _Group:
                 self._start(reference.name, reference.prepare(self.ref_batch).run, 2)
             except Exception as exc:  # noqa: BLE001 - latencies stand without the reference
                 logger.warning("%s batch %d: the reference workload failed: %s", path.name, batch, _failure(exc))
-        total_ns = sum(self._estimate(name) for name in self.ready) or 1.0
+        # One block per participant per round: iters/rounds calls, or seconds/rounds of calls.
         if config.iters is not None:
-            self.cycles = math.ceil(config.iters / config.rounds)
+            self.block = {"block_calls": math.ceil(config.iters / config.rounds)}
+            planned_ns = sum(self._estimate(n) * self.block["block_calls"] for n in self.ready)
         else:
-            budget_ns = len(self.ready) * (config.seconds or 1.0) / config.rounds * 1e9
-            self.cycles = max(1, round(budget_ns / total_ns))
-        self.cap_s = ROUND_CAP * self.cycles * total_ns / 1e9
+            block_s = (config.seconds or 1.0) / config.rounds
+            self.block = {"block_s": block_s}
+            planned_ns = sum(max(block_s * 1e9, 2 * self._estimate(n)) for n in self.ready)
+        self.cap_s = ROUND_CAP * planned_ns / 1e9
 
     def _estimate(self, name: str) -> float:
         return max(float(self.first[name].samples_ns.min()), 1.0)
@@ -268,9 +271,7 @@ class _Group:
             table.pop(name, None)
 
     def _round(self, turn: int) -> None:
-        names = list(self.ready)
-        names = names[turn % len(names) :] + names[: turn % len(names)]
-        samples, errors = measure_interleaved({n: self.ready[n] for n in names}, self.cycles, self.cap_s)
+        samples, errors = measure_blocks(dict(self.ready), turn=turn, max_seconds=self.cap_s, **self.block)
         for name, exc in errors.items():
             self._fail(name, exc)
         for name, values in samples.items():

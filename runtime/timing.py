@@ -108,35 +108,73 @@ class Reservoir:
         return percentile(self.values, q)
 
 
-def measure_interleaved(
-    fns: dict[str, Callable[[], object]], iters: int, max_seconds: float | None = None
-) -> tuple[dict[str, np.ndarray], dict[str, Exception]]:
-    """Time several callables in turn, one call each per cycle, for ``iters`` cycles.
+#: How long after a switch between callables their calls are not kept (see measure_blocks).
+SETTLE_S = 0.03
+#: A call at least this long is kept even when it starts within the settling time: what the
+#: previous callable's threads take from it is then a small part of it.
+LONG_CALL_S = 0.1
 
-    Calls of different callables sit microseconds apart, so a machine that slows down for a
-    moment slows all of them alike. The order turns by one each cycle, so each callable follows
-    each of the others equally often: a call made right after another model's (whose weights
-    pushed it out of the caches) costs more, and a fixed order would charge that to one of them.
-    ``max_seconds`` stops early after that long (at least one cycle). A callable that raises is
-    dropped from the cycle and its exception returned.
+
+def measure_blocks(
+    fns: dict[str, Callable[[], object]],
+    block_s: float | None = None,
+    block_calls: int | None = None,
+    settle_s: float = SETTLE_S,
+    turn: int = 0,
+    max_seconds: float | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Exception]]:
+    """Time several callables in turn, a block of calls each: one round of an interleaved run.
+
+    Why blocks and not one call each: onnxruntime's (and XNNPACK's) worker threads spin for a
+    while after a call, waiting for more work. Called one after another, each session finds the
+    cores taken by the previous one's spinning threads: on 2 cores two identical ``mnist_cnn``
+    sessions called in turn read 2.2x their p50 alone and 13x their p90, and a session needed
+    about 30 ms of its own calls to get back to its speed alone. So each callable runs a block
+    (``block_s`` seconds, or ``block_calls`` calls, the first half of them not kept), and calls started in the first
+    ``settle_s`` of a block (at most half of it) are run but not kept, unless they are
+    long (:data:`LONG_CALL_S`). Blocks are short next to the drifts of a shared machine, so
+    neighbouring blocks still see the same machine; ``turn`` rotates the order (each callable
+    follows each of the others equally often over the rounds). At least one call per block is
+    kept. ``max_seconds`` caps the whole round. A callable that raises is dropped and its
+    exception returned.
     """
+    if (block_s is None) == (block_calls is None):
+        raise ValueError("give block_s or block_calls")
     samples: dict[str, list[int]] = {name: [] for name in fns}
     errors: dict[str, Exception] = {}
-    live = dict(fns)
+    names = list(fns)
+    if names:
+        k = turn % len(names)
+        names = names[k:] + names[:k]
     cap = None if max_seconds is None else time.perf_counter_ns() + int(max_seconds * 1e9)
-    for cycle in range(max(1, iters)):
-        names = list(live)
-        turn = cycle % len(names)
-        for name in names[turn:] + names[:turn]:
-            fn = live[name]
+    per_block = None if max_seconds is None else int(max_seconds * 1e9 / max(1, len(names)))
+    for name in names:
+        fn, kept, calls = fns[name], samples[name], 0
+        begin = time.perf_counter_ns()
+        settle = int(min(settle_s, block_s / 2) * 1e9) if block_s else None
+        settle_calls = 0 if block_calls is None else min(block_calls // 2, block_calls - 1)
+        while True:
             start = time.perf_counter_ns()
             try:
                 fn()
             except Exception as exc:  # noqa: BLE001 - reported per callable; the others go on
                 errors[name] = exc
-                del live[name]
+                break
+            end = time.perf_counter_ns()
+            calls += 1
+            if settle is not None:
+                if start - begin >= settle or end - start >= LONG_CALL_S * 1e9:
+                    kept.append(end - start)
+            elif calls > settle_calls:
+                kept.append(end - start)
+            if not kept:
                 continue
-            samples[name].append(time.perf_counter_ns() - start)
-        if not live or (cap is not None and time.perf_counter_ns() >= cap):
+            if block_calls is not None and calls >= block_calls:
+                break
+            if block_s is not None and end - begin >= block_s * 1e9:
+                break
+            if per_block is not None and end - begin >= per_block:
+                break
+        if cap is not None and time.perf_counter_ns() >= cap:
             break
-    return {n: np.asarray(s, dtype=np.int64) for n, s in samples.items() if n in live}, errors
+    return {n: np.asarray(s, dtype=np.int64) for n, s in samples.items() if n not in errors and s}, errors
