@@ -18,6 +18,11 @@ MIN_GATE_ROUNDS = 5
 ROUNDS = 20
 BASELINE_ROUNDS = 40  # a baseline is made once: more rounds narrow every later comparison's interval
 ROUND_SECONDS = 0.05  # default time per row and round
+#: The gate's intra-op threads unless --threads says otherwise. With as many threads as cores, any
+#: other process on a CI runner takes a core mid-call and the call waits for its slowest thread:
+#: on 2 cores with one busy, 2-thread comparisons of unchanged code read -50% to +50% and were
+#: inconclusive 2 times in 3; with 1 thread, within +-2% (README, CI gate).
+GATE_THREADS = 1
 
 
 def _batches(text: str) -> tuple[int, ...]:
@@ -63,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"interleaved rounds per batch: every backend and the reference workload take turns, a block of calls "
         f"(default {ROUNDS}, {BASELINE_ROUNDS} with --save-baseline; --compare adds up to 2x more while undecided)",
     )
-    p.add_argument("--threads", type=positive_int, help="intra-op threads for every backend (default: all cores)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help="intra-op threads for every backend (default: all cores; 1 with --save-baseline, the baseline's "
+        "with --compare: see README, CI gate)",
+    )
     spin = p.add_mutually_exclusive_group()
     spin.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep when idle")
     spin.add_argument(
@@ -149,6 +159,9 @@ def _validate(args, parser) -> None:
     args.gate = None
     if args.compare is not None and args.pipeline is None:
         args.gate = _load_gate(args, parser)
+    elif args.save_baseline is not None and args.threads is None:
+        args.threads = GATE_THREADS
+        logger.info("--save-baseline measures with %d intra-op thread (give --threads to choose)", GATE_THREADS)
 
 
 def _load_gate(args, parser):
@@ -171,6 +184,10 @@ def _load_gate(args, parser):
             f"baseline {args.compare} has no rows in common with this run (model file name, backend, provider, "
             f"batch); it holds {gate.describe_baseline()}. Compare the same sweep, or re-create the baseline."
         )
+    if args.threads is None:  # the baseline's threads: the same work, whatever this machine's cores
+        saved = baseline["environment"].get("threads")
+        args.threads = saved if isinstance(saved, int) and saved > 0 else GATE_THREADS
+        logger.info("--compare measures with %d intra-op thread(s), as the baseline did", args.threads)
     now = environment(args.threads or default_threads(), args.provider)
     args.environment_notes = differences(baseline["environment"], now)
     return gate

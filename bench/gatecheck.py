@@ -38,8 +38,10 @@ def true_slowdown(model: Path, planted: Path, batches: tuple[int, ...], rounds: 
     from edgerun.runtime.model import Model, SessionConfig
     from edgerun.runtime.timing import measure_blocks
 
-    a = Model.load(model, SessionConfig(provider="cpu"))
-    b = Model.load(planted, SessionConfig(provider="cpu"))
+    from .cli import GATE_THREADS
+
+    config = SessionConfig(provider="cpu", threads=GATE_THREADS)  # as the gate measures
+    a, b = Model.load(model, config), Model.load(planted, config)
     out = {}
     for batch in batches:
         h, w = a.metadata.preprocessing.size
@@ -128,7 +130,7 @@ def _markdown(result: dict) -> str:
         f"Gate check: {result['model']} at batch {', '.join(map(str, result['batches']))}, "
         f"{result['settings']}; CPU {result['cpu']}; started at load average {result['load_at_start']}.",
         "",
-        "True slowdown of the planted copy, measured apart (interleaved in 0.2 s blocks, no extra load):",
+        "True slowdown of the planted copy, measured apart (as the gate runs it: one thread, interleaved in 0.2 s blocks, no extra load):",
         "",
         "| batch | model p50 ms | planted p50 ms | p50 ratio | p10 ratio |",
         "|---:|---:|---:|---:|---:|",

@@ -212,3 +212,19 @@ def test_environment_differences_are_one_line_each():
         "environment differs: onnxruntime: baseline 1.31.1, now 1.32.0",
     ]
     assert differences(now, now) == []
+
+
+def test_the_gate_measures_one_thread_unless_told_and_compares_with_the_baselines(tmp_path, tiny_model, capsys):
+    model = tiny_model(tmp_path / "m.onnx", batch=None)
+    common = ["--batch", "1", "--rounds", "5", "--seconds", "0.05"]
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert cli.main([str(model), *common, "--save-baseline", str(one)]) == EXIT_PASS
+    assert cli.main([str(model), *common, "--threads", "2", "--save-baseline", str(two)]) == EXIT_PASS
+    assert load_baseline(one)["environment"]["threads"] == 1
+    assert load_baseline(two)["environment"]["threads"] == 2
+    for baseline, threads in ((one, 1), (two, 2)):
+        report = tmp_path / f"now{threads}.json"
+        code = cli.main([str(model), *common, "--compare", str(baseline), "--json", str(report)])
+        assert code in (EXIT_PASS, EXIT_REGRESSION, EXIT_INCONCLUSIVE)  # judged (a tiny model, a few rounds)
+        assert json.loads(report.read_text())["environment"]["threads"] == threads
+    capsys.readouterr()
