@@ -167,6 +167,7 @@ def plot(report: dict, model: str, path: Path, protected: Protected | None = Non
     thr = _Axes(canvas, (690, 70, 1170, 470), xs, [r["imgs_per_s"] for r in rows], "throughput", "img/s")
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     precisions = {r["backend"]: r.get("precision", "") for r in rows}
+    legend_x, legend_y = 90, 545
     for i, backend in enumerate(backends):
         color = COLORS[i % len(COLORS)]
         series = sorted((r for r in rows if r["backend"] == backend), key=lambda r: r["batch"])
@@ -182,10 +183,15 @@ def plot(report: dict, model: str, path: Path, protected: Protected | None = Non
                 cv2.line(canvas, a, b, color, 2, cv2.LINE_AA)
             for p in points:
                 cv2.circle(canvas, p, 3, color, -1, cv2.LINE_AA)
-        ly, lx = 560, 90 + i * 180
-        cv2.line(canvas, (lx, ly), (lx + 30, ly), color, 3)
+        # legend entries laid out by their text's width, wrapping to a second line
         label = f"{backend} ({precisions[backend]})" if precisions[backend] else backend
+        width = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] + 38 + 30
+        if legend_x + width > canvas.shape[1] - 20:
+            legend_x, legend_y = 90, legend_y + 24
+        lx, ly = legend_x, legend_y
+        cv2.line(canvas, (lx, ly), (lx + 30, ly), color, 3)
         cv2.putText(canvas, label, (lx + 38, ly + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        legend_x += width
     env = report["environment"]
     cv2.putText(
         canvas,
