@@ -215,12 +215,18 @@ def markdown(report: dict) -> str:
                 f"| {engine} | {n:,} | {m['wall_s']:.2f} | {m['first_s']:.2f}{parts} | {m['steady_fps']:,.0f} "
                 f"| {m['first_cpu_s']:.1f} | {m['cpu_s']:.1f} |"
             )
+    if len(sizes) > 1:
+        fitted = (
+            f"- fit (wall = fixed + N x per-image): local {s['local']['fixed_s']:.2f} s + "
+            f"{s['local']['per_image_ms']:.3f} ms/img; ray {s['ray']['fixed_s']:.2f} s + "
+            f"{s['ray']['per_image_ms']:.3f} ms/img "
+            f"(Ray's per-image overhead {s['per_image_overhead_ms']:+.3f} ms)"
+        )
+    else:
+        fitted = "- fit (wall = fixed + N x per-image): needs two --sizes or more"
     lines += [
         "",
-        f"- fit (wall = fixed + N x per-image): local {s['local']['fixed_s']:.2f} s + "
-        f"{s['local']['per_image_ms']:.3f} ms/img; ray {s['ray']['fixed_s']:.2f} s + "
-        f"{s['ray']['per_image_ms']:.3f} ms/img "
-        f"(Ray's per-image overhead {s['per_image_overhead_ms']:+.3f} ms)",
+        fitted,
         f"- {max(sizes):,} images: ray/local wall {s['wall_ratio']:.2f}x; throughput after start-up ray/local "
         f"{s['steady_ratio']:.2f}x",
         f"- CPU per image once records flow ({max(sizes):,} images): local "
