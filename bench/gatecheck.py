@@ -130,7 +130,8 @@ def _markdown(result: dict) -> str:
         f"Gate check: {result['model']} at batch {', '.join(map(str, result['batches']))}, "
         f"{result['settings']}; CPU {result['cpu']}; started at load average {result['load_at_start']}.",
         "",
-        "True slowdown of the planted copy, measured apart (as the gate runs it: one thread, interleaved in 0.2 s blocks, no extra load):",
+        "True slowdown of the planted copy, measured apart (as the gate runs it: one thread, "
+        "interleaved in 0.2 s blocks, no extra load):",
         "",
         "| batch | model p50 ms | planted p50 ms | p50 ratio | p10 ratio |",
         "|---:|---:|---:|---:|---:|",

@@ -12,12 +12,16 @@ taken before and after the sweep.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgerun.runtime.model import SessionConfig, session_options
+
+logger = logging.getLogger(__name__)
 
 SIZES = (256, 512)
 
@@ -62,8 +66,19 @@ class Peak:
     enabled: bool = True  # False: nothing measured, no "% peak" (e.g. for CUDA rows)
     gflops: dict[str, float] = field(default_factory=dict)
     turns: dict[str, list[float]] = field(default_factory=dict)
+    #: Why nothing is measured, when it is not.
+    reason: str = "not measured: the CPU's GEMM peak says nothing of a GPU's"
 
     _sessions: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # The MatMul graphs are built with the onnx package, which the runtime install lacks
+        # (it is in the tools and dev extras): without it the rows have no "% peak", as they
+        # have no FLOPs, and the sweep goes on (edgerun demo runs one on a plain [cpu] install).
+        if self.enabled and importlib.util.find_spec("onnx") is None:
+            self.enabled = False
+            self.reason = "not measured: the onnx package is missing (pip install 'edgerun[tools]')"
+            logger.info("%% peak %s", self.reason)
 
     def _session(self, n: int, precision: str):
         if (n, precision) not in self._sessions:
@@ -101,7 +116,7 @@ class Peak:
         import onnxruntime as ort
 
         if not self.enabled:
-            return "not measured: the CPU's GEMM peak says nothing of a GPU's"
+            return self.reason
         threads = self.config.threads or "all"
         return (
             f"onnxruntime {ort.__version__} MatMul {'/'.join(str(n) for n in SIZES)} square "

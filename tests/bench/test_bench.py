@@ -151,3 +151,20 @@ def test_pipeline_benchmark_overlaps_stages(mnist_cnn, tmp_path, digit_video):
     slowest = min(report["decode_fps"], report["preprocess_fps"], report["inference_fps"])
     assert report["slowest_stage_fps"] == pytest.approx(slowest, abs=0.1)
     assert report["overlap_ratio"] == pytest.approx(report["end_to_end_fps"] / slowest, rel=0.01)
+
+
+def test_without_the_onnx_package_the_sweep_has_no_peak_but_runs(tmp_path, monkeypatch):
+    """The runtime install has no onnx (edgerun demo sweeps on it): no "% peak", a reason, rows."""
+    from edgerun.bench import peak as peak_module
+    from edgerun.bench.harness import SweepConfig, run_sweep
+
+    from .conftest import make_tiny_model
+
+    real = peak_module.importlib.util.find_spec
+    monkeypatch.setattr(peak_module.importlib.util, "find_spec", lambda name: None if name == "onnx" else real(name))
+    report = run_sweep(
+        SweepConfig(models=(make_tiny_model(tmp_path / "m.onnx", batch=None),), batches=(1,), seconds=0.05)
+    )
+    assert report["machine"]["peak"]["fp32_gflops"] is None
+    assert "onnx package is missing" in report["machine"]["peak"]["source"]
+    assert report["results"][0]["p50_ms"] > 0 and report["results"][0]["pct_peak"] is None
