@@ -48,15 +48,13 @@ def test_blank_page_gives_a_black_input():
     assert normalize_digit(np.full((50, 50), 200, np.uint8)).max() == 0
 
 
-def test_caffe_matches_keras_preprocess_input():
-    from keras.applications.resnet50 import preprocess_input
-
+def test_caffe_is_bgr_minus_the_imagenet_means():
+    """The caffe recipe by its definition (Keras' own preprocess_input is compared in tests/export,
+    where TensorFlow is installed): BGR kept, the per-channel means subtracted, no scaling."""
     rng = np.random.default_rng(0)
     bgr = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
-    rgb = bgr[:, :, ::-1].astype(np.float32)
-    expected = preprocess_input(rgb[None].copy())[0]
-    got = recipe_caffe(bgr, CAFFE)
-    assert np.abs(got - expected).max() <= 1e-4
+    expected = bgr.astype(np.float32) - np.array([103.939, 116.779, 123.68], np.float32)
+    assert np.abs(recipe_caffe(bgr, CAFFE) - expected).max() <= 1e-4
 
 
 def test_caffe_short_side_crop_keeps_aspect():
