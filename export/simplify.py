@@ -87,6 +87,16 @@ def _static_shape(proto, name: str) -> list[int] | None:
     return None
 
 
+def _index(graph) -> tuple[dict[str, list], set[str], dict]:
+    """What the folding passes look up: each value's consuming nodes, the graph's output names,
+    and the initializers by name."""
+    consumers: dict[str, list] = collections.defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    return consumers, {o.name for o in graph.output}, {i.name: i for i in graph.initializer}
+
+
 def fold_flatten_transpose(proto) -> int:
     """Fold ``Transpose(perm 0,2,3,1) -> Reshape([-1, K]) -> MatMul(W)`` into the weights, in place.
 
@@ -100,12 +110,7 @@ def fold_flatten_transpose(proto) -> int:
 
     graph = proto.graph
     inferred = onnx.shape_inference.infer_shapes(proto)
-    consumers: dict[str, list] = collections.defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
-    outputs = {o.name for o in graph.output}
-    inits = {i.name: i for i in graph.initializer}
+    consumers, outputs, inits = _index(graph)
     folded = 0
     for tr in [n for n in graph.node if n.op_type == "Transpose"]:
         perm = next((list(a.ints) for a in tr.attribute if a.name == "perm"), None)
@@ -165,12 +170,7 @@ def fold_pad_into_maxpool(proto) -> int:
 
     graph = proto.graph
     producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = collections.defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
-    outputs = {o.name for o in graph.output}
-    inits = {i.name: i for i in graph.initializer}
+    consumers, outputs, inits = _index(graph)
     folded = 0
     for pad in [n for n in graph.node if n.op_type == "Pad"]:
         source = producers.get(pad.input[0])

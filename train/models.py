@@ -186,6 +186,37 @@ def _imagenet_classes() -> tuple[str, ...]:
     return imagenet_class_names()
 
 
+def _page_localizer(stride: int, min_area: int) -> FieldRecipe:
+    """The field recipe of an MNIST localizer: pages through background normalisation
+    (runtime/pages.py, recipe "page"), 500 training images kept apart to choose thresholds on.
+
+    The threshold was chosen on pages of those held-out images (python -m edgerun.scenes.evaluate
+    --split train --holdout models/mnist_fcn.json --sweep ...); the rest are the defaults the field
+    pictures were developed with, written out so that a model keeps them."""
+    return FieldRecipe(
+        kind="localizer",
+        epochs=12,
+        holdout=500,
+        preprocessing={
+            **_MNIST_PRE,
+            "recipe": "page",
+            "size": [None, None],
+            "stride": stride,
+            "window": 28,
+            "background": "any",
+        },
+        localize={
+            "threshold": 0.8,
+            "min_area": min_area,
+            "margin": 4,
+            "factors": [1.0],
+            "levels": [1.0, 1.25],
+            "radius_factor": 0.5,
+            "max_crop": 160,
+        },
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     "mnist_cnn": ModelSpec(
         name="mnist_cnn",
@@ -237,32 +268,7 @@ MODELS: dict[str, ModelSpec] = {
         recipe=Recipe(optimizer="adadelta", learning_rate=1.0, batch_size=128, epochs=24, shifted_copies=4),
         book="99.25% on single 28x28 test digits; localizes digits on scenes (no figure)",
         converts_from="mnist_cnn",
-        # Pages through background normalisation (runtime/pages.py): recipe "page".
-        field_recipe=FieldRecipe(
-            kind="localizer",
-            epochs=12,
-            holdout=500,
-            preprocessing={
-                **_MNIST_PRE,
-                "recipe": "page",
-                "size": [None, None],
-                "stride": 2,
-                "window": 28,
-                "background": "any",
-            },
-            # Chosen on pages of the 500 held-out training images (python -m edgerun.scenes.evaluate
-            # --split train --holdout models/mnist_fcn.json --sweep ...); the rest are the defaults
-            # the field pictures were developed with, written out so a model keeps them.
-            localize={
-                "threshold": 0.8,
-                "min_area": 2,
-                "margin": 4,
-                "factors": [1.0],
-                "levels": [1.0, 1.25],
-                "radius_factor": 0.5,
-                "max_crop": 160,
-            },
-        ),
+        field_recipe=_page_localizer(stride=2, min_area=2),
     ),
     "mnist_small_fcn": ModelSpec(
         name="mnist_small_fcn",
@@ -276,28 +282,7 @@ MODELS: dict[str, ModelSpec] = {
         recipe=Recipe(optimizer="adadelta", learning_rate=1.0, batch_size=128, epochs=24, shifted_copies=4),
         book="the book's method (dense -> conv weight transfer, shifted MNIST) on its best CNN (188,746 params)",
         converts_from="mnist_small",
-        field_recipe=FieldRecipe(
-            kind="localizer",
-            epochs=12,
-            holdout=500,
-            preprocessing={
-                **_MNIST_PRE,
-                "recipe": "page",
-                "size": [None, None],
-                "stride": 4,
-                "window": 28,
-                "background": "any",
-            },
-            localize={
-                "threshold": 0.8,
-                "min_area": 1,
-                "margin": 4,
-                "factors": [1.0],
-                "levels": [1.0, 1.25],
-                "radius_factor": 0.5,
-                "max_crop": 160,
-            },
-        ),
+        field_recipe=_page_localizer(stride=4, min_area=1),
     ),
     "resnet50": ModelSpec(
         name="resnet50",
