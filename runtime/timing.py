@@ -129,10 +129,10 @@ def measure_blocks(
     while after a call, waiting for more work. Called one after another, each session finds the
     cores taken by the previous one's spinning threads: on 2 cores two identical ``mnist_cnn``
     sessions called in turn read 2.2x their p50 alone and 13x their p90, and a session needed
-    about 30 ms of its own calls to get back to its speed alone. So each callable runs a block
-    (``block_s`` seconds, or ``block_calls`` calls, the first half of them not kept), and calls started in the first
-    ``settle_s`` of a block (at most half of it) are run but not kept, unless they are
-    long (:data:`LONG_CALL_S`). Blocks are short next to the drifts of a shared machine, so
+    about 30 ms of its own calls to get back to its speed alone. So each callable runs a block:
+    ``block_s`` seconds, of which calls started in the first ``settle_s`` (at most half the
+    block) are run but not kept unless they are long (:data:`LONG_CALL_S`); or ``block_calls``
+    kept calls after half as many that are not kept. Blocks are short next to the drifts of a shared machine, so
     neighbouring blocks still see the same machine; ``turn`` rotates the order (each callable
     follows each of the others equally often over the rounds). At least one call per block is
     kept. ``max_seconds`` caps the whole round. A callable that raises is dropped and its
@@ -152,7 +152,7 @@ def measure_blocks(
         fn, kept, calls = fns[name], samples[name], 0
         begin = time.perf_counter_ns()
         settle = int(min(settle_s, block_s / 2) * 1e9) if block_s else None
-        settle_calls = 0 if block_calls is None else min(block_calls // 2, block_calls - 1)
+        settle_calls = 0 if block_calls is None else block_calls // 2
         while True:
             start = time.perf_counter_ns()
             try:
@@ -169,7 +169,7 @@ def measure_blocks(
                 kept.append(end - start)
             if not kept:
                 continue
-            if block_calls is not None and calls >= block_calls:
+            if block_calls is not None and len(kept) >= block_calls:
                 break
             if block_s is not None and end - begin >= block_s * 1e9:
                 break

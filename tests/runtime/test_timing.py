@@ -57,8 +57,8 @@ def test_measure_blocks_runs_each_callable_in_one_block_and_rotates():
     fns = {"a": make("a"), "b": make("b"), "c": make("c")}
     samples, errors = measure_blocks(fns, block_calls=6, turn=1)
     assert errors == {}
-    assert order == ["b"] * 6 + ["c"] * 6 + ["a"] * 6  # turn 1 starts at the second
-    assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3, "c": 3}  # the first half settles
+    assert order == ["b"] * 9 + ["c"] * 9 + ["a"] * 9  # turn 1 starts at the second; 3 settling calls each
+    assert {k: len(v) for k, v in samples.items()} == {"a": 6, "b": 6, "c": 6}  # as many kept as asked
 
 
 def test_measure_blocks_does_not_keep_calls_in_the_settling_time():
