@@ -148,11 +148,11 @@ def measure_blocks(
         names = names[k:] + names[:k]
     cap = None if max_seconds is None else time.perf_counter_ns() + int(max_seconds * 1e9)
     per_block = None if max_seconds is None else int(max_seconds * 1e9 / max(1, len(names)))
+    settle = int(min(settle_s, block_s / 2) * 1e9) if block_s else None
+    settle_calls = 0 if block_calls is None else block_calls // 2
     for name in names:
         fn, kept, calls = fns[name], samples[name], 0
         begin = time.perf_counter_ns()
-        settle = int(min(settle_s, block_s / 2) * 1e9) if block_s else None
-        settle_calls = 0 if block_calls is None else block_calls // 2
         while True:
             start = time.perf_counter_ns()
             try:

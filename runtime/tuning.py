@@ -227,15 +227,12 @@ def _memo_key(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), st.st_size, st.st_mtime_ns
 
 
-def model_sha256(path: str | Path, cache: Path | None = None, data: dict | None = None) -> str:
-    """The file's sha256, from the tuner's size/mtime memo (in ``data``, the cache's contents, or
-    read from ``cache``) when the file has not changed."""
+def _model_sha256(path: Path, data: dict) -> str:
+    """The file's sha256, from the tuner's size/mtime memo in ``data`` (the cache's contents)
+    when the file has not changed since it was hashed."""
     from .files import sha256_file
 
-    path = Path(path)
     key, size, mtime = _memo_key(path)
-    if data is None:
-        data = _load(Path(cache) if cache else cache_path()) or {"files": {}}
     memo = data["files"].get(key)
     if memo and memo.get("size") == size and memo.get("mtime_ns") == mtime:
         return memo["sha256"]
@@ -250,7 +247,7 @@ def tuned_settings_for(
     data = _load(cache)
     if data is None or not data["machines"].get(fingerprint(provider), {}).get("models"):
         return None
-    return _lookup(data, model_sha256(model_path, data=data), batch, provider, exact, cache)
+    return _lookup(data, _model_sha256(Path(model_path), data), batch, provider, exact, cache)
 
 
 def record(
