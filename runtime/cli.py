@@ -135,7 +135,6 @@ def _sinks(args, model, source, stop):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .capture import LiveOptions
     from .frames import SourceError
     from .heads import HeadOptions
     from .metadata import MetadataError
@@ -167,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             # run keeps spinning off (the decode threads need the cores) and any --threads given
             keep=("spinning", "threads") if args.threads else ("spinning",),
         )
-        source = open_source(args.source, LiveOptions())
+        source = open_source(args.source)  # cameras and streams: capture.LiveOptions' defaults
     except (ModelError, ProviderError, MetadataError, PreprocessError, SourceError) as exc:
         print(f"edgerun run: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -307,4 +307,3 @@ def main(args) -> int:
         return EXIT_USAGE
     run.log_summary()
     return run.exit_code
-

@@ -159,7 +159,7 @@ class ModelMetadata:
     opset: int | None = None
     versions: dict = field(default_factory=dict)
     variant: str = "fp32"  # fp32 | int8 | fp16
-    localize: dict | None = None  # page localizers: threshold, margin, levels, ... (runtime/heads.py)
+    localize: dict | None = None  # page localizers: threshold, margin, levels, ... (runtime/page_head.py)
     created: str | None = None
     command: str | None = None  # the export command that made this file
     schema: int = SCHEMA

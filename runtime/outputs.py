@@ -24,7 +24,6 @@ import logging
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -166,6 +165,8 @@ def check_directory(path: str | os.PathLike, what: str = "output directory") -> 
     directory = Path(path)
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        import tempfile  # shutil, lzma and bz2 with it: only runs that write files pay
+
         fd, probe = tempfile.mkstemp(dir=directory, prefix=".edgerun-probe-")
         os.close(fd)
         os.unlink(probe)
@@ -195,6 +196,8 @@ class AtomicFile:
         self.target = check_target(target, protected, what)
         try:
             self.target.parent.mkdir(parents=True, exist_ok=True)
+            import tempfile
+
             fd, tmp = tempfile.mkstemp(
                 dir=self.target.parent, prefix=f".{self.target.stem}.", suffix=f".partial{self.target.suffix}"
             )

@@ -145,6 +145,9 @@ class Run(Lifecycle):
                 batch=self.config.batch,
                 max_frames=self.config.max_frames,
                 log_every_s=self.config.log_every_s if source.live else None,
+                # Threads overlap decoding with inference across frames; a source of one batch
+                # or less has nothing to overlap, and starting them costs more than it saves.
+                threaded=source.live or source.expected is None or source.expected > self.config.batch,
             ),
         )
 

@@ -17,12 +17,10 @@ machine, and the tuner leaves a size/mtime memo of the files it tuned)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
-import platform
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -107,26 +105,36 @@ def cache_path() -> Path:
 
 
 def _cpu() -> tuple[str, list[str]]:
-    """CPU model name and ISA flags (x86 ``flags`` or Arm ``Features``) from /proc/cpuinfo."""
-    model, flags = platform.processor() or platform.machine(), []
+    """CPU model name and ISA flags (x86 ``flags`` or Arm ``Features``) from /proc/cpuinfo.
+
+    ``platform.processor()`` is only the fallback: on Linux it runs ``uname -p`` in a child
+    process, which a one-image run would feel."""
+    model, flags = "", []
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return model, flags
+        text = ""
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
-        if key in ("model name", "Hardware", "CPU part") and model in ("", platform.machine()):
+        if key in ("model name", "Hardware", "CPU part") and not model:
             model = value.strip()
         elif key in ("flags", "Features") and not flags:
             flags = sorted(value.split())
         if flags and model:
             break
+    if not model:
+        import platform
+
+        model = platform.processor() or platform.machine()
     return model, flags
 
 
 def machine(provider: str) -> dict:
     """What a tuned setting depends on: CPU model and flags, cores, onnxruntime, provider."""
+    import hashlib
+    import platform
+
     import onnxruntime as ort
 
     model, flags = _cpu()
@@ -142,6 +150,8 @@ def machine(provider: str) -> dict:
 
 def fingerprint(provider: str) -> str:
     """A short stable key for :func:`machine`."""
+    import hashlib
+
     text = json.dumps(machine(provider), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

@@ -49,7 +49,7 @@ class FieldRecipe:
     epochs: int
     holdout: int = 0
     preprocessing: dict | None = None  # None: the spec's own
-    localize: dict | None = None  # a page localizer's settings (runtime/heads.py PageLocalizeHead)
+    localize: dict | None = None  # a page localizer's settings (runtime/page_head.py PageLocalizeHead)
 
 
 @dataclass(frozen=True)
