@@ -49,7 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--holdout",
         type=int,
-        help="field recipe: training images kept apart to choose thresholds on (mnist_fcn default 500)",
+        help="training images kept apart to choose thresholds on (field localizers default 500, else 0); "
+        "seeded, so a model trained to start another (--init) can keep the same ones apart",
+    )
+    parser.add_argument(
+        "--init",
+        help="start from a trained .keras model of the same architecture (a localizer: the CNN it is "
+        "made from), e.g. mnist_small trained on clean digits before its field recipe",
     )
     parser.add_argument(
         "--weights",
@@ -76,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         weights=args.weights,
         recipe=args.recipe,
         holdout=args.holdout,
+        init=args.init,
         command=shlex.join(["edgerun", *argv_list]),
     )
     try:

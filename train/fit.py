@@ -45,7 +45,8 @@ class TrainConfig:
     weights: str | None = "imagenet"  # resnet50 only: "imagenet", a file, or None
     command: str | None = None  # the command line that asked for this run, for the card
     recipe: str = "book"  # "book" (the book's exact recipe) | "field" (camera pictures: augment.py)
-    holdout: int | None = None  # field: training images kept apart for thresholds (None: the spec's)
+    holdout: int | None = None  # training images kept apart for thresholds (None: the field recipe's, else 0)
+    init: str | None = None  # a trained .keras model of the same architecture to start from
 
 
 @dataclass
@@ -78,6 +79,11 @@ def _validate(config: TrainConfig) -> ModelSpec:
             )
     if config.holdout is not None and config.holdout < 0:
         raise TrainError(f"--holdout must be 0 or more, got {config.holdout}")
+    if config.init is not None:
+        if spec.recipe is None:
+            raise TrainError(f"--init starts training from trained weights; {spec.name} is not trained here")
+        if not Path(config.init).is_file():
+            raise TrainError(f"--init {config.init} does not exist; give a .keras file written by edgerun train")
     return spec
 
 
@@ -178,6 +184,26 @@ def _card(spec: ModelSpec, config: TrainConfig, model, **extra) -> dict:
     }
 
 
+def _start_from(model, path: str) -> None:
+    """Load the weights of a trained model of ``model``'s architecture (e.g. the CNN a localizer
+    is made from, trained on clean digits first); anything else is a TrainError."""
+    import keras
+
+    try:
+        trained = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for an unreadable file
+        raise TrainError(f"--init {path} is not a Keras model ({type(exc).__name__}: {exc})") from None
+    ours = [w.shape for w in model.get_weights()]
+    theirs = [w.shape for w in trained.get_weights()]
+    if ours != theirs:
+        raise TrainError(
+            f"--init {path} ({trained.name}) has weights of shapes {theirs}, "
+            f"but {model.name} needs {ours}; give a model of the same architecture"
+        )
+    model.set_weights(trained.get_weights())
+    logger.info("starting from the weights of %s (%s)", path, trained.name)
+
+
 def _fit_classifier(spec: ModelSpec, config: TrainConfig, train: Split, test: Split, copies: int):
     import keras
 
@@ -207,6 +233,8 @@ def _fit_classifier(spec: ModelSpec, config: TrainConfig, train: Split, test: Sp
 
     # a localizer trains as the CNN it is made from, then becomes fully convolutional
     model = get_spec(spec.converts_from or spec.name).build()
+    if config.init is not None:
+        _start_from(model, config.init)
     model.compile(loss="categorical_crossentropy", optimizer=_optimizer(recipe), metrics=["accuracy"])
     logger.info(
         "training %s: %d images, %d epochs, batch %d, %s lr=%g",
@@ -288,15 +316,19 @@ def train(config: TrainConfig) -> TrainResult:
         tf.config.experimental.enable_op_determinism()
         train_split = load_split(spec.dataset, "train", config.data_dir).sample(config.limit, config.seed)
         test_split = load_split(spec.dataset, "test", config.data_dir)
-        held = np.zeros(0, np.int64)
-        if config.recipe == "field":
-            count = spec.field_recipe.holdout if config.holdout is None else config.holdout
-            train_split, held = split_holdout(train_split, count, config.seed)
+        on_field = config.recipe == "field"
+        count = config.holdout if config.holdout is not None else (spec.field_recipe.holdout if on_field else 0)
+        train_split, held = split_holdout(train_split, count, config.seed)
+        if on_field:
             copies = 0
         else:
             copies = spec.recipe.shifted_copies if config.shifted_copies is None else config.shifted_copies
         model, training, test = _fit_classifier(spec, config, train_split, test_split, copies)
-        if config.recipe == "field":
+        if config.init is not None:
+            from edgerun.runtime.files import sha256_file
+
+            training["init"] = {"path": str(config.init), "sha256": sha256_file(config.init)}
+        if on_field or count:
             # Indices into the (sampled) training split: the pictures thresholds are chosen on.
             training["holdout"] = {"count": int(len(held)), "limit": config.limit, "indices": held.tolist()}
         logger.info("%s test accuracy %.4f on %d images", spec.name, test["accuracy"], test["samples"])

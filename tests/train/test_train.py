@@ -86,3 +86,40 @@ def test_bad_numbers_are_refused_by_the_parser(capsys):
         cli.main(["mnist_cnn", "--epochs", "0"])
     assert info.value.code == 2
     assert "expected a number of at least 1, got 0" in capsys.readouterr().err
+
+
+def test_a_localizer_can_start_from_its_trained_cnn_with_the_same_holdout(mnist_dir, tmp_path):
+    import keras
+
+    cnn = train(TrainConfig("mnist_small", data_dir=str(mnist_dir), epochs=1, limit=300, holdout=100, out=tmp_path))
+    # the book recipe keeps the held-out images apart too when asked, the same ones as the field recipe
+    assert cnn.card["training"]["train_digits"] == 200 and cnn.card["training"]["holdout"]["count"] == 100
+    start = keras.models.load_model(cnn.model_path).get_weights()
+    fcn = train(
+        TrainConfig(
+            "mnist_small_fcn", data_dir=str(mnist_dir), epochs=1, limit=300, holdout=100, recipe="field",
+            init=str(cnn.model_path), out=tmp_path / "fcn",
+        )
+    )  # fmt: skip
+    training = fcn.card["training"]
+    assert training["holdout"]["indices"] == cnn.card["training"]["holdout"]["indices"]
+    assert training["init"]["path"] == str(cnn.model_path) and len(training["init"]["sha256"]) == 64
+    assert fcn.card["test"]["accuracy"] > 0.1
+    # what --init does before training: the CNN the localizer is made from gets the trained weights
+    from edgerun.train.fit import _start_from
+    from edgerun.train.models import create_model
+
+    fresh = create_model("mnist_small")
+    _start_from(fresh, str(cnn.model_path))
+    for a, b in zip(fresh.get_weights(), start, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_init_must_be_a_model_of_the_same_architecture(mnist_dir, tmp_path, capsys):
+    other = train(TrainConfig("mnist_cnn", data_dir=str(mnist_dir), epochs=1, limit=64, out=tmp_path))
+    argv = ["mnist_small_fcn", "--recipe", "field", "--data-dir", str(mnist_dir), "--limit", "64", "--holdout", "8"]
+    assert cli.main([*argv, "--init", str(other.model_path), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "has weights of shapes" in err and "same architecture" in err and "Traceback" not in err
+    assert cli.main([*argv, "--init", str(tmp_path / "none.keras"), "--out", str(tmp_path / "b")]) == 2
+    assert "does not exist" in capsys.readouterr().err
