@@ -31,6 +31,9 @@ from .pages import Proposal
 
 Run = Callable[[np.ndarray], np.ndarray]
 
+#: how a proposal's digit gets its class (MultiScaleConfig.label)
+LABEL_RULES = ("peak", "anchor")
+
 
 class MultiScaleError(ValueError):
     """Settings or model outputs these functions cannot use; the message says what was expected."""
@@ -70,6 +73,12 @@ class MultiScaleConfig:
         radius_factor: suppression radius as a fraction of the larger window.
         max_crop: crops larger than this (model px, either side) are tiled by the pyramid path
             instead (a proposal as big as the picture is not a digit's neighbourhood).
+        label: how a proposal's digit gets its class. ``peak``: the class whose region peaks
+            highest (the book's reading of the class maps). ``anchor``: the crop is placed so
+            that the ink's centre of mass falls on a map position, and the class is the one
+            the model gives there, where MNIST centres its digits; off-centre windows that see
+            part of a digit (a 7's stem as a 1) no longer outvote it. Other candidates in the
+            crop keep their own class.
     """
 
     threshold: float = 0.98
@@ -81,8 +90,11 @@ class MultiScaleConfig:
     levels: tuple[float, ...] = (1.0, 1.25)
     radius_factor: float = 0.5
     max_crop: int = 160
+    label: str = "peak"
 
     def __post_init__(self) -> None:
+        if self.label not in LABEL_RULES:
+            raise MultiScaleError(f"label must be one of {LABEL_RULES}, got {self.label!r}")
         if not 0 < self.threshold <= 1:
             raise MultiScaleError(f"threshold must be in (0, 1], got {self.threshold}")
         if not self.factors or any(f <= 0 for f in self.factors):
@@ -159,6 +171,8 @@ class Placement:
     sx: float
     sy: float
     scale: float
+    anchor: tuple[float, float] | None = None  # a proposal's ink centre of mass (picture px)
+    anchor_cell: tuple[int, int] | None = None  # the map position (row, column) that sees it centred
 
     def place(self, cand: Candidate) -> Candidate:
         cx, cy = cand.center
@@ -199,6 +213,7 @@ class _Job:
     center: tuple[float, float]
     size: tuple[int, int]  # model px (h, w)
     scale: float
+    anchor: tuple[float, float] | None = None
 
 
 def _jobs(proposals: Sequence[Proposal], config: MultiScaleConfig) -> tuple[list[_Job], list[Proposal]]:
@@ -217,7 +232,10 @@ def _jobs(proposals: Sequence[Proposal], config: MultiScaleConfig) -> tuple[list
                 break
             cw += (cw - config.window) % config.stride  # whole map steps
             ch += (ch - config.window) % config.stride
-            jobs.append(_Job(p.center, (ch, cw), s))
+            anchor = p.anchor if config.label == "anchor" else None
+            if anchor is not None:  # one map step more, to move the crop onto the anchor
+                cw, ch = cw + config.stride, ch + config.stride
+            jobs.append(_Job(p.center, (ch, cw), s, anchor))
     return jobs, too_large
 
 
@@ -235,6 +253,38 @@ def plan_pyramid(ink: np.ndarray, config: MultiScaleConfig, origin: tuple[int, i
     return plan
 
 
+def _placement(job: _Job, config: MultiScaleConfig) -> Placement:
+    """Where a job's crop sits: centred on its proposal, or, with an anchor, moved by less than
+    a map step so that the window of the nearest map position is centred on the anchor."""
+    s, (h, w) = job.scale, job.size
+    x0, y0 = job.center[0] - w * s / 2, job.center[1] - h * s / 2
+    if job.anchor is None:
+        return Placement(x0, y0, s, s, s)
+    half = config.window / 2
+    ax, ay = job.anchor
+    col = round(((ax - x0) / s - half) / config.stride)
+    row = round(((ay - y0) / s - half) / config.stride)
+    x0, y0 = ax - (half + col * config.stride) * s, ay - (half + row * config.stride) * s
+    return Placement(x0, y0, s, s, s, job.anchor, (row, col))
+
+
+def _label_at_anchor(heat: np.ndarray, placement: Placement, found: list[Candidate], radius: float) -> list[Candidate]:
+    """``found`` with the candidates near the placement's anchor given the class the map has
+    at the anchor's cell (see ``MultiScaleConfig.label``)."""
+    row, col = placement.anchor_cell
+    if not (0 <= row < heat.shape[0] and 0 <= col < heat.shape[1]):
+        return found
+    probs = heat[row, col]
+    best = int(np.argmax(probs))
+    ax, ay = placement.anchor
+    return [
+        Candidate(best, c.score, c.mass, c.center, c.side, c.scale, tuple(float(v) for v in probs))
+        if math.hypot(c.center[0] - ax, c.center[1] - ay) <= radius * c.side
+        else c
+        for c in found
+    ]
+
+
 def plan_crops(ink: np.ndarray, proposals: Sequence[Proposal], config: MultiScaleConfig) -> CropPlan:
     """A crop around each proposal at its own scale (see the module docstring); proposals too
     large for a crop are covered by pyramid levels of their region."""
@@ -243,12 +293,13 @@ def plan_crops(ink: np.ndarray, proposals: Sequence[Proposal], config: MultiScal
     if jobs:
         height, width = max(j.size[0] for j in jobs), max(j.size[1] for j in jobs)
         for job in jobs:
+            placement = _placement(job, config)
+            h, w = job.size
+            centre = (placement.x0 + w * job.scale / 2, placement.y0 + h * job.scale / 2)
             tensor = np.zeros((height, width, 1), np.float32)
-            tensor[: job.size[0], : job.size[1], 0] = crop(ink, job.center, job.size, job.scale)
+            tensor[:h, :w, 0] = crop(ink, centre, job.size, job.scale)
             plan.tensors.append(tensor)
-            x0 = job.center[0] - job.size[1] * job.scale / 2
-            y0 = job.center[1] - job.size[0] * job.scale / 2
-            plan.placements.append(Placement(x0, y0, job.scale, job.scale, job.scale))
+            plan.placements.append(placement)
     for p in too_large:
         x1, y1, x2, y2 = p.box
         pad = config.margin * max(config.levels)
@@ -265,7 +316,11 @@ def collect(plan: CropPlan, heats: Sequence[np.ndarray], config: MultiScaleConfi
         raise MultiScaleError(f"{len(plan.placements)} inputs but {len(heats)} outputs")
     found = []
     for heat, placement in zip(heats, plan.placements, strict=True):
-        found += [placement.place(c) for c in heat_candidates(np.asarray(heat), config)]
+        heat = np.asarray(heat)
+        placed = [placement.place(c) for c in heat_candidates(heat, config)]
+        if placement.anchor_cell is not None and placed:
+            placed = _label_at_anchor(heat, placement, placed, config.radius_factor)
+        found += placed
     return suppress(found, config.radius_factor)
 
 

@@ -190,6 +190,7 @@ class Proposal:
     box: tuple[int, int, int, int]
     area: int
     scale: float | None  # the digit scale its box implies (x MNIST's size), None if implausible
+    anchor: tuple[float, float] | None = None  # the ink's centre of mass (x, y), where MNIST centres a digit
 
     @property
     def center(self) -> tuple[float, float]:
@@ -209,6 +210,14 @@ def box_scale(width: float, height: float, scale_range: tuple[float, float] = (0
     scale = side / MNIST_DIGIT_HEIGHT
     low, high = scale_range
     return scale if low <= scale <= high else None
+
+
+def _mass_centre(ink: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> tuple[float, float] | None:
+    """The centre of mass of the ink in a box, in picture coordinates (pixel i spans i..i+1)."""
+    m = cv2.moments(ink[y1:y2, x1:x2])
+    if m["m00"] <= 0:
+        return None
+    return x1 + m["m10"] / m["m00"] + 0.5, y1 + m["m01"] / m["m00"] + 0.5
 
 
 def ink_proposals(ink: np.ndarray, config: ProposalConfig = ProposalConfig()) -> list[Proposal]:
@@ -237,6 +246,7 @@ def ink_proposals(ink: np.ndarray, config: ProposalConfig = ProposalConfig()) ->
         area = int(cv2.countNonZero(joined[y : y + h, x : x + w]))
         if area < config.min_area:
             continue
-        found.append(Proposal((x1, y1, x2, y2), area, box_scale(bw, bh, config.scale_range)))
+        scale = box_scale(bw, bh, config.scale_range)
+        found.append(Proposal((x1, y1, x2, y2), area, scale, _mass_centre(ink, x1, y1, x2, y2)))
     found.sort(key=lambda p: -p.area)
     return found[: config.max_proposals]

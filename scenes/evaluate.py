@@ -144,8 +144,29 @@ def sweep_thresholds(path, digits, labels, pages: int, seed: int, thresholds, op
     return rows
 
 
+def record_threshold(card_path: Path, report: dict) -> None:
+    """Write the sweep's best threshold into the model card's ``localize`` block (``edgerun
+    export`` carries it into the ONNX metadata) and the sweep beside it, as ``threshold_choice``."""
+    card = json.loads(Path(card_path).read_text(encoding="utf-8"))
+    if not isinstance(card.get("localize"), dict):
+        raise EvaluateError(f"{card_path} has no localize block: only a page localizer's card takes a threshold")
+    card["localize"]["threshold"] = report["best_threshold"]
+    card["threshold_choice"] = {
+        "command": report["command"],
+        "digits": report["digits"],
+        "rule": "the highest threshold with the best worst-of(precision, recall) over light and dark pages",
+        "sweep": report["sweep"],
+    }
+    from edgerun.runtime.files import write_json_atomic
+
+    write_json_atomic(Path(card_path), card)
+    logger.info("%s: localize threshold %s recorded", card_path, report["best_threshold"])
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     digits, labels = load_digits(args.data_dir, args.split)
+    if args.record and not (args.sweep and args.holdout):
+        raise EvaluateError("--record writes the sweep's best threshold into the --holdout card: give both")
     if args.holdout:
         if args.split != "train":
             raise EvaluateError("--holdout selects training images: use it with --split train")
@@ -163,6 +184,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         rows = sweep_thresholds(args.fcn, digits, labels, args.pages, args.seed, thresholds, options)
         report["sweep"] = rows
         report["best_threshold"] = max(rows, key=lambda r: (r["worst"], r["threshold"]))["threshold"]
+        if args.record:
+            record_threshold(args.holdout, report)
         return report
     if args.fcn:
         fcn = load(args.fcn, threshold=args.threshold, **options)
@@ -199,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=Path, help="with --split train: only the images this model card kept apart")
     p.add_argument(
         "--sweep", help="comma-separated thresholds: report pages per threshold and the best (no test data!)"
+    )
+    p.add_argument(
+        "--record", action="store_true", help="with --sweep: write the best threshold into the --holdout card"
     )
     p.add_argument("--threshold", type=float, help="localizer threshold (default: the model's own)")
     p.add_argument("--pages", type=int, default=100, help="pages per background (default 100)")

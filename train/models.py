@@ -190,9 +190,11 @@ def _page_localizer(stride: int, min_area: int) -> FieldRecipe:
     """The field recipe of an MNIST localizer: pages through background normalisation
     (runtime/pages.py, recipe "page"), 500 training images kept apart to choose thresholds on.
 
-    The threshold was chosen on pages of those held-out images (python -m edgerun.scenes.evaluate
-    --split train --holdout models/mnist_fcn.json --sweep ...); the rest are the defaults the field
-    pictures were developed with, written out so that a model keeps them."""
+    The threshold here is where a sweep starts; the one a model ships with is chosen on pages of
+    its held-out images and written into its card (python -m edgerun.scenes.evaluate --split
+    train --holdout CARD --sweep ... --record). The rest are the defaults the field pictures were
+    developed with, written out so that a model keeps them; ``label: anchor`` (runtime/multiscale.py)
+    was chosen on the held-out pages and book scenes of mnist_small_fcn (README, Field pictures)."""
     return FieldRecipe(
         kind="localizer",
         epochs=12,
@@ -213,6 +215,7 @@ def _page_localizer(stride: int, min_area: int) -> FieldRecipe:
             "levels": [1.0, 1.25],
             "radius_factor": 0.5,
             "max_crop": 160,
+            "label": "anchor",
         },
     )
 

@@ -120,3 +120,57 @@ def test_pyramid_finds_digits_at_their_level():
 def test_bad_settings_and_outputs_are_refused(call, message):
     with pytest.raises(MultiScaleError, match=message):
         call()
+
+
+def centred_detector(batch: np.ndarray, stride: int = 2) -> np.ndarray:
+    """A detector that knows a digit only when its window is centred on the ink's centre of mass
+    (class 3, 0.97) and, like a real FCN, sees a partial view elsewhere as another digit with more
+    confidence (class 1, 0.99: a 7's stem taken for a 1)."""
+    out = []
+    for image in batch[:, :, :, 0]:
+        rows, cols = (image.shape[0] - 28) // stride + 1, (image.shape[1] - 28) // stride + 1
+        heat = np.full((rows, cols, 10), 0.1, np.float32)
+        for r in range(rows):
+            for c in range(cols):
+                m = cv2.moments(image[r * stride : r * stride + 28, c * stride : c * stride + 28])
+                if m["m00"] < 1:
+                    continue
+                off = np.hypot(m["m10"] / m["m00"] + 0.5 - 14, m["m01"] / m["m00"] + 0.5 - 14)
+                heat[r, c] = 0.001
+                heat[r, c, 3 if off < 0.75 else 1] = 0.97 if off < 0.75 else 0.99
+        out.append(heat)
+    return np.stack(out)
+
+
+def l_shape(x: int, y: int, shape=(120, 160)) -> np.ndarray:
+    """A stroke 20 px high with a foot to the right: its ink's centre of mass is not its box's."""
+    ink = np.zeros(shape, np.float32)
+    ink[y : y + 20, x : x + 3] = 1.0
+    ink[y + 17 : y + 20, x : x + 12] = 1.0
+    return ink
+
+
+def test_proposals_carry_the_inks_centre_of_mass():
+    ink = l_shape(40, 30)
+    (proposal,) = ink_proposals(ink)
+    m = cv2.moments(ink)
+    assert proposal.anchor == pytest.approx((m["m10"] / m["m00"] + 0.5, m["m01"] / m["m00"] + 0.5))
+    assert proposal.anchor != pytest.approx(proposal.center, abs=1)
+
+
+def test_anchor_labels_the_digit_where_its_window_is_centred():
+    ink = l_shape(40, 30)
+    proposals = ink_proposals(ink)
+    peak = localize_proposals(centred_detector, ink, proposals, MultiScaleConfig(threshold=0.9, min_area=1))
+    anchored = localize_proposals(
+        centred_detector, ink, proposals, MultiScaleConfig(threshold=0.9, min_area=1, label="anchor")
+    )
+    # the peak rule takes the more confident partial view; the anchor rule the centred window
+    assert [c.class_id for c in peak] == [1]
+    assert [c.class_id for c in anchored] == [3]
+    assert anchored[0].probs[3] == pytest.approx(0.97)
+    # where it is still comes from the regions (probability-weighted), within a quarter window
+    ax, ay = proposals[0].anchor
+    assert np.hypot(anchored[0].center[0] - ax, anchored[0].center[1] - ay) < 7
+    with pytest.raises(MultiScaleError, match="label must be one of"):
+        MultiScaleConfig(label="centre")

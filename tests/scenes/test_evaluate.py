@@ -46,3 +46,20 @@ def test_holdout_needs_a_field_card(mnist_dir, tmp_path, capsys):
     card.write_text(json.dumps({"training": {"recipe": "book"}}))
     assert evaluate.main(["--data-dir", str(mnist_dir), "--split", "train", "--holdout", str(card)]) == 2
     assert "has no training.holdout" in capsys.readouterr().err
+
+
+@needs_models
+def test_sweep_records_the_best_threshold_in_the_card(mnist_dir, tmp_path, capsys):
+    card = tmp_path / "mnist_fcn.json"
+    held = list(range(0, 400, 4))  # training images standing in for a model's held-out ones
+    card.write_text(json.dumps({"localize": {"threshold": 0.5}, "training": {"holdout": {"indices": held}}}))
+    argv = ["--data-dir", str(mnist_dir), "--split", "train", "--holdout", str(card), "--pages", "3",
+            "--fcn", str(MODELS / "mnist_fcn.onnx"), "--sweep", "0.8,0.9"]  # fmt: skip
+    assert evaluate.main([*argv, "--record"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    written = json.loads(card.read_text())
+    assert written["localize"]["threshold"] == report["best_threshold"] in (0.8, 0.9)
+    assert written["threshold_choice"]["sweep"] == report["sweep"] and written["training"]["holdout"]["indices"] == held
+    # --record without a sweep has nothing to record
+    assert evaluate.main(["--data-dir", str(mnist_dir), "--split", "train", "--holdout", str(card), "--record"]) == 2
+    assert "--record writes the sweep's best threshold" in capsys.readouterr().err
