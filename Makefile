@@ -57,7 +57,8 @@ DATAFLAG = $(if $(DATA),--data-dir $(DATA)/mnist)
 CALIB = $(if $(DATA),--int8 --calib-data $(DATA)/mnist)
 # The committed files (keep in step with .gitignore's exceptions).
 BUNDLED = mnist_cnn.onnx mnist_cnn.int8.onnx mnist_cnn.keras mnist_cnn.tflite mnist_cnn.int8.tflite \
-	mnist_small.onnx mnist_fcn.onnx
+	mnist_small.onnx mnist_fcn.onnx mnist_small_fcn.onnx
+SWEEP ?= 0.6,0.7,0.8,0.85,0.9,0.95
 # The MNIST models are trained for camera pictures (--recipe field); --recipe book
 # reproduces the book's exact models (README, Results).
 models: $(VENV)/.all-$(EXTRA)
@@ -67,6 +68,16 @@ models: $(VENV)/.all-$(EXTRA)
 	$(BIN)/edgerun export $(MODELS)/mnist_small.keras
 	$(BIN)/edgerun train mnist_fcn --recipe field $(DATAFLAG) --out $(MODELS)
 	$(BIN)/edgerun export $(MODELS)/mnist_fcn.keras
+	# the field localizer: mnist_small trained on field digits first (the same 500 images kept
+	# apart), made fully convolutional and trained on field pages; threshold chosen on those 500
+	$(BIN)/edgerun train mnist_small --recipe field --holdout 500 $(DATAFLAG) --out $(MODELS)/init
+	$(BIN)/edgerun train mnist_small_fcn --recipe field --init $(MODELS)/init/mnist_small.keras $(DATAFLAG) --out $(MODELS)
+	$(BIN)/edgerun export $(MODELS)/mnist_small_fcn.keras
+	@if [ -n "$(DATA)" ]; then \
+		$(BIN)/python -m edgerun.scenes.evaluate --data-dir $(DATA) --split train --holdout $(MODELS)/mnist_small_fcn.json \
+			--fcn $(MODELS)/mnist_small_fcn.onnx --sweep $(SWEEP) --pages 60 --book 0 --photos 0 --fps-frames 0 --record && \
+		$(BIN)/edgerun export $(MODELS)/mnist_small_fcn.keras; \
+	else echo "mnist_small_fcn keeps the recipe's threshold: DATA=dir chooses one on its held-out images"; fi
 	@if [ -f "$(DATA)/fashion-mnist/train-images-idx3-ubyte.gz" ] || [ -z "$(DATA)" ]; then \
 		$(BIN)/edgerun train fashion_cnn $(if $(DATA),--data-dir $(DATA)/fashion-mnist) --out $(MODELS) && \
 		$(BIN)/edgerun export $(MODELS)/fashion_cnn.keras; \
@@ -125,17 +136,18 @@ gpu-bench: $(VENV)/.all-$(EXTRA)
 
 # Field pictures made from the MNIST test split (never trained on): pages on light paper and on
 # dark backgrounds, the book's scenes, photos of one digit, and 640x480 fps on THREADS threads.
-# FIELD_THRESHOLD was chosen on pages of the 500 training images mnist_fcn kept apart
-# (python -m edgerun.scenes.evaluate --split train --holdout models/mnist_fcn.json --sweep ...).
-FIELD_THRESHOLD ?= 0.8
+# FCN is the localizer (default the field one, mnist_small_fcn, with the threshold its card
+# records, chosen on its 500 held-out training images; FIELD_THRESHOLD=t overrides it).
+FCN ?= mnist_small_fcn
 FIELD_PAGES ?= 200
 FIELD_PHOTOS ?= 5000
 THREADS ?= 2
 field-eval: $(VENV)/.runtime-$(EXTRA)
 	@if [ -z "$(DATA)" ]; then echo "field-eval needs MNIST test files: DATA=dir (with mnist/)"; exit 2; fi
-	$(BIN)/python -m edgerun.scenes.evaluate --data-dir $(DATA) --fcn $(MODELS)/mnist_fcn.onnx \
+	$(BIN)/python -m edgerun.scenes.evaluate --data-dir $(DATA) --fcn $(MODELS)/$(FCN).onnx \
 		--cnn $(MODELS)/mnist_cnn.onnx --pages $(FIELD_PAGES) --book 100 --photos $(FIELD_PHOTOS) \
-		--fps-frames 40 --threads $(THREADS) --threshold $(FIELD_THRESHOLD) --json $(OUT)/field-eval.json
+		--fps-frames 40 --threads $(THREADS) $(if $(FIELD_THRESHOLD),--threshold $(FIELD_THRESHOLD)) \
+		--json $(OUT)/field-eval.json
 
 lint: $(VENV)/.all-$(EXTRA)
 	$(BIN)/ruff check train export runtime bench scenes tests

@@ -4,7 +4,8 @@
    found (``--data-dir``, ``EDGERUN_DATA_DIR``, ``../shared/data``), otherwise from digits drawn
    with OpenCV's Hershey fonts (labelled synthetic everywhere);
 2. classifies single digits with ``mnist_cnn`` and reports accuracy against the labels;
-3. localizes the digits on the scene with ``mnist_fcn``: annotated PNG, per-class heatmaps, and
+3. localizes the digits on the scene with ``mnist_small_fcn`` (the field localizer; the book's
+   ``mnist_fcn`` is bundled too): annotated PNG, per-class heatmaps, and
    precision/recall over more generated scenes;
 4. pans a window over a larger scene to make a short video, runs the ``run`` pipeline over it,
    writes the annotated video and reports fps;
@@ -42,6 +43,9 @@ from edgerun.scenes.field import make_page, pages
 from edgerun.scenes.score import match
 
 logger = logging.getLogger(__name__)
+
+#: the bundled localizer the demo shows: the field one (README, Field pictures)
+LOCALIZER = "mnist_small_fcn"
 
 #: the one variable naming where the data sets live (a folder with mnist/, or the IDX files)
 DATA_ENV = "EDGERUN_DATA_DIR"
@@ -287,12 +291,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _demo(args, out: Path) -> int:
     start = time.perf_counter()
-    cnn, fcn = bundled(args.models, "mnist_cnn"), bundled(args.models, "mnist_fcn")
+    cnn, fcn = bundled(args.models, "mnist_cnn"), bundled(args.models, LOCALIZER)
     digits = load_digits(args.data_dir, args.digits, args.synthetic)
     logger.info("1/5 digits: %s (%d)", digits.origin, len(digits.images))
     logger.info("2/5 classifying %d single digits with mnist_cnn", len(digits.images))
     classify = step_classify(cnn, digits)
-    logger.info("3/5 localizing digits on scenes with mnist_fcn")
+    logger.info("3/5 localizing digits on scenes with %s", LOCALIZER)
     local = step_localize(fcn, digits, out, args.seed, args.scenes)
     logger.info("4/5 panning video through the run pipeline")
     video = step_video(fcn, digits, out, args.seed)
@@ -319,7 +323,7 @@ def _demo(args, out: Path) -> int:
         f"edgerun demo{tag}: {summary['seconds']} s\n"
         f"digits        {digits.origin}\n"
         f"classify      mnist_cnn accuracy {classify['accuracy']:.4f} on {classify['images']} digits\n"
-        f"localize      mnist_fcn: {local['found']} found / {local['digits_on_scene']} on the book's scene, "
+        f"localize      {LOCALIZER}: {local['found']} found / {local['digits_on_scene']} on the book's scene, "
         f"{local['found_on_page']} / {local['digits_on_page']} on a page of lit paper\n"
         + "".join(
             f"              {local['scenes']} {name}: precision {local[kind + '_precision']:.3f} "

@@ -53,6 +53,12 @@ def mnist_fcn() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mnist_small_fcn() -> Path:
+    """The committed field localizer (the demo's)."""
+    return _committed("mnist_small_fcn.onnx")
+
+
+@pytest.fixture(scope="session")
 def mnist_test(mnist_dir):
     """The shared MNIST test images (uint8 N x 28 x 28) and labels, read by the runtime's reader."""
     from edgerun.runtime.idx import read_idx

@@ -7,7 +7,7 @@ import pytest
 
 from edgerun.demo import app as demo
 
-needs_models = pytest.mark.usefixtures("mnist_cnn", "mnist_fcn")  # skips without the committed models
+needs_models = pytest.mark.usefixtures("mnist_cnn", "mnist_small_fcn")  # skips without the committed models
 
 
 @needs_models

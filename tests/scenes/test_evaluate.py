@@ -17,10 +17,14 @@ needs_models = pytest.mark.skipif(
 
 
 @needs_models
-def test_evaluate_reports_every_figure(mnist_dir, tmp_path, capsys):
+@pytest.mark.parametrize("localizer", ["mnist_fcn", "mnist_small_fcn"])
+def test_evaluate_reports_every_figure(localizer, mnist_dir, tmp_path, capsys):
+    if not (MODELS / f"{localizer}.onnx").is_file():
+        pytest.skip(f"bundled {localizer} missing (make models)")
     out = tmp_path / "field.json"
     code = evaluate.main(
-        ["--data-dir", str(mnist_dir), "--fcn", str(MODELS / "mnist_fcn.onnx"), "--cnn", str(MODELS / "mnist_cnn.onnx"),
+        ["--data-dir", str(mnist_dir), "--fcn", str(MODELS / f"{localizer}.onnx"),
+         "--cnn", str(MODELS / "mnist_cnn.onnx"),
          "--pages", "4", "--book", "3", "--photos", "40", "--fps-frames", "2", "--threshold", "0.9",
          "--json", str(out)]
     )  # fmt: skip
