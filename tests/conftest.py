@@ -105,3 +105,16 @@ def digit_video():
 def isolated_tune_cache(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's tune cache (~/.cache/edgerun/tune.json)."""
     monkeypatch.setenv("EDGERUN_TUNE_CACHE", str(tmp_path_factory.mktemp("tune") / "tune.json"))
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging():
+    """``edgerun.cli.main`` installs a stderr handler on the root logger, bound to the stream of
+    the test that ran it; later tests must not write to that (closed, captured) stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
