@@ -144,12 +144,21 @@ def sweep_thresholds(path, digits, labels, pages: int, seed: int, thresholds, op
     return rows
 
 
+def _localizer_card(card_path: Path) -> dict:
+    """The card, if it is a page localizer's (it has a ``localize`` block to record into)."""
+    try:
+        card = json.loads(Path(card_path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EvaluateError(f"cannot read the card {card_path}: {exc}") from exc
+    if not isinstance(card, dict) or not isinstance(card.get("localize"), dict):
+        raise EvaluateError(f"{card_path} has no localize block: only a page localizer's card takes a threshold")
+    return card
+
+
 def record_threshold(card_path: Path, report: dict) -> None:
     """Write the sweep's best threshold into the model card's ``localize`` block (``edgerun
     export`` carries it into the ONNX metadata) and the sweep beside it, as ``threshold_choice``."""
-    card = json.loads(Path(card_path).read_text(encoding="utf-8"))
-    if not isinstance(card.get("localize"), dict):
-        raise EvaluateError(f"{card_path} has no localize block: only a page localizer's card takes a threshold")
+    card = _localizer_card(card_path)
     card["localize"]["threshold"] = report["best_threshold"]
     card["threshold_choice"] = {
         "command": report["command"],
@@ -167,6 +176,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     digits, labels = load_digits(args.data_dir, args.split)
     if args.record and not (args.sweep and args.holdout):
         raise EvaluateError("--record writes the sweep's best threshold into the --holdout card: give both")
+    if args.record:
+        _localizer_card(args.holdout)  # refused before the sweep, not after it
     if args.holdout:
         if args.split != "train":
             raise EvaluateError("--holdout selects training images: use it with --split train")

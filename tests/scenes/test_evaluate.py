@@ -67,3 +67,12 @@ def test_sweep_records_the_best_threshold_in_the_card(mnist_dir, tmp_path, capsy
     # --record without a sweep has nothing to record
     assert evaluate.main(["--data-dir", str(mnist_dir), "--split", "train", "--holdout", str(card), "--record"]) == 2
     assert "--record writes the sweep's best threshold" in capsys.readouterr().err
+
+
+def test_record_refuses_a_card_without_localize_before_sweeping(mnist_dir, tmp_path, capsys):
+    card = tmp_path / "mnist_cnn.json"
+    card.write_text(json.dumps({"training": {"holdout": {"indices": [1, 2, 3]}}}))
+    argv = ["--data-dir", str(mnist_dir), "--split", "train", "--holdout", str(card), "--sweep", "0.8",
+            "--fcn", str(tmp_path / "never-loaded.onnx"), "--record"]  # fmt: skip
+    assert evaluate.main(argv) == 2
+    assert "has no localize block" in capsys.readouterr().err
