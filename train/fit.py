@@ -186,7 +186,7 @@ def _card(spec: ModelSpec, config: TrainConfig, model, **extra) -> dict:
 
 def _start_from(model, path: str) -> None:
     """Load the weights of a trained model of ``model``'s architecture (e.g. the CNN a localizer
-    is made from, trained on field digits first) into ``model``; anything else is a TrainError."""
+    is made from, trained on clean digits first); anything else is a TrainError."""
     import keras
 
     try:
@@ -201,18 +201,10 @@ def _start_from(model, path: str) -> None:
             f"but {model.name} needs {ours}; give a model of the same architecture"
         )
     model.set_weights(trained.get_weights())
+    logger.info("starting from the weights of %s (%s)", path, trained.name)
 
 
-def _initial_weights(spec: ModelSpec, path: str) -> list:
-    """``--init``'s weights, checked against the model trained (before any data is read)."""
-    model = get_spec(spec.converts_from or spec.name).build()
-    _start_from(model, path)
-    return model.get_weights()
-
-
-def _fit_classifier(
-    spec: ModelSpec, config: TrainConfig, train: Split, test: Split, copies: int, init: list | None = None
-):
+def _fit_classifier(spec: ModelSpec, config: TrainConfig, train: Split, test: Split, copies: int):
     import keras
 
     recipe = spec.recipe
@@ -241,9 +233,8 @@ def _fit_classifier(
 
     # a localizer trains as the CNN it is made from, then becomes fully convolutional
     model = get_spec(spec.converts_from or spec.name).build()
-    if init is not None:
-        model.set_weights(init)
-        logger.info("starting from the weights of %s", config.init)
+    if config.init is not None:
+        _start_from(model, config.init)
     model.compile(loss="categorical_crossentropy", optimizer=_optimizer(recipe), metrics=["accuracy"])
     logger.info(
         "training %s: %d images, %d epochs, batch %d, %s lr=%g",
@@ -323,7 +314,6 @@ def train(config: TrainConfig) -> TrainResult:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-        init = _initial_weights(spec, config.init) if config.init is not None else None
         train_split = load_split(spec.dataset, "train", config.data_dir).sample(config.limit, config.seed)
         test_split = load_split(spec.dataset, "test", config.data_dir)
         on_field = config.recipe == "field"
@@ -333,7 +323,7 @@ def train(config: TrainConfig) -> TrainResult:
             copies = 0
         else:
             copies = spec.recipe.shifted_copies if config.shifted_copies is None else config.shifted_copies
-        model, training, test = _fit_classifier(spec, config, train_split, test_split, copies, init)
+        model, training, test = _fit_classifier(spec, config, train_split, test_split, copies)
         if config.init is not None:
             from edgerun.runtime.files import sha256_file
 
