@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,6 +85,10 @@ def _validate(config: TrainConfig) -> ModelSpec:
             raise TrainError(f"--init starts training from trained weights; {spec.name} is not trained here")
         if not Path(config.init).is_file():
             raise TrainError(f"--init {config.init} does not exist; give a .keras file written by edgerun train")
+        # A cheap look now, before the data is read; the weights load where the model is built,
+        # so that a seeded run draws its random numbers in the same order as the bundled model's.
+        if not zipfile.is_zipfile(config.init):
+            raise TrainError(f"--init {config.init} is not a .keras file (a zip written by Keras' model.save)")
     return spec
 
 

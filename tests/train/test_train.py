@@ -123,3 +123,6 @@ def test_init_must_be_a_model_of_the_same_architecture(mnist_dir, tmp_path, caps
     assert "has weights of shapes" in err and "same architecture" in err and "Traceback" not in err
     assert cli.main([*argv, "--init", str(tmp_path / "none.keras"), "--out", str(tmp_path / "b")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "text.keras").write_text("not a model")
+    assert cli.main([*argv, "--init", str(tmp_path / "text.keras"), "--out", str(tmp_path / "c")]) == 2
+    assert "is not a .keras file" in capsys.readouterr().err
