@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import platform
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -124,16 +125,13 @@ def _cpu() -> tuple[str, list[str]]:
         if flags and model:
             break
     if not model:
-        import platform
-
         model = platform.processor() or platform.machine()
     return model, flags
 
 
 def machine(provider: str) -> dict:
     """What a tuned setting depends on: CPU model and flags, cores, onnxruntime, provider."""
-    import hashlib
-    import platform
+    import hashlib  # only where a tune cache exists: a one-image run without one never hashes
 
     import onnxruntime as ort
 
