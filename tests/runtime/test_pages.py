@@ -93,6 +93,29 @@ def test_proposals_box_each_piece_of_ink_and_drop_specks():
     assert ink_proposals(np.zeros((50, 50), np.float32)) == []
 
 
+def test_digits_joined_by_the_dilation_are_split_back():
+    """Two digits stacked 3 px apart (rows of a page, the book's grid) touch once broken strokes
+    are joined: the 20x43 piece has no digit's size, so it is looked at with less joining."""
+    ink = np.zeros((80, 60), np.float32)
+    ink[10:30, 20:34] = 1.0  # a 14x20 digit (scale 1.0)
+    ink[12:28, 22:32] = 0.0
+    ink[33:53, 22:32] = 1.0  # another, 3 px below
+    found = ink_proposals(ink, ProposalConfig())
+    assert sorted(p.box for p in found) == [(20, 10, 34, 30), (22, 33, 32, 53)]
+    assert all(p.scale == pytest.approx(1.0) for p in found)
+    assert all(p.anchor is not None for p in found)
+    # A digit whose strokes are broken by less than the join stays one piece.
+    broken = np.zeros((60, 60), np.float32)
+    broken[10:20, 20:30] = 1.0
+    broken[21:30, 20:30] = 1.0  # a 1-px crack across a 10x20 piece
+    assert [p.box for p in ink_proposals(broken, ProposalConfig())] == [(20, 10, 30, 30)]
+    # A piece that splits into parts no digit has (a long bar and a speck) is kept whole.
+    bar = np.zeros((100, 60), np.float32)
+    bar[5:90, 28:31] = 1.0
+    bar[91:95, 28:31] = 1.0
+    assert [(p.box, p.scale) for p in ink_proposals(bar, ProposalConfig())] == [((28, 5, 31, 95), None)]
+
+
 @pytest.mark.parametrize(
     ("width", "height", "expected"),
     [(14, 20, 1.0), (22, 20, 1.1), (40, 20, 1.0), (10, 60, None), (3, 4, None)],
