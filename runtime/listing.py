@@ -9,7 +9,6 @@ read; a folder a glob cannot list is returned among the errors. Globs walk each 
 from __future__ import annotations
 
 import fnmatch
-import glob
 import os
 from pathlib import Path
 
@@ -62,6 +61,8 @@ def images_in(directory: Path) -> list[Path]:
 
 def _split_pattern(spec: str) -> tuple[Path, list[str]]:
     """A glob's fixed root (the folders before the first wildcard) and its remaining parts."""
+    import glob  # only sources that are patterns
+
     parts = Path(spec).parts
     for i, part in enumerate(parts):
         if glob.has_magic(part):

@@ -12,7 +12,6 @@ that). Every frame gives exactly one result (an error result when it failed anyw
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,8 @@ from .heads import Prepared
 from .timing import Reservoir
 
 if TYPE_CHECKING:
+    import queue
+
     from .model import Model
     from .results import Result
 
@@ -284,6 +285,8 @@ class Pipeline:
             out.put(self._prepare(frame))
 
     def _threaded(self, source: Source, start: float) -> Iterator[Result]:
+        import queue  # only threaded runs pay for it (a one-image run starts no threads)
+
         frames: queue.Queue = queue.Queue(self.config.queue_size)
         items: queue.Queue = queue.Queue(self.config.queue_size)
         threads = [

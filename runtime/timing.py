@@ -3,12 +3,15 @@ sample of a live run's latencies."""
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import random
 
 #: The one percentile method used for latencies everywhere (numpy's linear interpolation).
 PERCENTILE_METHOD = "linear"
@@ -90,13 +93,17 @@ class Reservoir:
     size: int = 4096
     seen: int = 0
     values: list[float] = field(default_factory=list)
-    _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
+    _rng: random.Random | None = field(default=None, repr=False)  # made once the sample is full
 
     def add(self, value: float) -> None:
         self.seen += 1
         if len(self.values) < self.size:
             self.values.append(value)
             return
+        if self._rng is None:
+            import random  # a short run never needs it
+
+            self._rng = random.Random(0)
         slot = self._rng.randrange(self.seen)
         if slot < self.size:
             self.values[slot] = value
