@@ -256,7 +256,7 @@ import importlib, os, pkgutil, sys
 import edgerun.runtime
 runtime = ["edgerun.runtime." + m.name for m in pkgutil.iter_modules(edgerun.runtime.__path__)]
 for name in ("numpy", "cv2", "onnxruntime", "tqdm", "PIL.Image", "edgerun.cli", "edgerun.models", "json",
-             "logging.handlers", "hashlib", *runtime):
+             "logging.handlers", "hashlib", "glob", "queue", "random", "tempfile", *runtime):
     try:
         importlib.import_module(name)
     except ImportError:
