@@ -220,8 +220,18 @@ def _mass_centre(ink: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> tuple[f
     return x1 + m["m10"] / m["m00"] + 0.5, y1 + m["m01"] / m["m00"] + 0.5
 
 
-def _pieces(ink: np.ndarray, mask: np.ndarray, join: int, config: ProposalConfig, origin=(0, 0)) -> list[Proposal]:
-    """The pieces of ``mask`` (a region of ``ink`` at ``origin``) once strokes ``join`` px apart are joined."""
+#: A joined piece is looked at again only if it could be this many digits or fewer side by side
+#: (at the largest plausible scale), and only while it falls into at most ``SPLIT_OUTLINES``
+#: outlines (digits with a broken stroke or two); more is texture or noise and is left whole.
+SPLIT_DIGITS = 3
+SPLIT_OUTLINES = 12
+
+
+def _pieces(
+    ink: np.ndarray, mask: np.ndarray, join: int, config: ProposalConfig, origin=(0, 0), limit: int | None = None
+) -> list[Proposal] | None:
+    """The pieces of ``mask`` (a region of ``ink`` at ``origin``) once strokes ``join`` px apart
+    are joined; None when there are more than ``limit`` outlines."""
     ox, oy = origin
     joined = mask
     if join > 0:  # a border of ``join`` so that pieces at the edge grow like the others
@@ -231,6 +241,8 @@ def _pieces(ink: np.ndarray, mask: np.ndarray, join: int, config: ProposalConfig
         ox, oy = ox - join, oy - join
     # Outer contours are the pieces (8-connected), found far faster than by labelling every pixel.
     contours, _ = cv2.findContours(joined, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if limit is not None and len(contours) > limit:
+        return None
     found = []
     for contour in contours:
         x, y, w, h = cv2.boundingRect(contour)
@@ -255,9 +267,14 @@ def _split(ink: np.ndarray, mask: np.ndarray, piece: Proposal, config: ProposalC
     dilation), as the pieces it falls into with less joining, if each of them could be a digit;
     else the piece as it is."""
     x1, y1, x2, y2 = piece.box
+    low, high = (s * MNIST_DIGIT_HEIGHT for s in config.scale_range)
+    if not 2 * low <= max(x2 - x1, y2 - y1) <= SPLIT_DIGITS * high:
+        return [piece]  # too small for two digits, or larger than a few (a line, texture, noise)
     region = mask[y1:y2, x1:x2]
     for join in range(config.join - 1, -1, -1):
-        parts = _pieces(ink, region, join, config, (x1, y1))
+        parts = _pieces(ink, region, join, config, (x1, y1), limit=SPLIT_OUTLINES)
+        if parts is None:  # texture or noise: less joining only makes more pieces
+            break
         if len(parts) > 1 and all(p.scale is not None for p in parts):
             return parts
     return [piece]
@@ -277,7 +294,7 @@ def ink_proposals(ink: np.ndarray, config: ProposalConfig = ProposalConfig()) ->
         raise PageError(f"expected a non-empty HxW ink image, got {getattr(ink, 'shape', type(ink).__name__)}")
     mask = (ink >= config.threshold).astype(np.uint8)
     found = []
-    for piece in _pieces(ink, mask, config.join, config):
+    for piece in _pieces(ink, mask, config.join, config) or []:
         found += [piece] if piece.scale is not None or config.join == 0 else _split(ink, mask, piece, config)
     found.sort(key=lambda p: -p.area)
     return found[: config.max_proposals]

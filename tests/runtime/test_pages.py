@@ -114,6 +114,11 @@ def test_digits_joined_by_the_dilation_are_split_back():
     bar[5:90, 28:31] = 1.0
     bar[91:95, 28:31] = 1.0
     assert [(p.box, p.scale) for p in ink_proposals(bar, ProposalConfig())] == [((28, 5, 31, 95), None)]
+    # Noise joins into one piece far larger than a few digits: it is not taken apart into the
+    # thousands of specks it is made of (each would be measured), it stays one implausible piece.
+    noise = (np.random.default_rng(0).random((200, 200)) > 0.93).astype(np.float32)
+    found = ink_proposals(noise, ProposalConfig())
+    assert found[0].box == (0, 0, 200, 200) and all(p.scale is None for p in found) and len(found) < 5
 
 
 @pytest.mark.parametrize(
