@@ -204,8 +204,12 @@ def _load(cache: Path) -> dict | None:
         return None
 
 
-def _lookup(data: dict, model_sha256: str, batch: int, provider: str, exact: bool, cache: Path):
-    models = data["machines"].get(fingerprint(provider), {}).get("models", {})
+def _machine_models(data: dict, provider: str) -> dict:
+    """The cache's tuned models of this machine (fingerprinted once: /proc/cpuinfo is read for it)."""
+    return data["machines"].get(fingerprint(provider), {}).get("models", {})
+
+
+def _lookup(models: dict, model_sha256: str, batch: int, exact: bool, cache: Path):
     batches = models.get(model_sha256, {}).get("batches", {})
     entry = batches.get(str(batch)) if exact else _nearest(batches, batch)
     if entry is None:
@@ -227,7 +231,7 @@ def tuned_settings(
     """
     cache = Path(path) if path else cache_path()
     data = _load(cache)
-    return None if data is None else _lookup(data, model_sha256, batch, provider, exact, cache)
+    return None if data is None else _lookup(_machine_models(data, provider), model_sha256, batch, exact, cache)
 
 
 def _memo_key(path: Path) -> tuple[str, int, int]:
@@ -253,9 +257,10 @@ def tuned_settings_for(
     """:func:`tuned_settings` for a model file; hashes the file only when this machine has entries."""
     cache = Path(path) if path else cache_path()
     data = _load(cache)
-    if data is None or not data["machines"].get(fingerprint(provider), {}).get("models"):
+    models = {} if data is None else _machine_models(data, provider)
+    if not models:
         return None
-    return _lookup(data, _model_sha256(Path(model_path), data), batch, provider, exact, cache)
+    return _lookup(models, _model_sha256(Path(model_path), data), batch, exact, cache)
 
 
 def record(
