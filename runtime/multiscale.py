@@ -277,8 +277,9 @@ def _label_at_anchor(heat: np.ndarray, placement: Placement, found: list[Candida
     probs = heat[row, col]
     best = int(np.argmax(probs))
     ax, ay = placement.anchor
+    kept = tuple(float(v) for v in probs)
     return [
-        Candidate(best, c.score, c.mass, c.center, c.side, c.scale, tuple(float(v) for v in probs))
+        Candidate(best, c.score, c.mass, c.center, c.side, c.scale, kept)
         if math.hypot(c.center[0] - ax, c.center[1] - ay) <= radius * c.side
         else c
         for c in found

@@ -295,6 +295,6 @@ def ink_proposals(ink: np.ndarray, config: ProposalConfig = ProposalConfig()) ->
     mask = (ink >= config.threshold).astype(np.uint8)
     found = []
     for piece in _pieces(ink, mask, config.join, config) or []:
-        found += [piece] if piece.scale is not None or config.join == 0 else _split(ink, mask, piece, config)
+        found += [piece] if piece.scale is not None else _split(ink, mask, piece, config)
     found.sort(key=lambda p: -p.area)
     return found[: config.max_proposals]
