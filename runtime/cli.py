@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .argtypes import batch_size, positive_float, positive_int, probability
+from .argtypes import SizedHelpFormatter, batch_size, positive_float, positive_int, probability
 from .providers import CHOICES
 from .run import EXIT_USAGE, EXIT_WRITE_FAILED
 
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgerun run",
+        formatter_class=SizedHelpFormatter,
         description="Run an ONNX model over a camera, stream, video, image, directory, glob, list file or "
         "IDX file. Prints one line per input; exit 0 when every input worked, 1 when some failed (each has "
         "an error record), 2 for bad arguments (or an output that would overwrite an input), 4 when the "

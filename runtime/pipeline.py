@@ -96,6 +96,8 @@ class Item:
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    """How a pipeline batches, buffers and stops (validated on creation)."""
+
     batch: int = 1
     queue_size: int = 16
     max_frames: int | None = None
@@ -122,6 +124,8 @@ class StageClock:
 
 @dataclass
 class RunStats:
+    """What a run did: counts, wall time, per-stage clocks and latencies."""
+
     frames: int = 0
     errors: int = 0
     wall_s: float = 0.0

@@ -27,6 +27,8 @@ def top_k(probs: np.ndarray, classes: tuple[str, ...], k: int) -> list[TopClass]
 
 @dataclass(frozen=True)
 class LocalizeConfig:
+    """How class maps become detections (threshold, region size, merging, map geometry)."""
+
     threshold: float = 0.98  # the book's
     min_area: int = 3  # map positions a region needs to count as a digit
     merge_radius: float = 21.0  # px: a weaker region centred this close to a stronger one is the same digit

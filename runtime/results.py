@@ -18,6 +18,8 @@ from .outputs import printable
 
 @dataclass(frozen=True)
 class TopClass:
+    """One of a classifier's top classes for one input."""
+
     class_id: int
     label: str
     prob: float
@@ -29,6 +31,8 @@ class TopClass:
 
 @dataclass(frozen=True)
 class Detection:
+    """One object a localizer found: its class, score and box."""
+
     class_id: int
     label: str
     score: float

@@ -41,6 +41,8 @@ EXIT_SIGTERM = 143
 
 @dataclass(frozen=True)
 class RunConfig:
+    """How ``Run`` batches, stops, logs and shows progress."""
+
     batch: int = 1
     max_frames: int | None = None
     log_every_s: float | None = 5.0  # live sources: a progress line this often
