@@ -155,29 +155,42 @@ def _localizer_card(card_path: Path) -> dict:
     return card
 
 
-def record_threshold(card_path: Path, report: dict) -> None:
+def record_threshold(card_path: Path, report: dict, also: Path | None = None) -> None:
     """Write the sweep's best threshold into the model card's ``localize`` block (``edgerun
-    export`` carries it into the ONNX metadata) and the sweep beside it, as ``threshold_choice``."""
-    card = _localizer_card(card_path)
-    card["localize"]["threshold"] = report["best_threshold"]
-    card["threshold_choice"] = {
+    export`` carries it into the ONNX metadata) and the sweep beside it, as ``threshold_choice``.
+
+    ``also``: the card of the same recipe refit on all training images (``--holdout 0``), which
+    keeps nothing apart to choose on; it gets the same threshold and says where it was chosen.
+    """
+    choice = {
         "command": report["command"],
         "digits": report["digits"],
         "rule": "the highest threshold with the best worst-of(precision, recall) over light and dark pages",
         "sweep": report["sweep"],
     }
+    cards = [(Path(card_path), choice)]
+    if also is not None:
+        cards.append((Path(also), {**choice, "chosen_with": str(card_path), "on": "the images that model kept apart"}))
+    loaded = [(path, _localizer_card(path), block) for path, block in cards]  # both readable before either is written
     from edgerun.runtime.files import write_json_atomic
 
-    write_json_atomic(Path(card_path), card)
-    logger.info("%s: localize threshold %s recorded", card_path, report["best_threshold"])
+    for path, card, block in loaded:
+        card["localize"]["threshold"] = report["best_threshold"]
+        card["threshold_choice"] = block
+        write_json_atomic(path, card)
+        logger.info("%s: localize threshold %s recorded", path, report["best_threshold"])
 
 
 def evaluate(args: argparse.Namespace) -> dict:
     digits, labels = load_digits(args.data_dir, args.split)
     if args.record and not (args.sweep and args.holdout):
         raise EvaluateError("--record writes the sweep's best threshold into the --holdout card: give both")
+    if args.also and not args.record:
+        raise EvaluateError("--also goes with --record: it copies the recorded threshold into a second card")
     if args.record:
         _localizer_card(args.holdout)  # refused before the sweep, not after it
+        if args.also:
+            _localizer_card(args.also)
     if args.holdout:
         if args.split != "train":
             raise EvaluateError("--holdout selects training images: use it with --split train")
@@ -196,7 +209,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         report["sweep"] = rows
         report["best_threshold"] = max(rows, key=lambda r: (r["worst"], r["threshold"]))["threshold"]
         if args.record:
-            record_threshold(args.holdout, report)
+            record_threshold(args.holdout, report, args.also)
         return report
     if args.fcn:
         fcn = load(args.fcn, threshold=args.threshold, **options)
@@ -236,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--record", action="store_true", help="with --sweep: write the best threshold into the --holdout card"
+    )
+    p.add_argument(
+        "--also",
+        type=Path,
+        help="with --record: write the same threshold into this card too (the recipe refit on all training images)",
     )
     p.add_argument("--threshold", type=float, help="localizer threshold (default: the model's own)")
     p.add_argument("--pages", type=int, default=100, help="pages per background (default 100)")

@@ -59,11 +59,20 @@ def test_sweep_records_the_best_threshold_in_the_card(mnist_dir, tmp_path, capsy
     card.write_text(json.dumps({"localize": {"threshold": 0.5}, "training": {"holdout": {"indices": held}}}))
     argv = ["--data-dir", str(mnist_dir), "--split", "train", "--holdout", str(card), "--pages", "3",
             "--fcn", str(MODELS / "mnist_fcn.onnx"), "--sweep", "0.8,0.9"]  # fmt: skip
-    assert evaluate.main([*argv, "--record"]) == 0
+    refit = tmp_path / "refit" / "mnist_fcn.json"  # the same recipe on all training images: nothing kept apart
+    refit.parent.mkdir()
+    refit.write_text(json.dumps({"localize": {"threshold": 0.5}, "training": {"holdout": {"indices": []}}}))
+    assert evaluate.main([*argv, "--record", "--also", str(refit)]) == 0
     report = json.loads(capsys.readouterr().out)
     written = json.loads(card.read_text())
     assert written["localize"]["threshold"] == report["best_threshold"] in (0.8, 0.9)
     assert written["threshold_choice"]["sweep"] == report["sweep"] and written["training"]["holdout"]["indices"] == held
+    carried = json.loads(refit.read_text())
+    assert carried["localize"]["threshold"] == report["best_threshold"]
+    assert carried["threshold_choice"]["chosen_with"] == str(card) and carried["threshold_choice"]["sweep"] == report["sweep"]
+    # --also copies a recorded choice: alone it has nothing to copy
+    assert evaluate.main([*argv, "--also", str(refit)]) == 2
+    assert "--also goes with --record" in capsys.readouterr().err
     # --record without a sweep has nothing to record
     assert evaluate.main(["--data-dir", str(mnist_dir), "--split", "train", "--holdout", str(card), "--record"]) == 2
     assert "--record writes the sweep's best threshold" in capsys.readouterr().err
