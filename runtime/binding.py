@@ -7,7 +7,7 @@ converts it to numpy on every call. With IO binding, the input and the first out
 copy they can keep). ``edgerun tune`` measures whether this is faster for a model and batch.
 On the 2-core Zen 3, ``mnist_cnn`` batch 1, one process, interleaved, medians of 40 rounds:
 189.1 us a call, 192.6 us with the input bound anew each call (the previous binder), 195.0 us
-through ``session.run`` (``/work/notes/s6/binder_probe.py``; README, Latency).
+through ``session.run`` (README, Latency).
 """
 
 from __future__ import annotations
