@@ -69,6 +69,5 @@ def _new_slot(feed: np.ndarray, out: np.ndarray) -> _Slot:
 
     # Each OrtValue is backed by its array's memory: the slot keeps the arrays alive beside them.
     feed_buffer, out_buffer = np.empty_like(feed), np.empty_like(out)
-    return _Slot(
-        feed_buffer, out_buffer, ort.OrtValue.ortvalue_from_numpy(feed_buffer), ort.OrtValue.ortvalue_from_numpy(out_buffer)
-    )
+    as_value = ort.OrtValue.ortvalue_from_numpy
+    return _Slot(feed_buffer, out_buffer, as_value(feed_buffer), as_value(out_buffer))

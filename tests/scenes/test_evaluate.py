@@ -69,7 +69,8 @@ def test_sweep_records_the_best_threshold_in_the_card(mnist_dir, tmp_path, capsy
     assert written["threshold_choice"]["sweep"] == report["sweep"] and written["training"]["holdout"]["indices"] == held
     carried = json.loads(refit.read_text())
     assert carried["localize"]["threshold"] == report["best_threshold"]
-    assert carried["threshold_choice"]["chosen_with"] == str(card) and carried["threshold_choice"]["sweep"] == report["sweep"]
+    choice = carried["threshold_choice"]
+    assert choice["chosen_with"] == str(card) and choice["sweep"] == report["sweep"]
     # --also copies a recorded choice: alone it has nothing to copy
     assert evaluate.main([*argv, "--also", str(refit)]) == 2
     assert "--also goes with --record" in capsys.readouterr().err
