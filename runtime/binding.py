@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MAX_SHAPES = 8  # buffers kept per thread; the oldest shape's go first
+
 
 @dataclass
 class _Slot:
@@ -53,6 +55,10 @@ class OutputBinder:
         if slot is None:
             # First call at this shape: let onnxruntime allocate, then keep buffers of the shapes.
             out = self.session.run([self.output_name], {self.input_name: feed})[0]
+            if len(slots) >= MAX_SHAPES:  # inputs of ever new shapes (a localizer's crops) must not pile up
+                oldest = next(iter(slots))
+                if local.bound is slots.pop(oldest):
+                    local.bound = None
             slots[feed.shape] = _new_slot(feed, out)
             return out
         if local.bound is not slot:

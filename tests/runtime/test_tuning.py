@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from edgerun.runtime import tuning
-from edgerun.runtime.binding import OutputBinder
+from edgerun.runtime.binding import MAX_SHAPES, OutputBinder
 from edgerun.runtime.files import sha256_file
 from edgerun.runtime.model import Model, SessionConfig
 from edgerun.runtime.tuning import TunedSettings, TuningCacheError
@@ -133,6 +133,17 @@ def test_binder_returns_arrays_callers_can_keep(model_file):
     for x, out in zip(xs, outs, strict=True):
         np.testing.assert_allclose(out, session.run(None, {"x": x})[0], atol=1e-6)
     assert not np.allclose(outs[1], outs[2])
+
+
+def test_binder_keeps_buffers_for_a_bounded_number_of_shapes(model_file):
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    binder = OutputBinder(session, "x", "probs")
+    for round_ in range(2):
+        for batch in range(1, MAX_SHAPES + 4):  # more shapes than are kept, each twice
+            x = np.random.default_rng(batch + round_).random((batch, 1, 28, 28), dtype=np.float32)
+            for _ in range(2):
+                np.testing.assert_allclose(binder.run(x), session.run(None, {"x": x})[0], atol=1e-6)
+    assert len(binder._local.slots) == MAX_SHAPES
 
 
 def test_binder_is_safe_across_threads(model_file):
