@@ -65,7 +65,14 @@ class EdgerunBackend(Backend):
         self.model = self._load(config)
 
     def _load(self, config: SessionConfig) -> Model:
-        key = (config.threads, config.spinning, config.optimization, config.execution_mode, config.io_binding)
+        key = (
+            config.threads,
+            config.spinning,
+            config.optimization,
+            config.execution_mode,
+            config.io_binding,
+            config.graph,
+        )
         if key not in self._models:
             self._models[key] = Model.load(self.path, config)
         return self._models[key]

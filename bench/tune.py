@@ -10,6 +10,8 @@ the others, keeping a change only when its median beats the current best by more
 - ``spinning``: idle onnxruntime threads spin or sleep;
 - ``optimization``: graph optimisation level (basic, extended, all: ``all`` adds the NCHWc
   layouts, which cost reorders on small tensors);
+- ``graph``: the model file or a graph variant of it (``edgerun.export.variants``; written
+  beside the cache for models up to 64 MB, kept only where some batch size runs it);
 - ``io_binding``: the input bound by reference and a pre-allocated output (runtime/binding.py);
 - ``execution_mode``: sequential or parallel (inter-op threads; only branching graphs gain).
 
@@ -41,6 +43,7 @@ OUTPUT_TOLERANCE = 1e-4
 @dataclass(frozen=True)
 class TuneConfig:
     batches: tuple[int, ...] = (1, 8, 64)
+    graphs: Path | None = None  # where graph variants are written (None: none are tried)
     provider: str = "cpu"
     seconds: float = 0.25  # per candidate per round
     rounds: int = 5
@@ -73,6 +76,9 @@ def thread_candidates(cores: int) -> list[int]:
     return sorted({1, max(1, cores // 2), cores, *(t for t in (2, 4, 8) if t < cores)})
 
 
+MAX_VARIANT_BYTES = 64 << 20  # a variant is a second copy of the model in the cache
+
+
 def _candidates(name: str, cores: int) -> list:
     return {
         "threads": thread_candidates(cores),
@@ -86,11 +92,23 @@ def _candidates(name: str, cores: int) -> list:
 class Tuner:
     """Loads one session per distinct setting (reused across batch sizes) and measures them."""
 
-    def __init__(self, path: Path, config: TuneConfig, input_shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self, path: Path, config: TuneConfig, input_shape: tuple[int, int, int], variants: dict[str, Path] | None = None
+    ) -> None:
         self.path = path
         self.config = config
         self.input_shape = input_shape
+        self.variants = variants or {}  # graph variant name -> its file
         self._models: dict[tuple, object] = {}
+
+    def options(self, best: TunedSettings, name: str, cores: int) -> list[TunedSettings]:
+        """``best`` with each candidate value of setting ``name``."""
+        if name == "graph":
+            return [
+                replace(best, graph="model", graph_file=None),
+                *(replace(best, graph=g, graph_file=str(f)) for g, f in self.variants.items()),
+            ]
+        return [replace(best, **{name: value}) for value in _candidates(name, cores)]
 
     def model(self, settings: TunedSettings):
         from edgerun.runtime.model import Model, SessionConfig
@@ -110,8 +128,8 @@ class Tuner:
         default = default_settings(cores)
         reference = self.model(default).run(x)
         best, trail = default, []
-        for name in ("threads", "spinning", "optimization", "io_binding", "execution_mode"):
-            options = [replace(best, **{name: value}) for value in _candidates(name, cores)]
+        for name in ("threads", "spinning", "optimization", "graph", "io_binding", "execution_mode"):
+            options = self.options(best, name, cores)
             if len(options) < 2:
                 continue
             times = self.measure(options, x, reference)
@@ -197,9 +215,47 @@ def input_shape(path: Path) -> tuple[int, int, int]:
 def tune(path: Path, config: TuneConfig) -> list[BatchResult]:
     from edgerun.runtime.model import default_threads
 
-    tuner = Tuner(path, config, input_shape(path))
+    variants = write_variants(path, config.graphs) if config.graphs else {}
+    tuner = Tuner(path, config, input_shape(path), variants)
     cores = default_threads()
-    return [tuner.tune_batch(batch, cores) for batch in config.batches]
+    results = [tuner.tune_batch(batch, cores) for batch in config.batches]
+    kept = {r.tuned.graph_file for r in results}
+    for name, file in variants.items():
+        if str(file) not in kept:  # no batch size runs it: not worth its room
+            file.unlink(missing_ok=True)
+            logger.info("%s: graph variant %s not kept", path.name, name)
+    return results
+
+
+def write_variants(path: Path, folder: Path) -> dict[str, Path]:
+    """The graph variants of ``path`` that apply (``edgerun.export.variants``), written to
+    ``folder`` as ``SHA256.NAME.onnx``; none without the onnx package or for a large model."""
+    from edgerun.runtime.files import sha256_file
+    from edgerun.runtime.outputs import WriteFailed, write_bytes
+
+    if path.stat().st_size > MAX_VARIANT_BYTES:
+        logger.info("%s: over %d MB, no graph variants tried", path.name, MAX_VARIANT_BYTES >> 20)
+        return {}
+    try:
+        from edgerun.export.variants import make_variants
+    except ImportError as exc:  # onnx is the export extra's; the runtime does without it
+        logger.info("no graph variants tried (%s)", exc)
+        return {}
+    digest = sha256_file(path)
+    written: dict[str, Path] = {}
+
+    def write(name: str, data: bytes) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        written[name] = write_bytes(Path(folder) / f"{digest}.{name}.onnx", data, what="graph variant")
+
+    try:
+        make_variants(path, write)
+    except (OSError, WriteFailed) as exc:  # tuning goes on with the model itself
+        logger.warning("no graph variants tried: %s", exc)
+        for file in written.values():
+            file.unlink(missing_ok=True)
+        return {}
+    return written
 
 
 def format_results(path: Path, results: list[BatchResult]) -> str:
@@ -244,9 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from edgerun.runtime.files import sha256_file
     from edgerun.runtime.model import ModelError, check_model_file
-    from edgerun.runtime.tuning import TuningCacheError, cache_path, record
+    from edgerun.runtime.tuning import cache_path, graphs_dir
 
     for path in args.models:
         try:
@@ -270,6 +325,18 @@ def main(argv: list[str] | None = None) -> int:
         margin=args.margin / 100,
     )
     cache = args.cache or cache_path()
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edgerun-tune-") as scratch:
+        # A dry run measures the graph variants too, from a folder that goes with it.
+        config = replace(config, graphs=Path(scratch) if args.dry_run else graphs_dir(cache))
+        return _tune_all(args, config, cache)
+
+
+def _tune_all(args, config: TuneConfig, cache: Path) -> int:
+    from edgerun.runtime.files import sha256_file
+    from edgerun.runtime.tuning import TuningCacheError, record
+
     for path in args.models:
         results = tune(path, config)
         print(format_results(path, results))

@@ -69,6 +69,7 @@ class SessionConfig:
     optimization: str = "all"  # "basic" | "extended" | "all"
     execution_mode: str = "sequential"  # "sequential" | "parallel" (edgerun tune measures both)
     io_binding: bool = False  # CPU: bind the input and a pre-allocated output (runtime/binding.py)
+    graph: str | None = None  # an equivalent graph file to open instead of the model (a variant edgerun tune kept)
 
 
 def default_threads() -> int:
@@ -112,6 +113,20 @@ def session_options(config: SessionConfig):
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     options.log_severity_level = 3
     return options
+
+
+def _graph_file(path: Path, graph: str | None) -> Path:
+    """The file the session opens: the model, or the tuned graph variant of it while that exists."""
+    if graph is None:
+        return path
+    variant = Path(graph)
+    if variant.is_file():
+        logger.info("%s: running the tuned graph %s", path.name, variant.name)
+        return variant
+    logger.warning(
+        "%s: the tuned graph %s is gone; running the model itself (edgerun tune makes it again)", path.name, variant
+    )
+    return path
 
 
 def _load_failure(path: Path, text: str) -> str:
@@ -283,8 +298,9 @@ class Model:
 
             on_cpu = plan.providers[0] == "CPUExecutionProvider"
             config, _ = tuned_config(path, batch, config, provider="cpu" if on_cpu else "cuda", keep=keep)
+        source = _graph_file(path, config.graph)
         try:
-            session = ort.InferenceSession(str(path), sess_options=session_options(config), providers=plan.providers)
+            session = ort.InferenceSession(str(source), sess_options=session_options(config), providers=plan.providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             raise ModelError(_load_failure(path, str(exc))) from exc
         verify_providers(plan, session.get_providers())

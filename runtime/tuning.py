@@ -46,6 +46,8 @@ class TunedSettings:
     optimization: str  # one of OPTIMIZATION_LEVELS
     execution_mode: str  # one of EXECUTION_MODES
     io_binding: bool  # bind the input and a pre-allocated output (CPU)
+    graph: str = "model"  # "model": the file itself; else a graph variant edgerun tune wrote (export/variants.py)
+    graph_file: str | None = None  # the variant's file, beside the cache
     p50_ms: float | None = None  # the tuned settings, as measured by edgerun tune
     default_p50_ms: float | None = None  # edgerun's defaults, same run, interleaved
     measured: str | None = None  # ISO date of the measurement
@@ -57,6 +59,8 @@ class TunedSettings:
             raise TuningCacheError(f"optimization must be one of {OPTIMIZATION_LEVELS}, got {self.optimization!r}")
         if self.execution_mode not in EXECUTION_MODES:
             raise TuningCacheError(f"execution_mode must be one of {EXECUTION_MODES}, got {self.execution_mode!r}")
+        if not isinstance(self.graph, str) or (self.graph != "model" and not self.graph_file):
+            raise TuningCacheError(f"graph {self.graph!r} needs its file (graph_file)")
 
     @classmethod
     def from_dict(cls, data: dict) -> TunedSettings:
@@ -72,7 +76,7 @@ class TunedSettings:
     @property
     def session_key(self) -> tuple:
         """What makes two settings need different sessions (everything but the measurements)."""
-        return (self.threads, self.spinning, self.optimization, self.execution_mode, self.io_binding)
+        return (self.threads, self.spinning, self.optimization, self.execution_mode, self.io_binding, self.graph)
 
     def label(self) -> str:
         parts = [
@@ -83,6 +87,8 @@ class TunedSettings:
         ]
         if self.io_binding:
             parts.append("io-binding")
+        if self.graph != "model":
+            parts.append(f"graph {self.graph}")
         return ", ".join(parts)
 
     def apply(self, config):
@@ -94,6 +100,7 @@ class TunedSettings:
             optimization=self.optimization,
             execution_mode=self.execution_mode,
             io_binding=self.io_binding,
+            graph=self.graph_file if self.graph != "model" else None,
         )
 
 
@@ -103,6 +110,11 @@ def cache_path() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "edgerun" / "tune.json"
+
+
+def graphs_dir(cache: Path | None = None) -> Path:
+    """Where edgerun tune keeps the graph variants it measured: beside the cache file."""
+    return (Path(cache) if cache else cache_path()).parent / "graphs"
 
 
 def _cpu() -> tuple[str, list[str]]:

@@ -1,0 +1,84 @@
+"""Graph variants (export/variants.py): the same answers from another graph, and how tune and the
+runtime use them."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from edgerun.bench import tune
+from edgerun.export.variants import dense_as_conv
+from edgerun.runtime import tuning
+from edgerun.runtime.model import Model, SessionConfig
+
+
+def _run(model, x):
+    session = ort.InferenceSession(
+        model if isinstance(model, bytes) else str(model), providers=["CPUExecutionProvider"]
+    )
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def test_dense_as_conv_gives_the_same_answers(mnist_cnn, mnist_test):
+    proto = onnx.load(str(mnist_cnn))
+    assert dense_as_conv(proto) == 1
+    onnx.checker.check_model(proto)
+    ops = [n.op_type for n in proto.graph.node]
+    assert "MatMul" in ops and ops.count("Conv") == 3  # the first Dense is a Conv now, the last stays
+    kernels = [list(a.ints) for n in proto.graph.node for a in n.attribute if a.name == "kernel_shape"]
+    assert [12, 12] in kernels
+    assert {p.key for p in proto.metadata_props} == {p.key for p in onnx.load(str(mnist_cnn)).metadata_props}
+    x = (mnist_test[0][:5, :, :, None] / 255.0).astype(np.float32)
+    for batch in (1, 5):
+        np.testing.assert_allclose(_run(proto.SerializeToString(), x[:batch]), _run(mnist_cnn, x[:batch]), atol=1e-6)
+
+
+def test_a_graph_without_the_pattern_is_left_alone(mnist_fcn):
+    proto = onnx.load(str(mnist_fcn))
+    before = proto.SerializeToString()
+    assert dense_as_conv(proto) == 0
+    assert proto.SerializeToString() == before
+
+
+def test_tune_keeps_a_variant_only_where_a_batch_size_runs_it(mnist_cnn, tmp_path):
+    cache = tmp_path / "tune.json"
+    argv = [str(mnist_cnn), "--batch", "1,2", "--seconds", "0.01", "--rounds", "2", "--cache", str(cache)]
+    assert tune.main(argv) == 0
+    entries = json.loads(cache.read_text())["machines"]
+    batches = next(iter(entries.values()))["models"].popitem()[1]["batches"].values()
+    used = {b["graph_file"] for b in batches if b.get("graph", "model") != "model"}
+    files = set(map(str, (tmp_path / "graphs").glob("*.onnx"))) if (tmp_path / "graphs").exists() else set()
+    assert files == used  # a variant no batch size runs is not kept
+    for file in used:
+        assert file.endswith(".dense-conv.onnx")
+
+
+def test_a_dry_run_leaves_no_variant_behind(mnist_cnn, tmp_path):
+    argv = [str(mnist_cnn), "--batch", "1", "--seconds", "0.01", "--rounds", "1", "--cache", str(tmp_path / "t.json")]
+    assert tune.main([*argv, "--dry-run"]) == 0
+    assert not (tmp_path / "graphs").exists() and not (tmp_path / "t.json").exists()
+
+
+def test_the_runtime_opens_the_tuned_graph_and_falls_back_without_it(mnist_cnn, tmp_path, caplog):
+    variants = tune.write_variants(mnist_cnn, tmp_path / "graphs")
+    assert list(variants) == ["dense-conv"]
+    settings = tuning.TunedSettings(2, True, "all", "sequential", False, graph="dense-conv",
+                                    graph_file=str(variants["dense-conv"]))  # fmt: skip
+    x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
+    plain = Model.load(mnist_cnn, SessionConfig(provider="cpu"))
+    with caplog.at_level(logging.INFO):
+        tuned = Model.load(mnist_cnn, settings.apply(SessionConfig(provider="cpu")))
+    assert "running the tuned graph" in caplog.text and tuned.path == mnist_cnn
+    assert tuned.metadata == plain.metadata
+    np.testing.assert_allclose(tuned.run(x), plain.run(x), atol=1e-6)
+    variants["dense-conv"].unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = Model.load(mnist_cnn, settings.apply(SessionConfig(provider="cpu")))
+    assert "is gone; running the model itself" in caplog.text
+    np.testing.assert_allclose(again.run(x), plain.run(x), atol=1e-6)
+    assert "graph dense-conv" in settings.label()
