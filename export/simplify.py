@@ -97,6 +97,31 @@ def _index(graph) -> tuple[dict[str, list], set[str], dict]:
     return consumers, {o.name for o in graph.output}, {i.name: i for i in graph.initializer}
 
 
+def flatten_into_matmul(inferred, reshape, source: str, consumers: dict, inits: dict):
+    """``((C, H, W), matmul, weight)`` when ``reshape`` flattens the 4-D map ``source`` (C, H, W
+    known) to a constant ``[-1 or 0, C*H*W]`` and feeds one MatMul alone, as its first input,
+    whose weight is a ``[C*H*W, N]`` initializer used there alone; else None. The pattern both
+    the Transpose fold and the dense-conv variant (export/variants.py) start from."""
+    from onnx import numpy_helper
+
+    chw = _static_shape(inferred, source)
+    target = inits.get(reshape.input[1])
+    if chw is None or target is None:
+        return None
+    c, h, w = chw
+    k = c * h * w
+    if numpy_helper.to_array(target).tolist() not in ([-1, k], [0, k]):
+        return None
+    after = consumers[reshape.output[0]]
+    if len(after) != 1 or after[0].op_type != "MatMul" or after[0].input[0] != reshape.output[0]:
+        return None
+    matmul = after[0]
+    weight = inits.get(matmul.input[1])
+    if weight is None or len(consumers[matmul.input[1]]) != 1 or len(weight.dims) != 2 or weight.dims[0] != k:
+        return None
+    return (c, h, w), matmul, weight
+
+
 def fold_flatten_transpose(proto) -> int:
     """Fold ``Transpose(perm 0,2,3,1) -> Reshape([-1, K]) -> MatMul(W)`` into the weights, in place.
 
@@ -118,21 +143,13 @@ def fold_flatten_transpose(proto) -> int:
         if perm != TO_NHWC or len(nexts) != 1 or nexts[0].op_type != "Reshape" or tr.output[0] in outputs:
             continue
         reshape = nexts[0]
-        chw = _static_shape(inferred, tr.input[0])
-        target = inits.get(reshape.input[1])
-        if chw is None or target is None or reshape.output[0] in outputs:
+        if reshape.output[0] in outputs:
             continue
-        c, h, w = chw
+        found = flatten_into_matmul(inferred, reshape, tr.input[0], consumers, inits)
+        if found is None:
+            continue
+        (c, h, w), matmul, weight = found
         k = c * h * w
-        if numpy_helper.to_array(target).tolist() not in ([-1, k], [0, k]):
-            continue
-        after = consumers[reshape.output[0]]
-        if len(after) != 1 or after[0].op_type != "MatMul" or after[0].input[0] != reshape.output[0]:
-            continue
-        matmul = after[0]
-        weight = inits.get(matmul.input[1])
-        if weight is None or len(consumers[matmul.input[1]]) != 1 or list(weight.dims)[:1] != [k]:
-            continue
         w_hwc = numpy_helper.to_array(weight)
         w_chw = w_hwc.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(k, -1)
         weight.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w_chw), weight.name))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .simplify import _index, _static_shape
+from .simplify import _index, flatten_into_matmul
 
 logger = logging.getLogger(__name__)
 
@@ -41,22 +41,11 @@ def dense_as_conv(proto) -> int:
     consumers, outputs, inits = _index(graph)
     rewritten = 0
     for reshape in [n for n in graph.node if n.op_type == "Reshape"]:
-        chw = _static_shape(inferred, reshape.input[0])
-        target = inits.get(reshape.input[1])
-        if chw is None or target is None:
+        found = flatten_into_matmul(inferred, reshape, reshape.input[0], consumers, inits)
+        if found is None:
             continue
-        c, h, w = chw
-        k = c * h * w
-        if numpy_helper.to_array(target).tolist() not in ([-1, k], [0, k]):
-            continue
-        after = consumers[reshape.output[0]]
-        if len(after) != 1 or after[0].op_type != "MatMul" or after[0].input[0] != reshape.output[0]:
-            continue
-        matmul = after[0]
-        weight = inits.get(matmul.input[1])
+        (c, h, w), matmul, weight = found
         adds = consumers[matmul.output[0]]
-        if weight is None or len(consumers[matmul.input[1]]) != 1 or len(weight.dims) != 2 or weight.dims[0] != k:
-            continue
         if len(adds) != 1 or adds[0].op_type != "Add" or adds[0].input[0] != matmul.output[0]:
             continue
         add = adds[0]
