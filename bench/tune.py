@@ -222,13 +222,26 @@ def tune(path: Path, config: TuneConfig) -> list[BatchResult]:
     variants = write_variants(path, config.graphs) if config.graphs else {}
     tuner = Tuner(path, config, input_shape(path), variants)
     cores = default_threads()
-    results = [tuner.tune_batch(batch, cores) for batch in config.batches]
-    kept = {r.tuned.graph_file for r in results}
-    for name, file in variants.items():
-        if str(file) not in kept:  # no batch size runs it: not worth its room
-            file.unlink(missing_ok=True)
-            logger.info("%s: graph variant %s not kept", path.name, name)
-    return results
+    return [tuner.tune_batch(batch, cores) for batch in config.batches]
+
+
+def prune_graphs(cache: Path) -> list[Path]:
+    """Delete the graph variants beside ``cache`` that no entry of it runs (a variant no batch
+    size won, or one an entry no longer names); returns them."""
+    from edgerun.runtime.tuning import graphs_dir, read_cache
+
+    named = {
+        entry.get("graph_file")
+        for machine in read_cache(cache)["machines"].values()
+        for model in machine.get("models", {}).values()
+        for entry in model.get("batches", {}).values()
+    }
+    folder = graphs_dir(cache)
+    gone = [f for f in folder.glob("*.onnx") if str(f) not in named] if folder.is_dir() else []
+    for file in gone:
+        file.unlink(missing_ok=True)
+        logger.info("graph variant %s not kept: no tuned batch size runs it", file.name)
+    return gone
 
 
 def write_variants(path: Path, folder: Path) -> dict[str, Path]:
@@ -236,7 +249,6 @@ def write_variants(path: Path, folder: Path) -> dict[str, Path]:
     onnxruntime optimises it on this machine, to ``folder`` as ``SHA256.NAME.MACHINE.onnx``;
     none without the onnx package or for a large model."""
     from edgerun.runtime.files import sha256_file
-    from edgerun.runtime.outputs import WriteFailed
     from edgerun.runtime.tuning import fingerprint
 
     if path.stat().st_size > MAX_VARIANT_BYTES:
@@ -256,7 +268,7 @@ def write_variants(path: Path, folder: Path) -> dict[str, Path]:
 
     try:
         make_variants(path, write)
-    except (OSError, WriteFailed) as exc:  # tuning goes on with the model itself
+    except Exception as exc:  # noqa: BLE001 - a full disk, or onnx/onnxruntime's own errors: tuning goes on
         logger.warning("no graph variants tried: %s", exc)
         for file in written.values():
             file.unlink(missing_ok=True)
@@ -375,6 +387,7 @@ def _tune_all(args, config: TuneConfig, cache: Path) -> int:
             continue
         try:
             written = record(path, sha256_file(path), args.provider, {r.batch: r.tuned for r in results}, cache)
+            prune_graphs(cache)
         except (OSError, TuningCacheError) as exc:
             print(f"edgerun tune: error: cannot write the tune cache {cache}: {exc}", file=sys.stderr)
             return 2

@@ -115,10 +115,10 @@ def session_options(config: SessionConfig):
     return options
 
 
-def _graph_file(path: Path, graph: str | None) -> Path:
-    """The file the session opens: the model, or the tuned graph variant of it while that exists."""
+def _graph_file(path: Path, graph: str | None) -> Path | None:
+    """The tuned graph variant of the model to open instead of it, while that file exists."""
     if graph is None:
-        return path
+        return None
     variant = Path(graph)
     if variant.is_file():
         logger.info("%s: running the tuned graph %s", path.name, variant.name)
@@ -126,7 +126,7 @@ def _graph_file(path: Path, graph: str | None) -> Path:
     logger.warning(
         "%s: the tuned graph %s is gone; running the model itself (edgerun tune makes it again)", path.name, variant
     )
-    return path
+    return None
 
 
 def _load_failure(path: Path, text: str) -> str:
@@ -298,11 +298,19 @@ class Model:
 
             on_cpu = plan.providers[0] == "CPUExecutionProvider"
             config, _ = tuned_config(path, batch, config, provider="cpu" if on_cpu else "cuda", keep=keep)
-        source = _graph_file(path, config.graph)
-        try:
-            session = ort.InferenceSession(str(source), sess_options=session_options(config), providers=plan.providers)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-            raise ModelError(_load_failure(path, str(exc))) from exc
+        ort_options, session = session_options(config), None
+        variant = _graph_file(path, config.graph)
+        if variant is not None:
+            try:
+                session = ort.InferenceSession(str(variant), sess_options=ort_options, providers=plan.providers)
+            except Exception as exc:  # noqa: BLE001 - a damaged variant must not stop a model that works
+                logger.warning("%s: the tuned graph %s cannot be opened (%s); running the model itself",
+                               path.name, variant.name, _load_failure(variant, str(exc)))  # fmt: skip
+        if session is None:
+            try:
+                session = ort.InferenceSession(str(path), sess_options=ort_options, providers=plan.providers)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+                raise ModelError(_load_failure(path, str(exc))) from exc
         verify_providers(plan, session.get_providers())
         metadata = read_metadata(session)
         foreign = metadata is None

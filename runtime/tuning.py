@@ -175,7 +175,8 @@ def _present(path: Path) -> bool:
         return True
 
 
-def _read(path: Path) -> dict:
+def read_cache(path: Path) -> dict:
+    """The cache file's contents (empty when there is none); a damaged one raises TuningCacheError."""
     try:
         if not path.is_file():  # stat itself fails where the folder is not ours to read
             return {"schema": SCHEMA, "machines": {}, "files": {}}
@@ -210,7 +211,7 @@ def _load(cache: Path) -> dict | None:
     if not _present(cache):
         return None
     try:
-        return _read(cache)
+        return read_cache(cache)
     except TuningCacheError as exc:
         logger.warning("%s", exc)
         return None
@@ -286,7 +287,7 @@ def record(
     from .files import write_json_atomic
 
     cache = Path(path) if path else cache_path()
-    data = _read(cache)
+    data = read_cache(cache)
     fp = fingerprint(provider)
     entry = data["machines"].setdefault(fp, {"machine": machine(provider), "models": {}})
     model = entry["models"].setdefault(sha256, {"name": Path(model_path).name, "batches": {}})

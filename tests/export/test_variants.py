@@ -82,3 +82,27 @@ def test_the_runtime_opens_the_tuned_graph_and_falls_back_without_it(mnist_cnn, 
     assert "is gone; running the model itself" in caplog.text
     np.testing.assert_allclose(again.run(x), plain.run(x), atol=1e-6)
     assert "graph dense-conv" in settings.label()
+
+
+def test_a_damaged_variant_gives_way_to_the_model(mnist_cnn, tmp_path, caplog):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    settings = tuning.TunedSettings(2, True, "all", "sequential", False, graph="dense-conv", graph_file=str(broken))
+    with caplog.at_level(logging.WARNING):
+        model = Model.load(mnist_cnn, settings.apply(SessionConfig(provider="cpu")))
+    assert "cannot be opened" in caplog.text and "running the model itself" in caplog.text
+    assert model.run(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)
+
+
+def test_pruning_keeps_every_variant_an_entry_names(mnist_cnn, tmp_path):
+    cache = tmp_path / "tune.json"
+    variants = tune.write_variants(mnist_cnn, tuning.graphs_dir(cache))
+    named = variants["dense-conv"]
+    stray = named.with_name("0" * 64 + ".dense-conv.machine.onnx")  # an earlier model's, no longer named
+    stray.write_bytes(named.read_bytes())
+    batch1 = tuning.TunedSettings(2, True, "all", "sequential", False, graph="dense-conv", graph_file=str(named))
+    tuning.record(mnist_cnn, "a" * 64, "cpu", {1: batch1}, cache)
+    # a later tune of batch 8 alone keeps batch 1's entry, so its variant stays
+    tuning.record(mnist_cnn, "a" * 64, "cpu", {8: tuning.TunedSettings(2, True, "all", "sequential", False)}, cache)
+    assert tune.prune_graphs(cache) == [stray]
+    assert named.is_file() and not stray.exists()
