@@ -198,7 +198,8 @@ def compare_variants(path: Path, variants: list[Path], results: list[BatchResult
     lines = []
     shape = input_shape(path)
     for r in results:
-        session = r.tuned.apply(SessionConfig(provider=config.provider))
+        # each file as given: a graph variant the tuner chose must not stand in for them
+        session = replace(r.tuned.apply(SessionConfig(provider=config.provider)), graph=None)
         models = [(str(p), Model.load(p, session)) for p in (path, *variants)]
         x = np.random.default_rng(r.batch).random((r.batch, *shape), dtype=np.float32)
         times = measure_models(models, x, models[0][1].run(x), config)

@@ -106,3 +106,18 @@ def test_pruning_keeps_every_variant_an_entry_names(mnist_cnn, tmp_path):
     tuning.record(mnist_cnn, "a" * 64, "cpu", {8: tuning.TunedSettings(2, True, "all", "sequential", False)}, cache)
     assert tune.prune_graphs(cache) == [stray]
     assert named.is_file() and not stray.exists()
+
+
+def test_variants_given_to_tune_run_as_given_beside_a_tuned_graph(mnist_cnn, tmp_path):
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(mnist_cnn))  # the same graph with other weights: another model
+    weight = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 3, weight.name))
+    other = tmp_path / "other.onnx"
+    onnx.save(proto, str(other))
+    variant = tune.write_variants(mnist_cnn, tmp_path / "graphs")["dense-conv"]
+    chosen = tuning.TunedSettings(2, True, "all", "sequential", False, graph="dense-conv", graph_file=str(variant))
+    results = [tune.BatchResult(1, tune.default_settings(2), chosen, [])]
+    (line,) = tune.compare_variants(mnist_cnn, [other], results, tune.TuneConfig(seconds=0.01, rounds=1))
+    assert f"{other} differs" in line  # not the tuned dense-conv graph standing in for it
