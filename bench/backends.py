@@ -61,21 +61,13 @@ class EdgerunBackend(Backend):
         self.path, self.config, self.tuned = path, config, tuned
         self.precision = precision
         self.name = name or self.name
-        self._models: dict[tuple, Model] = {}
+        self._models: dict[SessionConfig, Model] = {}
         self.model = self._load(config)
 
     def _load(self, config: SessionConfig) -> Model:
-        key = (
-            config.threads,
-            config.spinning,
-            config.optimization,
-            config.execution_mode,
-            config.io_binding,
-            config.graph,
-        )
-        if key not in self._models:
-            self._models[key] = Model.load(self.path, config)
-        return self._models[key]
+        if config not in self._models:  # frozen, so hashable: one session per distinct setting
+            self._models[config] = Model.load(self.path, config)
+        return self._models[config]
 
     def prepare(self, x: np.ndarray) -> Prepared:
         model = self.model
