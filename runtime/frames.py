@@ -17,7 +17,7 @@ class SourceError(Exception):
     """A source that cannot be opened; the message says what was expected and what to do."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds an array: == would raise; identity is the only sound equality
 class Frame:
     """One input: the image (BGR/gray/BGRA as OpenCV reads it), where it came from and when.
 

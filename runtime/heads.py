@@ -33,7 +33,7 @@ class HeadOptions:
     heatmaps: bool = False  # page localizers: also run the whole picture once for its class maps
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays
 class Prepared:
     """One frame's model inputs (NHWC float32, one per run) and what :meth:`finish` needs back."""
 

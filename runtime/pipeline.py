@@ -85,7 +85,7 @@ def _nbytes(item) -> int:
     return size
 
 
-@dataclass
+@dataclass(eq=False)  # holds a Frame
 class Item:
     """One frame on its way through: its prepared inputs, or why it has none."""
 

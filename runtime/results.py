@@ -58,7 +58,7 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays (image, heat): == would raise
 class Result:
     """One input's result.
 

@@ -39,7 +39,7 @@ def percentile_ms(samples_ns: np.ndarray, q: float) -> float:
     return percentile(samples_ns, q) / 1e6
 
 
-@dataclass
+@dataclass(eq=False)  # holds an array
 class Timings:
     """Latencies of one measured call, in nanoseconds; the first call is kept apart."""
 
