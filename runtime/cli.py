@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from .providers import ProviderError
     from .run import Run, RunConfig
     from .sinks import SinkError
-    from .sources import open_source
+    from .sources import open_source, source_kind
 
     args = build_parser().parse_args(argv)
     if args.engine == "ray":
@@ -159,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         overrides = overrides_from(args)
         model = Model.load(
             args.model,
-            SessionConfig(provider=args.provider, threads=args.threads, spinning=args.spin),
+            # one still image runs once: weight prepacking would cost more than it saves
+            SessionConfig(
+                provider=args.provider,
+                threads=args.threads,
+                spinning=args.spin,
+                prepack=source_kind(str(args.source)) != "image",
+            ),
             overrides,
             HeadOptions(topk=args.topk, threshold=args.threshold, heatmaps=bool(args.heatmaps and args.save)),
             batch=args.batch,

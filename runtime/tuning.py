@@ -143,14 +143,12 @@ def _cpu() -> tuple[str, list[str]]:
 
 def machine(provider: str) -> dict:
     """What a tuned setting depends on: CPU model and flags, cores, onnxruntime, provider."""
-    import hashlib  # only where a tune cache exists: a one-image run without one never hashes
-
     import onnxruntime as ort
 
     model, flags = _cpu()
     return {
         "cpu": model,
-        "flags_sha256": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16],
+        "flags_sha256": _sha256_hex(" ".join(flags).encode())[:16],
         "cores": os.cpu_count(),
         "arch": platform.machine(),
         "onnxruntime": ort.__version__,
@@ -160,10 +158,22 @@ def machine(provider: str) -> dict:
 
 def fingerprint(provider: str) -> str:
     """A short stable key for :func:`machine`."""
-    import hashlib
-
     text = json.dumps(machine(provider), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    return _sha256_hex(text.encode())[:20]
+
+
+def _sha256_hex(data: bytes) -> str:
+    """SHA-256 of a few hundred bytes without loading OpenSSL: ``import hashlib`` loads
+    ``_hashlib`` (libcrypto), 3 ms of a 0.2 s one-image run here, for keys hashed once per run.
+    CPython's own builtin module gives the same digest; hashlib where a build lacks it."""
+    try:
+        from _sha2 import sha256  # CPython >= 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256  # CPython 3.11
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data).hexdigest()
 
 
 def _present(path: Path) -> bool:
@@ -255,12 +265,12 @@ def _memo_key(path: Path) -> tuple[str, int, int]:
 def _model_sha256(path: Path, data: dict) -> str:
     """The file's sha256, from the tuner's size/mtime memo in ``data`` (the cache's contents)
     when the file has not changed since it was hashed."""
-    from .files import sha256_file
-
     key, size, mtime = _memo_key(path)
     memo = data["files"].get(key)
     if memo and memo.get("size") == size and memo.get("mtime_ns") == mtime:
         return memo["sha256"]
+    from .files import sha256_file  # imports hashlib (OpenSSL, ~3 ms): only when the memo misses
+
     return sha256_file(path)
 
 

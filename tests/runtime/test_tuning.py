@@ -217,3 +217,55 @@ def test_an_unreadable_cache_is_a_warning_not_a_failure(model_file, tmp_path, mo
     with caplog.at_level(logging.WARNING, logger="edgerun"):
         assert tuning.tuned_settings_for(model_file, 1, "cpu") is None
     assert "cannot be read" in caplog.text and "Permission denied" in caplog.text
+
+
+def test_machine_keys_hash_as_hashlib_does_without_loading_openssl(model_file, cache, tmp_path):
+    """Fingerprints stay the keys existing caches hold, and a tuned lookup that the memo answers
+    loads no ``_hashlib`` (OpenSSL: ~3 ms of a one-image run's start, README Cold start)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    assert tuning._sha256_hex(b"edgerun") == hashlib.sha256(b"edgerun").hexdigest()
+    tuning.record(model_file, sha256_file(model_file), "cpu", {1: settings(threads=1)})
+    code = (
+        "import sys; from edgerun.runtime import tuning; "
+        f"assert tuning.tuned_settings_for({str(model_file)!r}, 1, 'cpu').threads == 1; "
+        "print(sorted(m for m in ('hashlib', '_hashlib') if m in sys.modules))"
+    )
+    env = {**__import__("os").environ, tuning.ENV_CACHE: str(cache)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_one_image_runs_without_prepacking_and_answers_the_same(model_file, tmp_path, monkeypatch):
+    import cv2
+
+    from edgerun.runtime import model as model_module
+    from edgerun.runtime.cli import main as run_main
+
+    def prepacking(model):
+        try:
+            return model.session.get_session_options().get_session_config_entry("session.disable_prepacking")
+        except RuntimeError:  # onnxruntime: no such entry set, i.e. its default (prepacking on)
+            return ""
+
+    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    packed = Model.load(model_file, SessionConfig(provider="cpu"))
+    unpacked = Model.load(model_file, SessionConfig(provider="cpu", prepack=False))
+    assert prepacking(unpacked) == "1"
+    np.testing.assert_allclose(unpacked.run(x), packed.run(x), atol=1e-6)
+
+    loaded = []
+    real_load = Model.load.__func__
+
+    def spy(cls, *args, **kwargs):
+        loaded.append(real_load(cls, *args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(model_module.Model, "load", classmethod(spy))
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.zeros((28, 28), np.uint8))
+    assert run_main([str(model_file), "--source", str(tmp_path / "0.png"), "--no-tune"]) == 0
+    assert run_main([str(model_file), "--source", str(tmp_path), "--no-tune"]) == 0  # a folder: many runs
+    assert [prepacking(m) for m in loaded] == ["1", ""]
