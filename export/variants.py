@@ -71,12 +71,22 @@ def dense_as_conv(proto) -> int:
             name=f"{prefix}/conv",
             kernel_shape=[h, w],
         )
-        flat = helper.make_node("Reshape", [conv_out, shape_name], [add.output[0]], name=f"{prefix}/flatten")
+        # A Relu on the Dense's output moves before the Reshape (they commute), so onnxruntime
+        # fuses it into the Conv instead of running it as one more node on the flat vector.
+        after = consumers[add.output[0]]
+        relu = after[0] if len(after) == 1 and after[0].op_type == "Relu" and add.output[0] not in outputs else None
+        final = relu.output[0] if relu is not None else add.output[0]
+        moved = [conv]
+        if relu is not None:
+            graph.node.remove(relu)
+            relu.input[0], relu.output[0] = conv_out, f"{prefix}/map_relu"
+            moved.append(relu)
+        flat = helper.make_node("Reshape", [moved[-1].output[0], shape_name], [final], name=f"{prefix}/flatten")
         at = list(graph.node).index(reshape)
         for node in (reshape, matmul, add):
             graph.node.remove(node)
-        graph.node.insert(at, flat)
-        graph.node.insert(at, conv)
+        for node in reversed([*moved, flat]):
+            graph.node.insert(at, node)
         rewritten += 1
     if rewritten:
         used = {name for node in graph.node for name in node.input}

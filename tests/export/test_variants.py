@@ -23,7 +23,7 @@ def _run(model, x):
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
-def test_dense_as_conv_gives_the_same_answers(mnist_cnn, mnist_test):
+def test_dense_as_conv_gives_the_same_answers(mnist_cnn, mnist_test, tmp_path):
     proto = onnx.load(str(mnist_cnn))
     assert dense_as_conv(proto) == 1
     onnx.checker.check_model(proto)
@@ -31,6 +31,11 @@ def test_dense_as_conv_gives_the_same_answers(mnist_cnn, mnist_test):
     assert "MatMul" in ops and ops.count("Conv") == 3  # the first Dense is a Conv now, the last stays
     kernels = [list(a.ints) for n in proto.graph.node for a in n.attribute if a.name == "kernel_shape"]
     assert [12, 12] in kernels
+    # its Relu moved up beside it, where onnxruntime fuses it into the Conv: no Relu node remains
+    optimized = ort.SessionOptions()
+    optimized.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(proto.SerializeToString(), optimized, providers=["CPUExecutionProvider"])
+    assert "Relu" not in [n.op_type for n in onnx.load(optimized.optimized_model_filepath).graph.node]
     assert {p.key for p in proto.metadata_props} == {p.key for p in onnx.load(str(mnist_cnn)).metadata_props}
     x = (mnist_test[0][:5, :, :, None] / 255.0).astype(np.float32)
     for batch in (1, 5):
