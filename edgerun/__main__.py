@@ -1,7 +1,5 @@
 """``python -m edgerun`` is the ``edgerun`` command."""
 
-import sys
+from edgerun.cli import console
 
-from edgerun.cli import main
-
-sys.exit(main())
+console()

@@ -68,3 +68,57 @@ def test_version_loads_no_runtime():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("[]")
+
+
+QUICK_EXIT = """
+import atexit, sys, threading, time
+from pathlib import Path
+import edgerun.cli as cli
+marks, returned, command = Path(sys.argv[1]), threading.Event(), cli.main
+atexit.register(lambda: (marks / "atexit").write_text("ran"))
+def main(argv=None):
+    try:
+        return command(argv)
+    finally:
+        returned.set()
+def late():  # a non-daemon thread still at work after the command has returned
+    returned.wait()
+    time.sleep(0.2)
+    (marks / "thread").write_text("done")
+if sys.argv[2] == "thread":
+    threading.Thread(target=late).start()
+cli.main, sys.argv = main, ["edgerun", *sys.argv[3:]]
+cli.console()
+"""
+
+
+@pytest.mark.parametrize("thread", ["none", "thread"])
+def test_the_quick_exit_loses_nothing(mnist_cnn, tmp_path, thread):
+    """console() ends the process without the interpreter's teardown (README, Cold start): every
+    record reaches a redirected standard output and the JSON file, atexit handlers run, the exit
+    code is the command's, and a non-daemon thread still at work gets the normal exit."""
+    import cv2
+    import numpy as np
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(300):
+        cv2.imwrite(str(images / f"{i:03d}.png"), np.full((28, 28), i % 256, np.uint8))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    argv = [sys.executable, "-c", QUICK_EXIT, str(marks), thread]
+    with open(tmp_path / "out.txt", "w") as out:
+        done = subprocess.run(
+            [*argv, "-q", "run", str(mnist_cnn), "--source", str(images), "--json", str(tmp_path / "r.jsonl")],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert done.returncode == 0, done.stderr
+    assert len((tmp_path / "out.txt").read_text().splitlines()) == 300
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 300
+    assert (marks / "atexit").read_text() == "ran"
+    if thread == "thread":
+        assert (marks / "thread").read_text() == "done"
+    failed = subprocess.run([*argv, "run", str(mnist_cnn), "--source", str(tmp_path / "missing.png")], capture_output=True, text=True)
+    assert failed.returncode == 2 and "does not exist" in failed.stderr
