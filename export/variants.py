@@ -6,9 +6,10 @@ keeps one only where it wins; ``edgerun run``, the API and ``edgerun bench`` the
 variant for that batch size. The model file is never changed.
 
 ``dense-conv``: a Dense layer reading a flattened feature map (``Reshape([-1, C*H*W]) ->
-MatMul(W) -> Add(b)``) becomes one ``Conv`` with an ``H x W`` kernel and a ``Reshape([-1, N])``.
-onnxruntime then keeps its blocked (NCHWc) layout through the Dense: no reorder of the whole map,
-and at batch 1 a faster kernel. Measured on the 2-core Zen 3, ``mnist_cnn``, interleaved
+MatMul(W) -> Add(b)``) becomes one ``Conv`` with an ``H x W`` kernel and a ``Reshape([-1, N])``;
+a ``Relu`` on the Dense's output goes before that Reshape, where onnxruntime fuses it into the
+Conv. onnxruntime then keeps its blocked (NCHWc) layout through the Dense: no reorder of the
+whole map, and at batch 1 a faster kernel. Measured on the 2-core Zen 3, ``mnist_cnn``, interleaved
 (README, Latency): batch 1 180-183 us against 191-194 us; batch 8 and 64 11-12% slower (a
 convolution with a 1x1 output reuses no weights across the batch, the matrix product does),
 so the tuner keeps it per batch size.
