@@ -120,5 +120,6 @@ def test_the_quick_exit_loses_nothing(mnist_cnn, tmp_path, thread):
     assert (marks / "atexit").read_text() == "ran"
     if thread == "thread":
         assert (marks / "thread").read_text() == "done"
-    failed = subprocess.run([*argv, "run", str(mnist_cnn), "--source", str(tmp_path / "missing.png")], capture_output=True, text=True)
+    missing = [*argv, "run", str(mnist_cnn), "--source", str(tmp_path / "missing.png")]
+    failed = subprocess.run(missing, capture_output=True, text=True)
     assert failed.returncode == 2 and "does not exist" in failed.stderr
