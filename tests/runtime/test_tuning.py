@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -103,6 +104,32 @@ def test_file_lookup_uses_the_memo_and_notices_changes(model_file, cache, monkey
     monkeypatch.setenv(tuning.ENV_CACHE, str(cache))
     model_file.write_bytes(model_file.read_bytes() + b"\0")  # another file now: no tuned settings
     assert tuning.tuned_settings_for(model_file, 1, "cpu") is None
+
+
+def test_a_model_of_another_size_is_not_hashed(model_file, cache, tmp_path, monkeypatch):
+    """One tuned model must not make every other model's run hash its whole file."""
+    tuning.record(model_file, sha256_file(model_file), "cpu", {1: settings(threads=1)})
+    other = tmp_path / "other.onnx"
+    other.write_bytes(model_file.read_bytes() + b"\0" * 10)
+    same_size = tmp_path / "same_size.onnx"
+    same_size.write_bytes(model_file.read_bytes()[:-1] + b"\1")
+    hashed = []
+
+    def counting(path):
+        hashed.append(Path(path).name)
+        return sha256_file(path)
+
+    monkeypatch.setattr("edgerun.runtime.files.sha256_file", counting)
+    assert tuning.tuned_settings_for(other, 1, "cpu") is None
+    assert hashed == []
+    assert tuning.tuned_settings_for(same_size, 1, "cpu") is None  # same size: it must hash to know
+    assert hashed == ["same_size.onnx"]
+    data = json.loads(cache.read_text())
+    del next(iter(data["machines"].values()))["models"][sha256_file(model_file)]["size"]
+    data["files"].clear()  # a cache from before sizes were kept: every file hashed, as then
+    cache.write_text(json.dumps(data))
+    assert tuning.tuned_settings_for(other, 1, "cpu") is None
+    assert hashed == ["same_size.onnx", "other.onnx"]
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"schema": 99, "machines": {}}', "[1, 2]"])
