@@ -69,7 +69,9 @@ class SessionConfig:
     optimization: str = "all"  # "basic" | "extended" | "all"
     execution_mode: str = "sequential"  # "sequential" | "parallel" (edgerun tune measures both)
     io_binding: bool = False  # CPU: bind the input and a pre-allocated output (runtime/binding.py)
-    graph: str | None = None  # an equivalent graph file to open instead of the model (a variant edgerun tune kept)
+    # an equivalent graph file to open instead of the model, saved as onnxruntime optimised it
+    # here (edgerun tune writes them): opened with optimisation off, it does not redo that work
+    graph: str | None = None
     # onnxruntime's weight prepacking: it pays back over many runs; a session that runs once
     # (edgerun run on one image) starts ~4 ms sooner without it (README, Cold start)
     prepack: bool = True
@@ -98,7 +100,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         raise ModelError(f"{name_or_path!r} is neither a file nor a bundled model: {exc}") from None
 
 
-def session_options(config: SessionConfig):
+def session_options(config: SessionConfig, optimized: bool = False):
+    """onnxruntime's options for ``config``; ``optimized``: the graph was saved optimised already."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -112,7 +115,9 @@ def session_options(config: SessionConfig):
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }
-    options.graph_optimization_level = levels[config.optimization]
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL if optimized else levels[config.optimization]
+    )
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     if not config.prepack:
         options.add_session_config_entry("session.disable_prepacking", "1")
@@ -126,7 +131,7 @@ def _graph_file(path: Path, graph: str | None) -> Path | None:
         return None
     variant = Path(graph)
     if variant.is_file():
-        logger.info("%s: running the tuned graph %s", path.name, variant.name)
+        logger.info("%s: opening the tuned graph %s (saved optimised for this machine)", path.name, variant.name)
         return variant
     logger.warning(
         "%s: the tuned graph %s is gone; running the model itself (edgerun tune makes it again)", path.name, variant
@@ -303,16 +308,19 @@ class Model:
 
             on_cpu = plan.providers[0] == "CPUExecutionProvider"
             config, _ = tuned_config(path, batch, config, provider="cpu" if on_cpu else "cuda", keep=keep)
-        ort_options, session = session_options(config), None
+        session = None
         variant = _graph_file(path, config.graph)
         if variant is not None:
             try:
-                session = ort.InferenceSession(str(variant), sess_options=ort_options, providers=plan.providers)
+                session = ort.InferenceSession(
+                    str(variant), sess_options=session_options(config, optimized=True), providers=plan.providers
+                )
             except Exception as exc:  # noqa: BLE001 - a damaged variant must not stop a model that works
                 logger.warning("%s: the tuned graph %s cannot be opened (%s); running the model itself",
                                path.name, variant.name, _load_failure(variant, str(exc)))  # fmt: skip
         if session is None:
             try:
+                ort_options = session_options(config)
                 session = ort.InferenceSession(str(path), sess_options=ort_options, providers=plan.providers)
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
                 raise ModelError(_load_failure(path, str(exc))) from exc

@@ -47,7 +47,9 @@ class TunedSettings:
     execution_mode: str  # one of EXECUTION_MODES
     io_binding: bool  # bind the input and a pre-allocated output (CPU)
     graph: str = "model"  # "model": the file itself; else a graph variant edgerun tune wrote (export/variants.py)
-    graph_file: str | None = None  # the variant's file, beside the cache
+    # the graph's file, beside the cache, saved as onnxruntime optimised it on this machine (a run
+    # opens it without optimising again): the variant's, or for "model" the model's own
+    graph_file: str | None = None
     p50_ms: float | None = None  # the tuned settings, as measured by edgerun tune
     default_p50_ms: float | None = None  # edgerun's defaults, same run, interleaved
     measured: str | None = None  # ISO date of the measurement
@@ -100,7 +102,7 @@ class TunedSettings:
             optimization=self.optimization,
             execution_mode=self.execution_mode,
             io_binding=self.io_binding,
-            graph=self.graph_file if self.graph != "model" else None,
+            graph=self.graph_file,
         )
 
 

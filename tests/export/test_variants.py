@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -55,11 +56,35 @@ def test_tune_keeps_a_variant_only_where_a_batch_size_runs_it(mnist_cnn, tmp_pat
     assert tune.main(argv) == 0
     entries = json.loads(cache.read_text())["machines"]
     batches = next(iter(entries.values()))["models"].popitem()[1]["batches"].values()
-    used = {b["graph_file"] for b in batches if b.get("graph", "model") != "model"}
+    used = {b["graph_file"] for b in batches if b["graph_file"]}
     files = set(map(str, (tmp_path / "graphs").glob("*.onnx"))) if (tmp_path / "graphs").exists() else set()
     assert files == used  # a variant no batch size runs is not kept
-    for file in used:
-        assert ".dense-conv." in file and file.endswith(".onnx")
+    for b in batches:  # a variant, or the model itself as onnxruntime optimised it here
+        assert f".{b['graph']}." in b["graph_file"] and b["graph_file"].endswith(".onnx")
+
+
+def test_tune_keeps_the_model_optimised_and_the_runtime_opens_it_as_it_is(mnist_cnn, tmp_path, monkeypatch, caplog):
+    """Runs the tuned settings send to the model itself open its optimised copy with optimisation
+    off (onnxruntime does not redo it: README, Tuning), answer the same, and without the copy run
+    the model with a warning."""
+    cache = tmp_path / "tune.json"
+    monkeypatch.setenv(tuning.ENV_CACHE, str(cache))
+    argv = [str(mnist_cnn), "--batch", "8", "--seconds", "0.01", "--rounds", "2", "--margin", "99"]
+    assert tune.main([*argv, "--cache", str(cache)]) == 0
+    entry = tuning.tuned_settings_for(mnist_cnn, 8, "cpu")
+    assert entry.graph == "model" and ".model." in entry.graph_file  # a 99% margin keeps the defaults
+    x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    plain = Model.load(mnist_cnn, SessionConfig(provider="cpu"))
+    tuned = Model.load(mnist_cnn, SessionConfig(provider="cpu"), batch=8, tune=True)
+    off = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    assert tuned.session.get_session_options().graph_optimization_level == off
+    np.testing.assert_allclose(tuned.run(x), plain.run(x), atol=1e-6)
+    Path(entry.graph_file).unlink()
+    with caplog.at_level(logging.WARNING):
+        gone = Model.load(mnist_cnn, SessionConfig(provider="cpu"), batch=8, tune=True)
+    assert "is gone" in caplog.text
+    assert gone.session.get_session_options().graph_optimization_level != off
+    np.testing.assert_allclose(gone.run(x), plain.run(x), atol=1e-6)
 
 
 def test_a_dry_run_leaves_no_variant_behind(mnist_cnn, tmp_path):
@@ -77,7 +102,7 @@ def test_the_runtime_opens_the_tuned_graph_and_falls_back_without_it(mnist_cnn, 
     plain = Model.load(mnist_cnn, SessionConfig(provider="cpu"))
     with caplog.at_level(logging.INFO):
         tuned = Model.load(mnist_cnn, settings.apply(SessionConfig(provider="cpu")))
-    assert "running the tuned graph" in caplog.text and tuned.path == mnist_cnn
+    assert "opening the tuned graph" in caplog.text and tuned.path == mnist_cnn
     assert tuned.metadata == plain.metadata
     np.testing.assert_allclose(tuned.run(x), plain.run(x), atol=1e-6)
     variants["dense-conv"].unlink()
