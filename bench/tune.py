@@ -19,7 +19,9 @@ the others, keeping a change only when its median beats the current best by more
 
 A candidate whose outputs differ from the defaults' by more than 1e-4 is refused. The winner
 is then measured once more head to head with the defaults; if it is not faster, the defaults
-are stored. Winners go to the tune cache (``edgerun.runtime.tuning``), which ``edgerun bench``
+are stored. Where a winner runs the model itself at level ``all`` on the CPU, the model as
+onnxruntime optimised it here is kept beside the cache too, so runs open it without optimising
+again (``keep_optimized_model``). Winners go to the tune cache (``edgerun.runtime.tuning``), which ``edgerun bench``
 and the runtime read.
 """
 
