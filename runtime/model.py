@@ -115,9 +115,8 @@ def session_options(config: SessionConfig, optimized: bool = False):
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }
-    options.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_DISABLE_ALL if optimized else levels[config.optimization]
-    )
+    level = levels[config.optimization]
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL if optimized else level
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     if not config.prepack:
         options.add_session_config_entry("session.disable_prepacking", "1")
@@ -308,19 +307,17 @@ class Model:
 
             on_cpu = plan.providers[0] == "CPUExecutionProvider"
             config, _ = tuned_config(path, batch, config, provider="cpu" if on_cpu else "cuda", keep=keep)
-        session = None
+        ort_options, session = session_options(config), None
         variant = _graph_file(path, config.graph)
         if variant is not None:
+            optimized = session_options(config, optimized=True)
             try:
-                session = ort.InferenceSession(
-                    str(variant), sess_options=session_options(config, optimized=True), providers=plan.providers
-                )
+                session = ort.InferenceSession(str(variant), sess_options=optimized, providers=plan.providers)
             except Exception as exc:  # noqa: BLE001 - a damaged variant must not stop a model that works
                 logger.warning("%s: the tuned graph %s cannot be opened (%s); running the model itself",
                                path.name, variant.name, _load_failure(variant, str(exc)))  # fmt: skip
         if session is None:
             try:
-                ort_options = session_options(config)
                 session = ort.InferenceSession(str(path), sess_options=ort_options, providers=plan.providers)
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
                 raise ModelError(_load_failure(path, str(exc))) from exc
