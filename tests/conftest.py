@@ -101,6 +101,15 @@ def digit_video():
     return write_digit_video
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_user_tune_cache(tmp_path_factory):
+    """Before any other fixture: processes a module- or session-scoped fixture starts (the Ray
+    workers) must not read the user's tune cache either; per-test caches override this one."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGERUN_TUNE_CACHE", str(tmp_path_factory.mktemp("tune-session") / "tune.json"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_tune_cache(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's tune cache (~/.cache/edgerun/tune.json)."""
