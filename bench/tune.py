@@ -21,8 +21,8 @@ A candidate whose outputs differ from the defaults' by more than 1e-4 is refused
 is then measured once more head to head with the defaults; if it is not faster, the defaults
 are stored. Where a winner runs the model itself at level ``all`` on the CPU, the model as
 onnxruntime optimised it here is kept beside the cache too, so runs open it without optimising
-again (``keep_optimized_model``). Winners go to the tune cache (``edgerun.runtime.tuning``), which ``edgerun bench``
-and the runtime read.
+again (``keep_optimized_model``). Winners go to the tune cache (``edgerun.runtime.tuning``),
+which ``edgerun bench`` and the runtime read.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def keep_optimized_model(path: Path, folder: Path, shape: tuple[int, int, int]) 
     target = Path(folder) / f"{sha256_file(path)}.model.{fingerprint('cpu')}.onnx"
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        optimized_here(path.read_bytes(), target)
+        optimized_here(str(path), target)  # by path: a large model is not read into memory twice
         x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
         model, copy = (Model.load(path, SessionConfig(provider="cpu", graph=g)) for g in (None, str(target)))
         diff = float(np.abs(model.run(x) - copy.run(x)).max())
@@ -317,8 +317,9 @@ def write_variants(path: Path, folder: Path) -> dict[str, Path]:
     return written
 
 
-def optimized_here(model: bytes, target: Path) -> Path:
-    """``model`` as onnxruntime optimises it on this CPU at level ``all``, saved to ``target``.
+def optimized_here(model: bytes | str, target: Path) -> Path:
+    """``model`` (serialised, or a file's path) as onnxruntime optimises it on this CPU at level
+    ``all``, saved to ``target``.
 
     A session then opens it without redoing that work, which at load holds the weights twice:
     ``mnist_cnn``'s dense-conv variant peaks at 79.6 MB in a fresh process opened as written and
