@@ -46,6 +46,7 @@ def load(model: str | Path, **options) -> Model:
 
     Raises:
         ModelError, MetadataError, ProviderError: with what was expected and what to do.
+        SessionConfigError: ``threads``, ``optimization`` or ``execution_mode`` out of range.
         TypeError: an unknown option.
     """
     tune = bool(options.pop("tune", True))

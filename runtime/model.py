@@ -55,6 +55,14 @@ class Overrides:
     labels: tuple[str, ...] | None = None
 
 
+OPTIMIZATION_LEVELS = ("basic", "extended", "all")
+EXECUTION_MODES = ("sequential", "parallel")
+
+
+class SessionConfigError(ValueError):
+    """A session setting out of range: the message says what was given and what is allowed."""
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     """onnxruntime session settings.
@@ -75,6 +83,19 @@ class SessionConfig:
     # onnxruntime's weight prepacking: it pays back over many runs; a session that runs once
     # (edgerun run on one image) starts ~4 ms sooner without it (README, Cold start)
     prepack: bool = True
+
+    def __post_init__(self) -> None:
+        threads = self.threads
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise SessionConfigError(f"threads must be a whole number >= 1 (or None: all cores), got {threads!r}")
+        if self.optimization not in OPTIMIZATION_LEVELS:
+            raise SessionConfigError(
+                f"optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {self.optimization!r}"
+            )
+        if self.execution_mode not in EXECUTION_MODES:
+            raise SessionConfigError(
+                f"execution_mode must be one of {', '.join(EXECUTION_MODES)}, got {self.execution_mode!r}"
+            )
 
 
 def default_threads() -> int:

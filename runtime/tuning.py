@@ -25,12 +25,12 @@ import platform
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from .model import EXECUTION_MODES, OPTIMIZATION_LEVELS
+
 logger = logging.getLogger(__name__)
 
 ENV_CACHE = "EDGERUN_TUNE_CACHE"
 SCHEMA = 1
-OPTIMIZATION_LEVELS = ("basic", "extended", "all")
-EXECUTION_MODES = ("sequential", "parallel")
 
 
 class TuningCacheError(ValueError):

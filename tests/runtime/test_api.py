@@ -166,3 +166,20 @@ def test_a_batch_shaped_output_is_refused_not_softmaxed_across_the_batch(tmp_pat
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
     with pytest.raises(MetadataError, match=r"has shape \['batch'\], but a classify model needs \(batch, classes\)"):
         edgerun.load(path)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"optimization": "fast"}, "optimization must be one of basic, extended, all, got 'fast'"),
+        ({"threads": 0}, "threads must be a whole number >= 1"),
+        ({"threads": 2.5}, "threads must be a whole number >= 1"),
+        ({"execution_mode": "async"}, "execution_mode must be one of sequential, parallel, got 'async'"),
+    ],
+)
+def test_a_session_setting_out_of_range_says_what_is_allowed(option, message):
+    """Not a bare KeyError, and not silently ignored (execution_mode 'async' used to run sequential)."""
+    from edgerun.runtime.model import SessionConfigError
+
+    with pytest.raises(SessionConfigError, match=message.replace("(", r"\(")):
+        edgerun.load("mnist_cnn", **option)
