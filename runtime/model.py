@@ -136,8 +136,9 @@ def session_options(config: SessionConfig, optimized: bool = False):
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }
-    level = levels[config.optimization]
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL if optimized else level
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL if optimized else levels[config.optimization]
+    )
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     if not config.prepack:
         options.add_session_config_entry("session.disable_prepacking", "1")
@@ -146,7 +147,8 @@ def session_options(config: SessionConfig, optimized: bool = False):
 
 
 def _graph_file(path: Path, graph: str | None) -> Path | None:
-    """The tuned graph variant of the model to open instead of it, while that file exists."""
+    """The tuned graph file (a variant, or the model saved optimised) to open instead of the
+    model, while that file exists."""
     if graph is None:
         return None
     variant = Path(graph)
@@ -328,7 +330,7 @@ class Model:
 
             on_cpu = plan.providers[0] == "CPUExecutionProvider"
             config, _ = tuned_config(path, batch, config, provider="cpu" if on_cpu else "cuda", keep=keep)
-        ort_options, session = session_options(config), None
+        session = None
         variant = _graph_file(path, config.graph)
         if variant is not None:
             optimized = session_options(config, optimized=True)
@@ -339,7 +341,8 @@ class Model:
                                path.name, variant.name, _load_failure(variant, str(exc)))  # fmt: skip
         if session is None:
             try:
-                session = ort.InferenceSession(str(path), sess_options=ort_options, providers=plan.providers)
+                plain = session_options(config)
+                session = ort.InferenceSession(str(path), sess_options=plain, providers=plan.providers)
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
                 raise ModelError(_load_failure(path, str(exc))) from exc
         verify_providers(plan, session.get_providers())

@@ -25,7 +25,7 @@ import platform
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from .model import EXECUTION_MODES, OPTIMIZATION_LEVELS
+from .model import SessionConfig, SessionConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ class TunedSettings:
 
     threads: int
     spinning: bool
-    optimization: str  # one of OPTIMIZATION_LEVELS
-    execution_mode: str  # one of EXECUTION_MODES
+    optimization: str  # one of model.OPTIMIZATION_LEVELS
+    execution_mode: str  # one of model.EXECUTION_MODES
     io_binding: bool  # bind the input and a pre-allocated output (CPU)
     graph: str = "model"  # "model": the file itself; else a graph variant edgerun tune wrote (export/variants.py)
     # the graph's file, beside the cache, saved as onnxruntime optimised it on this machine (a run
@@ -55,12 +55,12 @@ class TunedSettings:
     measured: str | None = None  # ISO date of the measurement
 
     def __post_init__(self) -> None:
-        if not isinstance(self.threads, int) or self.threads < 1:
-            raise TuningCacheError(f"threads must be a whole number >= 1, got {self.threads!r}")
-        if self.optimization not in OPTIMIZATION_LEVELS:
-            raise TuningCacheError(f"optimization must be one of {OPTIMIZATION_LEVELS}, got {self.optimization!r}")
-        if self.execution_mode not in EXECUTION_MODES:
-            raise TuningCacheError(f"execution_mode must be one of {EXECUTION_MODES}, got {self.execution_mode!r}")
+        if self.threads is None:
+            raise TuningCacheError("threads must be a whole number >= 1, got None")
+        try:  # the ranges of the SessionConfig these settings become, checked there
+            self.apply(SessionConfig())
+        except SessionConfigError as exc:
+            raise TuningCacheError(str(exc)) from None
         if not isinstance(self.graph, str) or (self.graph != "model" and not self.graph_file):
             raise TuningCacheError(f"graph {self.graph!r} needs its file (graph_file)")
 
@@ -93,8 +93,8 @@ class TunedSettings:
             parts.append(f"graph {self.graph}")
         return ", ".join(parts)
 
-    def apply(self, config):
-        """``config`` (a :class:`~edgerun.runtime.model.SessionConfig`) with these settings."""
+    def apply(self, config: SessionConfig) -> SessionConfig:
+        """``config`` with these settings."""
         return replace(
             config,
             threads=self.threads,
