@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -222,12 +223,13 @@ def input_shape(path: Path) -> tuple[int, int, int]:
 def tune(path: Path, config: TuneConfig) -> list[BatchResult]:
     from edgerun.runtime.model import default_threads
 
-    variants = write_variants(path, config.graphs) if config.graphs else {}
+    graph_path = graph_paths(path, config.graphs) if config.graphs else None
+    variants = write_variants(path, graph_path) if graph_path else {}
     tuner = Tuner(path, config, input_shape(path), variants)
     cores = default_threads()
     results = [tuner.tune_batch(batch, cores) for batch in config.batches]
-    if config.graphs and config.provider == "cpu" and any(_runs_model(r.tuned) for r in results):
-        copy = keep_optimized_model(path, config.graphs, input_shape(path))
+    if graph_path and config.provider == "cpu" and any(_runs_model(r.tuned) for r in results):
+        copy = keep_optimized_model(path, graph_path("model"), tuner.input_shape)
         if copy is not None:
             results = [
                 replace(r, tuned=replace(r.tuned, graph_file=str(copy))) if _runs_model(r.tuned) else r for r in results
@@ -240,18 +242,25 @@ def _runs_model(settings: TunedSettings) -> bool:
     return settings.graph == "model" and settings.optimization == "all"
 
 
-def keep_optimized_model(path: Path, folder: Path, shape: tuple[int, int, int]) -> Path | None:
-    """The model as onnxruntime optimises it on this CPU, saved beside the cache as
-    ``SHA256.model.MACHINE.onnx`` for the runs its tuned entries send to it: opened with
-    optimisation off, a session skips that work (ResNet50 here: 312 -> 178 ms to create, medians
-    of 7 fresh processes; README, Tuning). Kept only if it gives the model's outputs (1e-4)."""
+def graph_paths(path: Path, folder: Path) -> Callable[[str], Path]:
+    """``name -> folder/SHA256.NAME.MACHINE.onnx``: where the tuner keeps ``path``'s graph files
+    (the model's hash and the machine fingerprint taken once)."""
     from edgerun.runtime.files import sha256_file
-    from edgerun.runtime.model import Model, SessionConfig
     from edgerun.runtime.tuning import fingerprint
 
-    target = Path(folder) / f"{sha256_file(path)}.model.{fingerprint('cpu')}.onnx"
+    digest, machine = sha256_file(path), fingerprint("cpu")
+    return lambda name: Path(folder) / f"{digest}.{name}.{machine}.onnx"
+
+
+def keep_optimized_model(path: Path, target: Path, shape: tuple[int, int, int]) -> Path | None:
+    """The model as onnxruntime optimises it on this CPU, saved to ``target`` for the runs its
+    tuned entries send to it: opened with optimisation off, a session skips that work (ResNet50
+    here: 312 -> 178 ms to create, medians of 7 fresh processes; README, Tuning). Kept only if
+    it gives the model's outputs (1e-4)."""
+    from edgerun.runtime.model import Model, SessionConfig
+
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         optimized_here(str(path), target)  # by path: a large model is not read into memory twice
         x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
         model, copy = (Model.load(path, SessionConfig(provider="cpu", graph=g)) for g in (None, str(target)))
@@ -285,13 +294,10 @@ def prune_graphs(cache: Path) -> list[Path]:
     return gone
 
 
-def write_variants(path: Path, folder: Path) -> dict[str, Path]:
+def write_variants(path: Path, graph_path: Callable[[str], Path]) -> dict[str, Path]:
     """The graph variants of ``path`` that apply (``edgerun.export.variants``), each saved as
-    onnxruntime optimises it on this machine, to ``folder`` as ``SHA256.NAME.MACHINE.onnx``;
-    none without the onnx package or for a large model."""
-    from edgerun.runtime.files import sha256_file
-    from edgerun.runtime.tuning import fingerprint
-
+    onnxruntime optimises it on this machine, to ``graph_path(NAME)``; none without the onnx
+    package or for a large model."""
     if path.stat().st_size > MAX_VARIANT_BYTES:
         logger.info("%s: over %d MB, no graph variants tried", path.name, MAX_VARIANT_BYTES >> 20)
         return {}
@@ -300,12 +306,12 @@ def write_variants(path: Path, folder: Path) -> dict[str, Path]:
     except ImportError as exc:  # onnx is the export extra's; the runtime does without it
         logger.info("no graph variants tried (%s)", exc)
         return {}
-    digest, machine = sha256_file(path), fingerprint("cpu")
     written: dict[str, Path] = {}
 
     def write(name: str, data: bytes) -> None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        written[name] = optimized_here(data, Path(folder) / f"{digest}.{name}.{machine}.onnx")
+        target = graph_path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written[name] = optimized_here(data, target)
 
     try:
         make_variants(path, write)

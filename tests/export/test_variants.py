@@ -97,7 +97,7 @@ def test_a_dry_run_leaves_no_variant_behind(mnist_cnn, tmp_path):
 
 
 def test_the_runtime_opens_the_tuned_graph_and_falls_back_without_it(mnist_cnn, tmp_path, caplog):
-    variants = tune.write_variants(mnist_cnn, tmp_path / "graphs")
+    variants = tune.write_variants(mnist_cnn, tune.graph_paths(mnist_cnn, tmp_path / "graphs"))
     assert list(variants) == ["dense-conv"]
     settings = tuning.TunedSettings(2, True, "all", "sequential", False, graph="dense-conv",
                                     graph_file=str(variants["dense-conv"]))  # fmt: skip
@@ -129,7 +129,7 @@ def test_a_damaged_variant_gives_way_to_the_model(mnist_cnn, tmp_path, caplog):
 
 def test_pruning_keeps_every_variant_an_entry_names(mnist_cnn, tmp_path):
     cache = tmp_path / "tune.json"
-    variants = tune.write_variants(mnist_cnn, tuning.graphs_dir(cache))
+    variants = tune.write_variants(mnist_cnn, tune.graph_paths(mnist_cnn, tuning.graphs_dir(cache)))
     named = variants["dense-conv"]
     stray = named.with_name("0" * 64 + ".dense-conv.machine.onnx")  # an earlier model's, no longer named
     stray.write_bytes(named.read_bytes())
@@ -149,7 +149,7 @@ def test_variants_given_to_tune_run_as_given_beside_a_tuned_graph(mnist_cnn, tmp
     weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 3, weight.name))
     other = tmp_path / "other.onnx"
     onnx.save(proto, str(other))
-    variant = tune.write_variants(mnist_cnn, tmp_path / "graphs")["dense-conv"]
+    variant = tune.write_variants(mnist_cnn, tune.graph_paths(mnist_cnn, tmp_path / "graphs"))["dense-conv"]
     chosen = tuning.TunedSettings(2, True, "all", "sequential", False, graph="dense-conv", graph_file=str(variant))
     results = [tune.BatchResult(1, tune.default_settings(2), chosen, [])]
     (line,) = tune.compare_variants(mnist_cnn, [other], results, tune.TuneConfig(seconds=0.01, rounds=1))
