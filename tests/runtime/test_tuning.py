@@ -268,6 +268,7 @@ def test_machine_keys_hash_as_hashlib_does_without_loading_openssl(model_file, c
     """Fingerprints stay the keys existing caches hold, and a tuned lookup that the memo answers
     loads no ``_hashlib`` (OpenSSL: ~3 ms of a one-image run's start, README Cold start)."""
     import hashlib
+    import os
     import subprocess
     import sys
 
@@ -278,7 +279,7 @@ def test_machine_keys_hash_as_hashlib_does_without_loading_openssl(model_file, c
         f"assert tuning.tuned_settings_for({str(model_file)!r}, 1, 'cpu').threads == 1; "
         "print(sorted(m for m in ('hashlib', '_hashlib') if m in sys.modules))"
     )
-    env = {**__import__("os").environ, tuning.ENV_CACHE: str(cache)}
+    env = {**os.environ, tuning.ENV_CACHE: str(cache)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
