@@ -39,9 +39,10 @@ $(VENV)/.runtime-$(EXTRA): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRA)]"
 	touch $@
 
-# The ray extra is in the test install so that make test runs a small job on a local Ray instance.
+# The ray extra is in the test install so that make test runs a small job on a local Ray instance;
+# openvino so that the OpenVINO peer is tested.
 $(VENV)/.all-$(EXTRA): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRA),tools,train,dev,ray]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRA),tools,train,dev,ray,openvino]"
 	touch $@ $(VENV)/.runtime-$(EXTRA)
 
 # The main job: the bundled models through the runtime only (no TensorFlow needed).

@@ -4,7 +4,10 @@
 model and inputs through raw onnxruntime with default options (``ort-raw``), TFLite through
 ``ai-edge-litert`` with XNNPACK (the twin of the same precision: ``NAME.tflite`` for
 ``NAME.onnx``, ``NAME.int8.tflite`` for ``NAME.int8.onnx``), OpenCV DNN, and Keras/TensorFlow
-(a ``tf.function`` over the ``NAME.keras`` twin, fp32 models only). Peers are fair or absent: a
+(a ``tf.function`` over the ``NAME.keras`` twin, fp32 models only), and OpenVINO's CPU plugin on the
+same ONNX file (what ``benchmark_app`` measures: the model reshaped to the batch, compiled with
+the latency hint, one stream, the same thread count, f32 inference precision, the input set
+once and ``infer()`` timed; fp32 and int8 models). Peers are fair or absent: a
 twin of another precision is refused. A missing optional peer raises :class:`PeerUnavailable`
 with the reason, and the harness skips it with that message. Every backend names its precision.
 """
@@ -21,7 +24,7 @@ import numpy as np
 from edgerun.runtime.model import Model, SessionConfig, guess_layout
 from edgerun.runtime.modelfile import check_model_file
 
-PEERS = ("ort-raw", "tflite", "opencv", "keras")
+PEERS = ("ort-raw", "tflite", "opencv", "openvino", "keras")
 #: edgerun with its built-in defaults, shown beside the tuned ``edgerun`` row when a tune cache applies.
 DEFAULT_BACKEND = "edgerun-default"
 
@@ -168,6 +171,49 @@ class OpencvBackend(Backend):
         return Prepared(run, ["OpenCV DNN CPU"])
 
 
+class OpenvinoBackend(Backend):
+    name = "openvino"
+
+    def __init__(self, path: Path, threads: int, precision: str) -> None:
+        if precision not in ("fp32", "int8"):
+            raise PeerUnavailable(
+                f"OpenVINO is compared on fp32 and int8 models only; its CPU plugin would not run this "
+                f"{precision} model in {precision} on every CPU, so it is not a fair peer"
+            )
+        try:
+            import openvino
+        except ImportError:
+            raise PeerUnavailable("OpenVINO is not installed (pip install 'edgerun[openvino]')") from None
+        self.ov, self.threads, self.precision = openvino, threads, precision
+        self.core = openvino.Core()
+        try:
+            self.model = self.core.read_model(str(path))
+        except RuntimeError as exc:
+            raise PeerUnavailable(f"OpenVINO cannot read {path.name}: {str(exc).strip()[:200]}") from None
+        self.input = self.model.inputs[0]
+
+    def prepare(self, x: np.ndarray) -> Prepared:
+        shape = [d.get_length() if d.is_static else None for d in self.input.get_partial_shape()]
+        nchw = guess_layout(shape) == "NCHW"  # the runtime's one layout guess, as for ort-raw
+        feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if nchw else np.ascontiguousarray(x)
+        self.model.reshape({self.input: list(feed.shape)})
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "INFERENCE_NUM_THREADS": self.threads,
+            "INFERENCE_PRECISION_HINT": "f32",  # not bf16 where the CPU has it: the model's own precision
+        }
+        compiled = self.core.compile_model(self.model, "CPU", config)
+        request = compiled.create_infer_request()
+        request.set_input_tensor(self.ov.Tensor(feed))
+
+        def run():
+            request.infer()
+            return request.get_output_tensor(0).data
+
+        return Prepared(run, [f"OpenVINO {self.ov.get_version().split('-')[0]} CPU"])
+
+
 class KerasBackend(Backend):
     name = "keras"
 
@@ -218,7 +264,7 @@ def make_backend(
 ) -> Backend:
     """The backend ``name`` for the ONNX model at ``path`` whose graph computes in ``precision``."""
     threads = config.threads or 1
-    if name in ("ort-raw", "opencv"):
+    if name in ("ort-raw", "opencv", "openvino"):
         check_model_file(path)  # the one external-data rule, before a peer opens the file
     if name == "edgerun":
         return EdgerunBackend(path, config, precision, tuned=tuned)
@@ -230,6 +276,8 @@ def make_backend(
         return TfliteBackend(twin(path, ".tflite", twins.get("tflite")), threads, precision)
     if name == "opencv":
         return OpencvBackend(path, threads, precision)
+    if name == "openvino":
+        return OpenvinoBackend(path, threads, precision)
     if name == "keras":
         if precision != "fp32":
             raise PeerUnavailable(

@@ -15,6 +15,7 @@ from edgerun.runtime.timing import Timings
 PEER_PACKAGES = (
     ("tflite", "ai_edge_litert", "ai-edge-litert is not installed (pip install ai-edge-litert)"),
     ("keras", "tensorflow", "tensorflow is not installed (pip install 'edgerun[train]')"),
+    ("openvino", "openvino", "OpenVINO is not installed (pip install 'edgerun[openvino]')"),
 )
 
 
@@ -45,7 +46,7 @@ def test_sweep_with_peers_writes_every_output(mnist_cnn, tmp_path, capsys):
             "--batch",
             "1,4",
             "--vs",
-            "ort-raw,tflite,opencv,keras",
+            "ort-raw,tflite,opencv,openvino,keras",
             "--iters",
             "5",
             "--warmup",
@@ -70,7 +71,10 @@ def test_sweep_with_peers_writes_every_output(mnist_cnn, tmp_path, capsys):
     missing = {name: message for name, module, message in PEER_PACKAGES if importlib.util.find_spec(module) is None}
     rows = [r for r in report["results"] if r["backend"] not in missing]
     assert {(r["backend"], r["batch"]) for r in rows} == {
-        (b, n) for b in ("edgerun", "ort-raw", "tflite", "opencv", "keras") if b not in missing for n in (1, 4)
+        (b, n)
+        for b in ("edgerun", "ort-raw", "tflite", "opencv", "openvino", "keras")
+        if b not in missing
+        for n in (1, 4)
     }
     for name, message in missing.items():
         (row,) = [r for r in report["results"] if r["backend"] == name]
@@ -88,6 +92,36 @@ def test_sweep_with_peers_writes_every_output(mnist_cnn, tmp_path, capsys):
     import cv2
 
     assert cv2.imread(str(tmp_path / "r.png")).shape == (600, 1200, 3)
+
+
+@pytest.mark.parametrize("name", ["mnist_cnn.onnx", "mnist_cnn.int8.onnx", "tiny-nchw"])
+def test_openvino_peer_computes_what_onnxruntime_computes(mnist_cnn, mnist_test, tmp_path, tiny_model, name):
+    """The OpenVINO peer runs the same model on the same batch (NHWC fed as is, NCHW transposed as
+    for ort-raw) and answers as onnxruntime does: it is timing the same work."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    import onnxruntime as ort
+
+    from edgerun.bench.backends import OpenvinoBackend
+
+    path = tiny_model(tmp_path / "tiny.onnx", batch=None) if name == "tiny-nchw" else mnist_cnn.with_name(name)
+    precision = "int8" if "int8" in name else "fp32"
+    x = mnist_test[0][:256, :, :, None].astype(np.float32) / 255  # real digits, as the model was trained
+    got = OpenvinoBackend(path, threads=2, precision=precision).prepare(x).run()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = x.transpose(0, 3, 1, 2) if name == "tiny-nchw" else x
+    want = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(feed)})[0]
+    assert got.shape == want.shape
+    if precision == "fp32":
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    else:  # two int8 engines round requantised values their own way; the classes must not move
+        assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99 and np.abs(got - want).mean() < 0.005
+
+
+def test_openvino_peer_refuses_other_precisions(mnist_cnn):
+    from edgerun.bench.backends import OpenvinoBackend, PeerUnavailable
+
+    with pytest.raises(PeerUnavailable, match="fp32 and int8 models only"):
+        OpenvinoBackend(mnist_cnn, threads=2, precision="fp16")
 
 
 def test_a_failing_batch_size_is_an_error_row(tmp_path, tiny_model):
@@ -111,11 +145,13 @@ def test_int8_model_meets_int8_peers_only(mnist_cnn, tmp_path):
     """The int8 ONNX model is compared with the full-integer TFLite twin, never the fp32 one, nor Keras."""
     int8 = mnist_cnn.with_name("mnist_cnn.int8.onnx")  # committed beside mnist_cnn.int8.tflite
     out = tmp_path / "r.json"
-    argv = [str(int8), "--batch", "1", "--iters", "5", "--vs", "tflite,keras", "--json", str(out)]
+    argv = [str(int8), "--batch", "1", "--iters", "5", "--vs", "tflite,keras,openvino", "--json", str(out)]
     assert cli.main(argv) == 0
     rows = {r["backend"]: r for r in json.loads(out.read_text())["results"]}
     assert rows["edgerun"]["precision"] == "int8" and rows["edgerun"]["error"] is None
     assert rows["keras"]["error"].startswith("skipped: Keras runs the fp32 model only")
+    if importlib.util.find_spec("openvino") is not None:  # reads the int8 ONNX itself: same precision
+        assert rows["openvino"]["precision"] == "int8" and rows["openvino"]["error"] is None
     assert 0 < rows["edgerun"]["pct_peak"] <= 100  # of the int8 GEMM peak
     if importlib.util.find_spec("ai_edge_litert") is None:  # the runtime-only install: said, not failed
         assert rows["tflite"]["error"] == "skipped: ai-edge-litert is not installed (pip install ai-edge-litert)"
