@@ -22,12 +22,12 @@ from edgerun.runtime.metadata import ANY_SIZE_PROBE
 from edgerun.runtime.model import SessionConfig, default_threads
 from edgerun.runtime.timing import Timings, measure, measure_blocks
 
-from .backends import PeerUnavailable, make_backend
+from .backends import EdgerunBackend, PeerUnavailable, make_backend
 from .flops import flops_per_image, precision
 from .machine import environment
 from .peak import Peak
 from .reference import REFERENCE_ID, Reference
-from .stats import LatencyStats
+from .stats import LatencyStats, ratio_interval
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,9 @@ class Row:
     ref_batch: int | None = None  # the reference workload's batch size for this (model, batch)
     round_us: list[list[float]] = field(default_factory=list)  # every timed call, per round (microseconds)
     ref_round_us: list[list[float]] = field(default_factory=list)  # the reference's calls in the same rounds
+    #: A peer's row: edgerun's median over this row's, with its 95% interval (bootstrap over the rounds)
+    #: and the verdict, "faster", "level" or "slower" (edgerun's); None for edgerun or under 3 rounds.
+    edgerun_ratio: dict | None = None
     error: str | None = None
 
 
@@ -225,6 +228,7 @@ class _Group:
         self.ready: dict[str, Callable[[], object]] = {}
         self.first: dict[str, Timings] = {}
         self.samples: dict[str, list[np.ndarray]] = {}
+        self.turns: dict[str, list[int]] = {}
         self.reference = Reference.name
         x = np.random.default_rng(batch).random((batch, *inp.image), dtype=np.float32)
         for backend in backends:
@@ -260,6 +264,7 @@ class _Group:
         self.first[name] = measure(run, warmup=warmup, iters=ESTIMATE_ITERS)
         self.ready[name] = run
         self.samples[name] = []
+        self.turns[name] = []  # the rounds that samples[name] came from (a capped round may end early)
 
     def _fail(self, name: str, exc: BaseException) -> None:
         if name == self.reference:
@@ -267,7 +272,7 @@ class _Group:
         else:
             self.rows[name].error = _failure(exc)
             logger.warning("%s %s batch %d failed: %s", self.path.name, name, self.batch, self.rows[name].error)
-        for table in (self.ready, self.samples):
+        for table in (self.ready, self.samples, self.turns):
             table.pop(name, None)
 
     def _round(self, turn: int) -> None:
@@ -276,6 +281,7 @@ class _Group:
             self._fail(name, exc)
         for name, values in samples.items():
             self.samples[name].append(values)
+            self.turns[name].append(turn)
         if self.reference not in samples:
             return
         ref_us = _microseconds(samples[self.reference])
@@ -299,7 +305,22 @@ class _Group:
                 if more_rounds is None or not more_rounds(live):
                     break
                 logger.info("%s batch %d: undecided after %d rounds, measuring more", self.path.name, self.batch, turn)
-        return [self._filled(row) for row in self.rows.values()]
+        rows = [self._filled(row) for row in self.rows.values()]
+        for row in rows:
+            if row.backend != EdgerunBackend.name:
+                row.edgerun_ratio = self._edgerun_ratio(row.backend)
+        return rows
+
+    def _edgerun_ratio(self, peer: str) -> dict | None:
+        """edgerun over ``peer`` from the rounds both ran in (pairs of blocks a few ms apart)."""
+        ours, theirs = (
+            dict(zip(self.turns.get(n, []), self.samples.get(n, []), strict=True)) for n in (EdgerunBackend.name, peer)
+        )
+        both = sorted(ours.keys() & theirs.keys())
+        if len(both) < 3:
+            return None
+        interval = ratio_interval([ours[t] for t in both], [theirs[t] for t in both])
+        return {**asdict(interval), "verdict": interval.verdict}
 
     def _filled(self, row: Row) -> Row:
         row.ref_batch = self.ref_batch

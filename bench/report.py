@@ -67,13 +67,25 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {r['backend']} | {precision} | {r['batch'] or '-'} | {r['error']} | | | | | | | |")
                 continue
             ratio = ours.get(r["batch"]) / r["p50_ms"] if r["backend"] != "edgerun" and ours.get(r["batch"]) else None
+            interval = r.get("edgerun_ratio")
+            shown = _fmt(ratio, ".2f")
+            if interval:
+                low, high = interval["low"], interval["high"]
+                shown = f"{interval['estimate']:.3f} [{low:.3f}, {high:.3f}] {interval['verdict']}"
             lines.append(
                 f"| {r['backend']} | {precision} | {r['batch']} | {_fmt(r['p50_ms'], '.3f')} | "
                 f"{_fmt(r['p90_ms'], '.3f')} | {_fmt(r['p99_ms'], '.3f')} | {_fmt(r['ms_per_img'], '.3f')} | "
                 f"{_fmt(r['imgs_per_s'], '.0f')} | {_fmt(r['gflops'], '.1f')} | {_fmt(r['pct_peak'], '.0f')} | "
-                f"{_fmt(ratio, '.2f')} |"
+                f"{shown} |"
             )
         lines.append("")
+    if any(r.get("edgerun_ratio") for r in report["results"]):
+        lines += [
+            "edgerun/peer: edgerun's median latency over the peer's (all calls of the interleaved rounds), "
+            "[its 95% interval: a paired bootstrap over rounds], and edgerun's verdict: faster or slower when "
+            "the interval leaves out 1, else level.",
+            "",
+        ]
     return "\n".join(lines)
 
 

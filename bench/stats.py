@@ -2,7 +2,8 @@
 
 Percentiles come from :func:`edgerun.runtime.timing.percentile_ms`, the one place they are
 computed (numpy's linear interpolation between closest ranks). Warm-up runs and the first run
-are never part of them. :func:`ratio_change` is what the CI gate decides on.
+are never part of them. :func:`ratio_change` is what the CI gate decides on; :func:`ratio_interval`
+puts an interval on the edgerun / peer ratio of one run.
 """
 
 from __future__ import annotations
@@ -140,3 +141,52 @@ def ratio_change(
         confidence,
         (len(baseline[0]), len(current[0])),
     )
+
+
+@dataclass(frozen=True)
+class RatioInterval:
+    """One run's ratio of medians (all calls pooled) of two backends measured side by side, and its
+    ``confidence`` interval; ``rounds`` is how many rounds it rests on."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    rounds: int
+
+    @property
+    def verdict(self) -> str:
+        """``faster``/``slower`` when the interval leaves out 1 (the first backend is that), else ``level``."""
+        return "faster" if self.high < 1 else "slower" if self.low > 1 else "level"
+
+
+#: Resamples per chunk in :func:`ratio_interval`: a median needs every call's running weight, and
+#: resamples x calls floats at once would reach hundreds of MB for a batch-1 sweep.
+_CHUNK = 250
+
+
+def ratio_interval(
+    a_rounds: list[np.ndarray],
+    b_rounds: list[np.ndarray],
+    confidence: float = 0.95,
+    resamples: int = RESAMPLES // 2,
+    seed: int = 0,
+) -> RatioInterval:
+    """Median of ``a``'s calls over the median of ``b``'s, with a paired percentile bootstrap over
+    rounds: a resample draws whole rounds with replacement and keeps a round's calls of both
+    backends together, as they were measured side by side (the rounds are the units that share a
+    machine's drift, the calls within a round are not independent). Fixed seed: the same rounds
+    always give the same interval. Needs 3 or more rounds of each, in the same rounds."""
+    if len(a_rounds) < 3 or len(a_rounds) != len(b_rounds):
+        raise ValueError(f"needs 3 or more rounds of both backends, got {len(a_rounds)} and {len(b_rounds)}")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(a_rounds), (resamples, len(a_rounds)))
+    ratios = np.concatenate(
+        [
+            _resampled_quantiles(a_rounds, chunk, 50) / _resampled_quantiles(b_rounds, chunk, 50)
+            for chunk in np.array_split(picks, max(1, resamples // _CHUNK))
+        ]
+    )
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return RatioInterval(pooled_ratio(a_rounds, b_rounds, 50), float(low), float(high), confidence, len(a_rounds))

@@ -79,6 +79,13 @@ def test_sweep_with_peers_writes_every_output(mnist_cnn, tmp_path, capsys):
     for name, message in missing.items():
         (row,) = [r for r in report["results"] if r["backend"] == name]
         assert row["batch"] == 0 and row["error"] == f"skipped: {message}"
+    # a peer's row: edgerun's median over its own, the interval and the verdict, from the rounds both
+    # ran in (3 or more; a round cut short on a busy machine may leave a backend out)
+    ratios = [r["edgerun_ratio"] for r in rows if r["backend"] != "edgerun" and r["edgerun_ratio"]]
+    assert ratios and all(r["edgerun_ratio"] is None for r in rows if r["backend"] == "edgerun")
+    for ratio in ratios:
+        assert 0 < ratio["low"] <= ratio["high"] and ratio["estimate"] > 0 and 3 <= ratio["rounds"] <= 20
+        assert ratio["verdict"] in ("faster", "level", "slower") and ratio["confidence"] == 0.95
     for row in rows:
         assert row["error"] is None and row["precision"] == "fp32"
         assert row["iters"] >= 5  # 20 rounds of ceil(5 / 20) calls, unless a very busy machine cut rounds short
@@ -88,6 +95,7 @@ def test_sweep_with_peers_writes_every_output(mnist_cnn, tmp_path, capsys):
         assert row["round_us"] == [] and row["ref_batch"] is None  # a plain sweep: no reference, no gate data
     table = (tmp_path / "r.md").read_text()
     assert "| opencv | fp32 | 4 |" in table and "edgerun/peer" in table and "% peak is of" in table
+    assert "a paired bootstrap over rounds" in table
     assert "tflite" in missing or "| tflite | fp32 | 4 |" in table
     import cv2
 
@@ -220,3 +228,35 @@ def test_without_the_onnx_package_the_sweep_has_no_peak_but_runs(tmp_path, monke
     assert report["machine"]["peak"]["fp32_gflops"] is None
     assert "onnx package is missing" in report["machine"]["peak"]["source"]
     assert report["results"][0]["p50_ms"] > 0 and report["results"][0]["pct_peak"] is None
+
+
+def _rounds(rng, medians_us, spread=0.05, calls=400):
+    """Per-round calls (ns) around the given per-round medians, each call off by up to ``spread``."""
+    return [m * 1e3 * (1 + spread * rng.random(calls)) for m in medians_us]
+
+
+def test_ratio_interval_reads_a_steady_difference_through_drifting_rounds():
+    """The machine's speed drifts from round to round (x0.8 .. x1.6) and edgerun is 3% faster in
+    every round: paired rounds see it (interval below 1); an unpaired bootstrap would not."""
+    from edgerun.bench.stats import ratio_interval
+
+    rng = np.random.default_rng(1)
+    drift = rng.uniform(0.8, 1.6, 10) * 200
+    ours, theirs = _rounds(rng, drift * 0.97), _rounds(rng, drift)
+    interval = ratio_interval(ours, theirs)
+    assert interval.verdict == "faster" and interval.low < 0.97 < interval.high < 1 and interval.rounds == 10
+    # the same calls with the rounds' pairing broken: the drift swamps 3%
+    shuffled = ratio_interval(ours, theirs[3:] + theirs[:3])
+    assert shuffled.verdict == "level" and shuffled.high - shuffled.low > 5 * (interval.high - interval.low)
+
+
+def test_ratio_interval_of_equals_is_level_and_needs_rounds():
+    from edgerun.bench.stats import ratio_interval
+
+    rng = np.random.default_rng(2)
+    drift = rng.uniform(0.9, 1.2, 8) * 100
+    interval = ratio_interval(_rounds(rng, drift), _rounds(rng, drift))
+    assert interval.verdict == "level" and interval.low < 1 < interval.high
+    assert ratio_interval(_rounds(rng, drift * 1.1), _rounds(rng, drift)).verdict == "slower"
+    with pytest.raises(ValueError, match="3 or more rounds"):
+        ratio_interval(_rounds(rng, drift[:2]), _rounds(rng, drift[:2]))
