@@ -68,25 +68,25 @@ def _resampled_quantiles(rounds: list[np.ndarray], picks: np.ndarray, q: float) 
     """The pooled ``q``-th percentile for every resample of rounds (``picks``: [resamples, rounds] indexes).
 
     A resample is a multiset of rounds, so each call weighs as often as its round was drawn; the
-    weighted inverted-CDF percentile of all resamples is read at once from one sorted array of calls.
+    weighted inverted-CDF percentile (the smallest value with at least q% of the weight at or below
+    it) is found for all resamples at once by a binary search over the distinct values, counting
+    each round's calls at or below a value in that round's sorted calls: no array of resamples x
+    calls (a batch-1 sweep has tens of thousands of calls), about 20 steps.
     """
-    values = np.concatenate(rounds)
-    owner = np.repeat(np.arange(len(rounds)), [len(r) for r in rounds])
-    order = np.argsort(values, kind="stable")
-    values, owner = values[order], owner[order]
-    counts = np.zeros((picks.shape[0], len(rounds)), dtype=np.float32)
+    counts = np.zeros((picks.shape[0], len(rounds)))
     np.add.at(counts, (np.arange(picks.shape[0])[:, None], picks), 1.0)
-    target = (counts @ np.bincount(owner, minlength=len(rounds)).astype(np.float32)) * (q / 100.0) - 1e-3
-    # A low percentile lies among the lowest calls: accumulate a prefix, the rest only where it falls short.
-    prefix = min(values.size, max(256, int(values.size * 2 * q / 100.0)))
-    out = np.empty(picks.shape[0])
-    cumulative = np.cumsum(counts[:, owner[:prefix]], axis=1)
-    reached = cumulative[:, -1] >= target
-    out[reached] = values[np.argmax(cumulative[reached] >= target[reached, None], axis=1)]
-    if not reached.all():
-        cumulative = np.cumsum(counts[~reached][:, owner], axis=1)
-        out[~reached] = values[np.argmax(cumulative >= target[~reached, None], axis=1)]
-    return out
+    per_round = [np.sort(r) for r in rounds]
+    target = (counts @ np.array([r.size for r in rounds], dtype=float)) * (q / 100.0) - 1e-3
+    values = np.unique(np.concatenate(rounds))
+    lo = np.zeros(picks.shape[0], dtype=np.int64)
+    hi = np.full(picks.shape[0], values.size - 1, dtype=np.int64)
+    while (lo < hi).any():
+        mid = (lo + hi) // 2
+        at_or_below = sum(counts[:, i] * np.searchsorted(r, values[mid], side="right") for i, r in enumerate(per_round))
+        reached = at_or_below >= target
+        hi = np.where(reached, mid, hi)
+        lo = np.where(reached, lo, mid + 1)
+    return values[lo]
 
 
 @dataclass(frozen=True)
@@ -160,16 +160,11 @@ class RatioInterval:
         return "faster" if self.high < 1 else "slower" if self.low > 1 else "level"
 
 
-#: Resamples per chunk in :func:`ratio_interval`: a median needs every call's running weight, and
-#: resamples x calls floats at once would reach hundreds of MB for a batch-1 sweep.
-_CHUNK = 250
-
-
 def ratio_interval(
     a_rounds: list[np.ndarray],
     b_rounds: list[np.ndarray],
     confidence: float = 0.95,
-    resamples: int = RESAMPLES // 2,
+    resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> RatioInterval:
     """Median of ``a``'s calls over the median of ``b``'s, with a paired percentile bootstrap over
@@ -181,12 +176,7 @@ def ratio_interval(
         raise ValueError(f"needs 3 or more rounds of both backends, got {len(a_rounds)} and {len(b_rounds)}")
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(a_rounds), (resamples, len(a_rounds)))
-    ratios = np.concatenate(
-        [
-            _resampled_quantiles(a_rounds, chunk, 50) / _resampled_quantiles(b_rounds, chunk, 50)
-            for chunk in np.array_split(picks, max(1, resamples // _CHUNK))
-        ]
-    )
+    ratios = _resampled_quantiles(a_rounds, picks, 50) / _resampled_quantiles(b_rounds, picks, 50)
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return RatioInterval(pooled_ratio(a_rounds, b_rounds, 50), float(low), float(high), confidence, len(a_rounds))

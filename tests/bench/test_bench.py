@@ -260,3 +260,17 @@ def test_ratio_interval_of_equals_is_level_and_needs_rounds():
     assert ratio_interval(_rounds(rng, drift * 1.1), _rounds(rng, drift)).verdict == "slower"
     with pytest.raises(ValueError, match="3 or more rounds"):
         ratio_interval(_rounds(rng, drift[:2]), _rounds(rng, drift[:2]))
+
+
+@pytest.mark.parametrize("q", [10, 50, 90])
+def test_resampled_quantiles_are_the_pooled_quantiles_of_the_drawn_rounds(q):
+    """Each resample's figure is numpy's inverted-CDF percentile of its drawn rounds' calls laid
+    end to end (a round drawn twice counts twice): what the gate and the interval read."""
+    from edgerun.bench.stats import _resampled_quantiles
+
+    rng = np.random.default_rng(q)
+    rounds = [rng.integers(900, 1100, rng.integers(1, 60)) for _ in range(7)]
+    picks = rng.integers(0, 7, (40, 7))
+    got = _resampled_quantiles(rounds, picks, q)
+    want = [np.percentile(np.concatenate([rounds[i] for i in pick]), q, method="inverted_cdf") for pick in picks]
+    np.testing.assert_array_equal(got, want)
