@@ -96,17 +96,84 @@ def missing_dependency(name: str, exc: ImportError) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    reserve_standard_fds()  # before any file opens: none of them may become descriptor 1
+    flags = _leading_flags(argv)
+    name = argv[len(flags)] if len(argv) > len(flags) and argv[len(flags)] in SUBCOMMANDS else ""
+    verbosity = sum(1 if a in ("-v", "--verbose") else -1 for a in flags)
+    try:
+        code = _dispatch(argv)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - each way out: its exit code and one line
+        return _failure(name, exc, verbosity)
+    try:
+        _flush_stdout()  # a full disk under '> file' shows here, not in the interpreter's last gasp
+    except OSError as exc:
+        return _stdout_failed(name, exc)
+    return code
+
+
+def reserve_standard_fds() -> None:
+    """Give a standard stream the caller closed (``>&-``) /dev/null, so that no file edgerun opens
+    gets descriptor 0, 1 or 2, where a library's stray write to standard output would land in it.
+    Python's ``sys.stdout`` stays None, so what prints knows the stream is closed."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        try:
+            spare = os.open(os.devnull, os.O_RDWR)
+        except OSError:
+            logger.debug("could not hold descriptor %d with %s", fd, os.devnull, exc_info=True)
+            return
+        if spare != fd:
+            os.dup2(spare, fd)
+            os.close(spare)
+
+
+def _print_or_fail(text: str, code: int) -> int:
+    """Print ``text`` to standard output and return ``code``, or the exit code of a failed write."""
+    try:
+        print(text)
+        _flush_stdout()
+    except OSError as exc:
+        return _stdout_failed("", exc)
+    return code
+
+
+def _stdout_failed(name: str, exc: OSError) -> int:
+    """Standard output could not take the command's last lines: quiet for a reader that left (141),
+    one line on standard error otherwise (a full disk under ``> file``)."""
+    from edgerun.runtime.outputs import OutputError, os_reason, silence_stdout
+
+    silence_stdout()
+    if isinstance(exc, BrokenPipeError):
+        return EXIT_STDOUT_CLOSED
+    label = f"edgerun {name}" if name else "edgerun"
+    print(f"{label}: error: cannot write to standard output: {os_reason(exc)}", file=sys.stderr)
+    return OutputError.exit_code
+
+
+def _leading_flags(argv: list[str]) -> list[str]:
+    flags = []
+    for arg in argv:
+        if arg not in ("-v", "--verbose", "-q", "--quiet"):
+            break
+        flags.append(arg)
+    return flags
+
+
+def _dispatch(argv: list[str]) -> int:
+    """``argv`` without its leading -v/-q, to ``--help``, ``--version`` or a subcommand."""
     verbosity = 0
     while argv and argv[0] in ("-v", "--verbose", "-q", "--quiet"):
         verbosity += 1 if argv.pop(0) in ("-v", "--verbose") else -1
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return EXIT_OK if argv else EXIT_USAGE
+        return _print_or_fail(_usage(), EXIT_OK if argv else EXIT_USAGE)
     if argv[0] == "--version":
         from edgerun import __version__
 
-        print(f"edgerun {__version__}")
-        return EXIT_OK
+        return _print_or_fail(f"edgerun {__version__}", EXIT_OK)
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
         print(f"edgerun: unknown subcommand {name!r}; choose one of: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
@@ -115,35 +182,40 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(verbosity)
     for key, value in OPENCV_LIMITS.items():
         os.environ.setdefault(key, value)  # a value the user set wins
-    from edgerun.runtime.outputs import OutputError, StdoutClosed, os_reason, silence_stdout
-
     try:
-        code = int(getattr(importlib.import_module(module_name), function)(rest) or 0)
-        sys.stdout.flush()  # a full disk under '> file' shows here, not in the interpreter's last gasp
-        return code
+        return int(getattr(importlib.import_module(module_name), function)(rest) or 0)
     except ImportError as exc:
         hint = missing_dependency(name, exc)
         if hint is None:
-            return _unexpected(name, exc, verbosity)
+            raise
         print(hint, file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"edgerun {name}: interrupted", file=sys.stderr)
+
+
+def _failure(name: str, exc: BaseException, verbosity: int) -> int:
+    """The exit code for ``exc`` leaving a command, after its one line on standard error."""
+    from edgerun.runtime.outputs import OutputError, StdoutClosed, os_reason, silence_stdout
+
+    label = f"edgerun {name}" if name else "edgerun"
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"{label}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (BrokenPipeError, StdoutClosed):  # standard output's reader left (| head): end quietly
+    if isinstance(exc, (BrokenPipeError, StdoutClosed)):  # standard output's reader left (| head): end quietly
         silence_stdout()
         return EXIT_STDOUT_CLOSED
-    except OutputError as exc:  # an output refused or not written: its own message and exit code
-        print(f"edgerun {name}: error: {exc}", file=sys.stderr)
+    if isinstance(exc, OutputError):  # an output refused or not written: its own message and exit code
+        print(f"{label}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except OSError as exc:
-        if exc.errno in STDOUT_ERRNOS and _stdout_broken():
-            silence_stdout()
-            print(f"edgerun {name}: error: cannot write to standard output: {os_reason(exc)}", file=sys.stderr)
-            return OutputError.exit_code
-        return _unexpected(name, exc, verbosity)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: no bare traceback
-        return _unexpected(name, exc, verbosity)
+    if isinstance(exc, OSError) and exc.errno in STDOUT_ERRNOS and _stdout_broken():
+        silence_stdout()
+        print(f"{label}: error: cannot write to standard output: {os_reason(exc)}", file=sys.stderr)
+        return OutputError.exit_code
+    return _unexpected(name, exc, verbosity)
+
+
+def _flush_stdout() -> None:
+    if sys.stdout is not None:  # None: started with standard output closed (>&-)
+        sys.stdout.flush()
 
 
 #: errno values that mean "standard output cannot take more" (disk full, I/O error, too large).
@@ -153,7 +225,7 @@ STDOUT_ERRNOS = (errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT)
 def _stdout_broken() -> bool:
     """Whether standard output is what failed (a flush fails again)."""
     try:
-        sys.stdout.flush()
+        _flush_stdout()
     except OSError:
         return True
     return False
@@ -162,9 +234,10 @@ def _stdout_broken() -> bool:
 def _unexpected(name: str, exc: BaseException, verbosity: int) -> int:
     if verbosity > 0:
         logger.error("edgerun %s failed", name, exc_info=exc)
+    label, rerun = (f"edgerun {name}", f"edgerun -v {name}") if name else ("edgerun", "edgerun -v")
     print(
-        f"edgerun {name}: unexpected error: {type(exc).__name__}: {exc}\n"
-        f"This is a bug in edgerun or a case it does not handle yet; run 'edgerun -v {name} ...' "
+        f"{label}: unexpected error: {type(exc).__name__}: {exc}\n"
+        f"This is a bug in edgerun or a case it does not handle yet; run '{rerun} ...' "
         "for the traceback and report it.",
         file=sys.stderr,
     )

@@ -289,13 +289,28 @@ class LineWriter:
     line and :class:`WriteFailed` says how many lines it keeps.
     """
 
-    def __init__(self, target: str | os.PathLike, protected: Protected | None = None, what: str = "output") -> None:
+    def __init__(
+        self,
+        target: str | os.PathLike,
+        protected: Protected | None = None,
+        what: str = "output",
+        optional: bool = False,
+    ) -> None:
         self.what = what
         self.lines = 0
         self.stdout = str(target) == STDOUT
         self._fd: int | None = None
+        self._dropped = False  # standard output was closed before the run (>&-) and this writer is optional
         if self.stdout:
             self.target = Path(STDOUT)
+            if sys.stdout is None:
+                if not optional:
+                    raise TargetRefused(
+                        f"{what} {STDOUT} writes to standard output, which is closed (started with >&-); "
+                        f"give a file instead"
+                    )
+                self._dropped = True
+                logger.warning("standard output is closed: the per-input lines are not printed")
             return
         self.target = Path(target)
         real = check_target(target, protected, what, stdout_ok=True)
@@ -315,6 +330,8 @@ class LineWriter:
 
     def _write_stdout(self, line: str) -> None:
         out = sys.stdout
+        if self._dropped:
+            return
         try:
             out.write(printable(line, getattr(out, "encoding", None)) + "\n")
             out.flush()

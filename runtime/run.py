@@ -64,7 +64,7 @@ class Lifecycle:
         self._progress = progress
         self._previous: dict = {}
         self._bar = None
-        self._stdout = LineWriter("-")
+        self._stdout = LineWriter("-", optional=True)  # human lines: skipped if stdout was closed (>&-)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -120,7 +120,7 @@ class Lifecycle:
     def write_line(self, text: str) -> None:
         """Print a line to stdout without breaking the progress bar; whole lines, flushed; a
         name the terminal's encoding cannot carry is escaped. Raises StdoutClosed on EPIPE."""
-        if self._bar is not None and sys.stdout.isatty():
+        if self._bar is not None and sys.stdout is not None and sys.stdout.isatty():
             self._bar.write(text)
         else:
             self._stdout.write(text)

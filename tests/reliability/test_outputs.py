@@ -128,6 +128,47 @@ def test_closed_stdout_ends_quietly(mnist_cnn, tmp_path, digits):
     assert "unexpected error" not in err and "Traceback" not in err and "Exception ignored" not in err
 
 
+def _closed_stdout(*argv):
+    """``python -m edgerun ARGV`` started with standard output closed (``>&-``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "edgerun", *map(str, argv)],
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),  # noqa: PLW1509 - the child's own descriptor, before exec
+    )
+
+
+def test_a_closed_stdout_loses_no_record(mnist_cnn, tmp_path, digits):
+    """Started with >&-: the records still all reach --json FILE (the human lines are dropped with
+    a warning) and no file edgerun opens takes descriptor 1; --json - is refused up front."""
+    digits(tmp_path / "in", 5)
+    proc = _closed_stdout("-q", "run", mnist_cnn, "--source", tmp_path / "in", "--json", tmp_path / "r.jsonl")
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "standard output is closed: the per-input lines are not printed" in err and "unexpected" not in err
+    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in records] == [0, 1, 2, 3, 4] and all("top" in r for r in records)
+    proc = _closed_stdout("-q", "run", mnist_cnn, "--source", tmp_path / "in", "--json", "-")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "standard output, which is closed" in err and "unexpected" not in err
+    for argv in (["inspect", mnist_cnn], ["--version"], ["--help"]):
+        proc = _closed_stdout(*argv)
+        assert proc.returncode == 0 and not proc.stderr, (argv, proc.stderr)
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"]])
+def test_help_and_version_into_a_closed_pipe_or_a_full_disk(argv):
+    """| head -0 ends quietly with 141; > /dev/full is one line and exit 5; never a traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgerun", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141 and not err, err
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([sys.executable, "-m", "edgerun", *argv], stdout=full, stderr=subprocess.PIPE)
+    err = done.stderr.decode()
+    assert done.returncode == 5 and "cannot write to standard output: no space left" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_stdout_on_a_full_disk_is_exit_5(mnist_cnn, tmp_path, digits, edgerun):
     digits(tmp_path / "in", 3)
     with open("/dev/full", "wb") as full:
