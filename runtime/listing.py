@@ -8,6 +8,7 @@ read; a folder a glob cannot list is returned among the errors. Globs walk each 
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 from pathlib import Path
@@ -99,7 +100,7 @@ def glob_files(spec: str) -> tuple[list[Path], dict[Path, str]]:
 
     def unlisted(exc: OSError) -> None:
         path = Path(exc.filename) if exc.filename else root
-        if path != root:
+        if path != root or exc.errno not in (errno.ENOENT, errno.ENOTDIR):  # a missing root: nothing matches
             errors[path] = f"folder {path} cannot be listed: {os_reason(exc)}"
 
     for top, dirs, files in os.walk(root, followlinks=True, onerror=unlisted):

@@ -203,10 +203,10 @@ def source_kind(spec: str) -> str:
         return "camera"
     if spec.lower().startswith(STREAM_SCHEMES):
         return "stream"
-    if any(ch in spec for ch in "*?[") and not Path(spec).exists():
+    if any(ch in spec for ch in "*?[") and not _probe(Path(spec).exists):
         return "glob"
     path = Path(spec)
-    if path.is_dir():
+    if _probe(path.is_dir):
         return "directory"
     if any(marker in path.name for marker in IDX_MARKERS):
         return "idx"
@@ -218,6 +218,16 @@ def source_kind(spec: str) -> str:
     if suffix in IMAGE_SUFFIXES:
         return "image"
     return "unknown"
+
+
+def _probe(check) -> bool:
+    """``path.exists``/``path.is_dir`` that answers False where the OS refuses to say (a parent
+    folder that may not be searched, a name too long): the source is then opened as what its
+    name says, and the refusal reaches the user as that source's own error."""
+    try:
+        return check()
+    except (OSError, ValueError):
+        return False
 
 
 def open_source(spec, live_options=None, capture_factory=None) -> Source:

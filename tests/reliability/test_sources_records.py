@@ -46,6 +46,21 @@ def test_unreadable_file_in_a_directory_is_one_error_record(mnist_cnn, open_tmp,
     assert "permission denied (EACCES)" in got[2]["error"] and all("top" in r for i, r in enumerate(got) if i != 2)
 
 
+def test_a_glob_in_an_unlistable_folder_is_one_error_record(open_tmp, digits, unprivileged, edgerun, mnist_cnn):
+    """'locked/*.png' where locked/ may not be read: the folder's own error record, not 'unexpected
+    error: PermissionError' (deciding whether the pattern names a file asked the OS, which refused)."""
+    tmp_path = open_tmp
+    digits(tmp_path / "locked", 2)
+    (tmp_path / "locked").chmod(0)
+    out = tmp_path / "r.jsonl"
+    proc = edgerun("run", mnist_cnn, "--source", f"{tmp_path}/locked/*.png", "--json", out, user=unprivileged)
+    (tmp_path / "locked").chmod(0o755)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "unexpected" not in err, err
+    (got,) = records(out)
+    assert got["error"] == f"folder {tmp_path}/locked cannot be listed: permission denied (EACCES)"
+
+
 def test_unlistable_folder_in_a_glob_is_one_error_record(open_tmp, digits, unprivileged, edgerun, mnist_cnn):
     tmp_path = open_tmp
     digits(tmp_path / "in" / "a", 2)
