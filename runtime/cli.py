@@ -111,12 +111,23 @@ def overrides_from(args) -> Overrides:
 
 def _sinks(args, model, source, stop):
     from .images import VIDEO_SUFFIXES
-    from .outputs import Protected
+    from .outputs import Protected, TargetRefused, check_target
     from .sinks import Display, ImageSaver, JsonlSink, VideoSaver, has_display
     from .sources import input_files
 
     # No output may replace an input: the model, the labels, every file the source reads.
     protected = Protected([model.path, args.labels, *input_files(source)])
+    # Every output file is checked before the first is created (emptied): a refused --save must
+    # not leave behind an empty --json file, or an emptied earlier one.
+    targets = [(args.json, "--json")] if args.json and str(args.json) != "-" else []
+    if args.save and args.save.suffix.lower() in VIDEO_SUFFIXES:
+        targets.append((args.save, "--save video"))
+    claimed: dict[Path, str] = {}
+    for target, what in targets:
+        real = check_target(target, protected, what, stdout_ok=what == "--json")
+        if real in claimed:
+            raise TargetRefused(f"{what} {target} is also this run's {claimed[real]} output: give each its own path")
+        claimed[real] = what
     sinks = []
     if args.json:
         sinks.append(JsonlSink(args.json, protected))

@@ -108,15 +108,24 @@ class Protected:
     def __init__(self, paths: Iterable[str | os.PathLike] = ()) -> None:
         self._paths: list[Path] = []
         self._ids: dict[tuple[int, int], Path] | None = None
+        self._outputs: dict[Path, str] = {}  # an earlier output -> the option that writes it
         self.add(*paths)
 
-    def add(self, *paths: str | os.PathLike) -> None:
+    def add(self, *paths: str | os.PathLike, output: str | None = None) -> None:
+        """Protect ``paths``: the run's inputs, or (``output``: the option, e.g. ``--json``) an
+        output already claimed, which no second output may write over either."""
         for path in paths:
             if path is None or str(path) == STDOUT:
                 continue
             self._paths.append(Path(path))
+            if output is not None:
+                self._outputs[Path(path)] = output
             if self._ids is not None:
                 self._index(Path(path))
+
+    def output_of(self, path: Path) -> str | None:
+        """The option writing ``path`` when it is one of the run's outputs, else None (an input)."""
+        return self._outputs.get(path)
 
     def _index(self, path: Path) -> None:
         try:
@@ -154,6 +163,9 @@ def check_target(
     owner = protected.owner(st) if protected is not None else None
     if owner is not None:
         same = "" if Path(os.path.abspath(owner)) == Path(os.path.abspath(target)) else f" (the same file as {owner})"
+        option = protected.output_of(owner)
+        if option is not None:
+            raise TargetRefused(f"{what} {target} is also this run's {option} output{same}: give each its own path")
         raise TargetRefused(
             f"{what} {target} is an input of this run{same}; writing there would destroy it: choose another path"
         )

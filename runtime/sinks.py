@@ -47,7 +47,7 @@ class JsonlSink(Sink):
         self._writer = LineWriter(path, protected, what="--json")
         self.path = self._writer.target
         if protected is not None:
-            protected.add(path)  # a second output must not write over this one
+            protected.add(path, output="--json")  # a second output must not write over this one
 
     @property
     def records(self) -> int:
@@ -110,7 +110,7 @@ class VideoSaver(Sink):
             raise SinkError(f"{self.path}: a video needs one of {', '.join(VIDEO_SUFFIXES)}")
         self._file = AtomicFile(self.path, protected, "--save video")
         if protected is not None:
-            protected.add(self.path)
+            protected.add(self.path, output="--save")
         self.fps = fps
         self.annotator = annotator or Annotator()
         self._writer = None

@@ -128,6 +128,23 @@ def test_closed_stdout_ends_quietly(mnist_cnn, tmp_path, digits):
     assert "unexpected error" not in err and "Traceback" not in err and "Exception ignored" not in err
 
 
+def test_two_outputs_on_one_path_are_refused_before_any_is_written(mnist_cnn, tmp_path, digits, digit_video, edgerun):
+    """--json and --save on one file: refused as the other output (not 'an input'), and nothing is
+    created; a refused --save video does not empty an earlier --json file either."""
+    digits(tmp_path / "in", 2)
+    same = tmp_path / "same.avi"
+    proc = edgerun("run", mnist_cnn, "--source", tmp_path / "in", "--json", same, "--save", same)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "--save video" in err and "is also this run's --json output" in err, err
+    assert not same.exists()
+    video = digit_video(tmp_path / "v.avi", 5)
+    old = tmp_path / "old.jsonl"
+    old.write_text('{"kept": true}\n')
+    proc = edgerun("run", mnist_cnn, "--source", video, "--json", old, "--save", video)
+    assert proc.returncode == 2 and "is an input of this run" in proc.stderr.decode()
+    assert old.read_text() == '{"kept": true}\n'
+
+
 def _closed_stdout(*argv):
     """``python -m edgerun ARGV`` started with standard output closed (``>&-``)."""
     return subprocess.run(
