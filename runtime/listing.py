@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import logging
 import os
 from pathlib import Path
 
 from .frames import SourceError
 from .images import IMAGE_SUFFIXES
 from .outputs import os_reason
+
+logger = logging.getLogger(__name__)
 
 
 def list_file(path: Path) -> list[Path]:
@@ -40,23 +43,26 @@ def list_file(path: Path) -> list[Path]:
 
 
 def images_in(directory: Path) -> list[Path]:
-    """Every entry of ``directory`` named like an image, whatever it is (a file, a link to
-    nothing, a link loop, an unreadable file): each will give one record. Real directories
-    named like images are left out."""
+    """Every entry of ``directory`` named like an image, whatever it is (a file, a folder, a link
+    to nothing, a link loop, an unreadable file): each will give one record. Subfolders are not
+    walked; the log says how many there are and how to include them."""
+    folders = 0
     try:
         with os.scandir(directory) as entries:
             found = []
             for entry in entries:
-                if os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES:
+                if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                    found.append(Path(entry.path))  # a folder named like an image too: its error record
                     continue
                 try:
-                    if entry.is_dir():
-                        continue
+                    folders += entry.is_dir()
                 except OSError:
-                    pass  # cannot tell: it gives an error record
-                found.append(Path(entry.path))
+                    pass
     except OSError as exc:
         raise SourceError(f"directory {directory} cannot be listed: {os_reason(exc)}") from None
+    if folders:
+        pattern = os.path.join(directory, "**", "*.png")
+        logger.info("%s: %d subfolder(s) not read; to read them too: --source '%s'", directory, folders, pattern)
     return sorted(found)
 
 

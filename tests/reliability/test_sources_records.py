@@ -172,3 +172,18 @@ def test_fifos_named_as_inputs_are_refused_without_blocking(tmp_path, mnist_cnn,
     ]:
         proc = edgerun("run", mnist_cnn, *argv, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr.decode(), proc.stderr.decode()
+
+
+def test_a_folder_named_like_an_image_is_one_error_record_and_subfolders_are_mentioned(tmp_path, digits, caplog):
+    """Every directory entry named like an image gives a record, a folder named 'x.png' too (its
+    error says what it is); subfolders are not walked, and the log says how to include them."""
+    import logging
+
+    digits(tmp_path / "in", 2)
+    (tmp_path / "in" / "x.png").mkdir()
+    digits(tmp_path / "in" / "sub", 1)
+    with caplog.at_level(logging.INFO, logger="edgerun.runtime.listing"):
+        items = list(open_source(str(tmp_path / "in")))
+    assert [Path(i.source).name for i in items] == ["00000.png", "00001.png", "x.png"]
+    assert [i.error for i in items][:2] == [None, None] and "is a directory, not an image" in items[2].error
+    assert f"1 subfolder(s) not read; to read them too: --source '{tmp_path / 'in'}/**/*.png'" in caplog.text
