@@ -278,6 +278,16 @@ def write_image(
     return write_bytes(target, encoded.tobytes(), protected, what, durable)
 
 
+#: control characters (a newline in a file name, an escape sequence) -> what a line shows instead
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), 127]} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped: one record stays one line, and a file name
+    cannot move the terminal's cursor or change its colours."""
+    return text.translate(_CONTROLS)
+
+
 def printable(text: str, encoding: str | None = None) -> str:
     """``text`` as ``encoding`` can carry it: undecodable bytes of file names shown as ``\\xff``."""
     try:
@@ -345,7 +355,7 @@ class LineWriter:
         if self._dropped:
             return
         try:
-            out.write(printable(line, getattr(out, "encoding", None)) + "\n")
+            out.write(printable(one_line(line), getattr(out, "encoding", None)) + "\n")
             out.flush()
         except BrokenPipeError:
             raise StdoutClosed(f"standard output was closed after {self.lines} lines") from None

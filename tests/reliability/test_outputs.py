@@ -204,6 +204,15 @@ def test_non_utf8_names_under_a_strict_stdout(mnist_cnn, tmp_path, digits, edger
     assert json.loads(proc.stdout)["source"].endswith("\\xff.png")
 
 
+def test_a_newline_in_a_file_name_keeps_one_line_per_record(mnist_cnn, tmp_path, digits, edgerun):
+    digits(tmp_path / "in", 2)
+    os.rename(tmp_path / "in" / "00000.png", tmp_path / "in" / "new\nline\x1b[31m.png")
+    proc = edgerun("-q", "run", mnist_cnn, "--source", tmp_path / "in")
+    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 0 and len(lines) == 2, lines
+    assert "new\\nline\\x1b[31m.png" in lines[1] and "\x1b" not in proc.stdout.decode()
+
+
 def test_export_refuses_to_write_over_its_keras_model(tmp_path):
     from edgerun.export.cli import main as export_main
 
