@@ -11,7 +11,9 @@ timeouts, reconnection).
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -220,6 +222,20 @@ def source_kind(spec: str) -> str:
     return "unknown"
 
 
+def _missing(path: Path, spec: str) -> str:
+    """Why ``path`` cannot be opened: it does not exist, or it is a link to nothing or a loop."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return f"{spec} does not exist (expected a camera index, file, directory, glob or URL)"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{spec} is a link loop (it leads back to itself through {target}); point it at a file"
+    return f"{spec} is a link to {target}, which does not exist; point it at an existing file"
+
+
 def _probe(check) -> bool:
     """``path.exists``/``path.is_dir`` that answers False where the OS refuses to say (a parent
     folder that may not be searched, a name too long): the source is then opened as what its
@@ -295,7 +311,7 @@ def _open(spec: str, live_options, capture_factory) -> Source:
             raise SourceError(f"no images found in {path}{hint}; supported: {', '.join(IMAGE_SUFFIXES)}")
         return ImageFiles(images, str(path))
     if not path.exists():
-        raise SourceError(f"{spec} does not exist (expected a camera index, file, directory, glob or URL)")
+        raise SourceError(_missing(path, spec))
     if kind == "list":
         return ImageFiles(list_file(path), str(path), listing=path)
     if kind == "video":

@@ -187,3 +187,13 @@ def test_a_folder_named_like_an_image_is_one_error_record_and_subfolders_are_men
     assert [Path(i.source).name for i in items] == ["00000.png", "00001.png", "x.png"]
     assert [i.error for i in items][:2] == [None, None] and "is a directory, not an image" in items[2].error
     assert f"1 subfolder(s) not read; to read them too: --source '{tmp_path / 'in'}/**/*.png'" in caplog.text
+
+
+def test_a_link_given_as_the_source_says_what_is_wrong_with_it(tmp_path):
+    (tmp_path / "a.png").symlink_to("b.png")
+    (tmp_path / "b.png").symlink_to("a.png")
+    (tmp_path / "gone.png").symlink_to("nothing.png")
+    with pytest.raises(SourceError, match=r"a.png is a link loop \(it leads back to itself through b.png\)"):
+        open_source(str(tmp_path / "a.png"))
+    with pytest.raises(SourceError, match="gone.png is a link to nothing.png, which does not exist"):
+        open_source(str(tmp_path / "gone.png"))
