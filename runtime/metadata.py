@@ -109,8 +109,9 @@ class Preprocessing:
                 raise MetadataError(f"preprocessing {name} must be a list of finite numbers, got {values!r}")
             channels = 1 if self.color == "gray" else 3
             if len(values) not in (1, channels):
+                wanted = "1 (its one channel)" if channels == 1 else "1 (for every channel) or 3 (one per channel)"
                 raise MetadataError(
-                    f"preprocessing {name} has {len(values)} values; a {self.color} model needs 1 or {channels}"
+                    f"preprocessing {name} has {len(values)} values; a {self.color} model takes {wanted}"
                 )
         if any(v == 0 for v in self.std):
             raise MetadataError(f"preprocessing std must not contain 0, got {self.std!r}")

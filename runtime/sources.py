@@ -320,6 +320,11 @@ def _open(spec: str, live_options, capture_factory) -> Source:
         return IdxImages(path)
     if kind == "image":
         return ImageFiles([path], str(path))
+    if "idx1" in path.name:
+        raise SourceError(
+            f"{spec} is an IDX labels file (idx1): it holds labels, not images; give the images file "
+            f"beside it (idx3, e.g. {path.name.replace('labels-idx1', 'images-idx3')})"
+        )
     raise SourceError(
         f"{spec}: unsupported format {path.suffix or '(no suffix)'}; expected an image "
         f"({', '.join(IMAGE_SUFFIXES)}), a video ({', '.join(VIDEO_SUFFIXES)}) or a list "

@@ -28,7 +28,7 @@ PRE = {"recipe": "gray", "size": [28, 28], "color": "gray", "scale": 1 / 255, "r
         ({"edgerun.preprocessing": json.dumps({**PRE, "mean": ["a"]})}, "mean must be a list of finite numbers"),
         ({"edgerun.preprocessing": json.dumps({**PRE, "mean": [True]})}, "mean must be a list of finite numbers"),
         ({"edgerun.preprocessing": json.dumps({**PRE, "size": [True, 28]})}, "size must be"),
-        ({"edgerun.preprocessing": json.dumps({**PRE, "mean": [0.1, 0.2]})}, "needs 1 or 1"),
+        ({"edgerun.preprocessing": json.dumps({**PRE, "mean": [0.1, 0.2]})}, r"gray model takes 1 \(its one"),
         ({"edgerun.preprocessing": json.dumps({**PRE, "resize": "fancy"})}, "resize must be one of"),
         ({"edgerun.opset": '"17"'}, "opset must be int"),
         ({"edgerun.versions": "[1]"}, "versions must be dict"),

@@ -197,3 +197,10 @@ def test_a_link_given_as_the_source_says_what_is_wrong_with_it(tmp_path):
         open_source(str(tmp_path / "a.png"))
     with pytest.raises(SourceError, match="gone.png is a link to nothing.png, which does not exist"):
         open_source(str(tmp_path / "gone.png"))
+
+
+def test_an_idx_labels_file_as_the_source_points_at_the_images_file(tmp_path):
+    labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(b"")
+    with pytest.raises(SourceError, match=r"IDX labels file \(idx1\).*\(idx3, e\.g\. t10k-images-idx3-ubyte\.gz\)"):
+        open_source(str(labels))
