@@ -200,7 +200,7 @@ class Run(Lifecycle):
             s["preprocess_fps"],
             s["inference_fps"],
         )
-        if s["source_fps"]:
+        if s["source_fps"] and self.source.nominal_fps:  # videos, cameras, streams: images have no frame rate
             logger.info("source frame rate from timestamps: %.2f fps", s["source_fps"])
         reason = self.source.stop_reason or self.stats.stop_reason
         if reason:

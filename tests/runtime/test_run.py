@@ -63,11 +63,16 @@ def test_every_input_gives_one_record_errors_included(mnist_cnn, tmp_path):
     assert "is empty" in records[1]["error"] and "could not be decoded" in records[2]["error"]
 
 
-def test_video_in_annotated_video_out(mnist_cnn, tmp_path, digit_video):
+def test_video_in_annotated_video_out(mnist_cnn, tmp_path, digit_video, mnist_pngs, caplog):
     video = digit_video(tmp_path / "in.avi", 15, fps=10.0)
     saved, out = tmp_path / "out.avi", tmp_path / "r.jsonl"
     argv = [str(mnist_cnn), "--source", str(video), "--save", str(saved), "--json", str(out), "--batch", "4"]
-    assert run_main(argv) == 0
+    with caplog.at_level("INFO", logger="edgerun.runtime.run"):
+        assert run_main(argv) == 0
+        assert "source frame rate from timestamps: 10.00 fps" in caplog.text
+        caplog.clear()
+        assert run_main([str(mnist_cnn), "--source", str(mnist_pngs[0]), "--json", str(tmp_path / "i.jsonl")]) == 0
+        assert "frame rate" not in caplog.text  # images have none; it said 1.00 fps
     assert len(read_jsonl(out)) == 15
     capture = cv2.VideoCapture(str(saved))
     frames = 0
