@@ -26,12 +26,20 @@ GATE_THREADS = 1
 
 
 def _batches(text: str) -> tuple[int, ...]:
+    """Comma-separated batch sizes, each from 1 to the runtime's cap (``edgerun run --batch``'s)."""
+    from edgerun.runtime.argtypes import batch_size
+
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"batch sizes must be 1 or more, got {text!r}")
+    for value in values:
+        try:
+            batch_size(str(value))
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"batch size {value}: {exc}") from None
     return values
 
 
@@ -112,18 +120,7 @@ def _validate(args, parser) -> None:
 
     if not args.models:
         parser.error("give at least one ONNX model")
-    import onnx
-
-    from edgerun.runtime.model import ModelError, check_model_file
-
-    for path in args.models:
-        try:
-            check_model_file(path)
-            onnx.load(str(path), load_external_data=False)
-        except ModelError as exc:
-            parser.error(str(exc))
-        except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and others
-            parser.error(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})")
+    args.models, args.inputs = _check_models(args.models, parser)
     peers = list(PEERS) if args.vs.strip() == "all" else [v.strip() for v in args.vs.split(",") if v.strip()]
     unknown = [v for v in peers if v not in PEERS]
     if unknown:
@@ -131,27 +128,9 @@ def _validate(args, parser) -> None:
     args.peers = peers
     if args.warmup < 0:
         parser.error(f"--warmup must be 0 or more, got {args.warmup}")
-    if args.pipeline is not None and not args.pipeline.is_file():
-        parser.error(f"--pipeline video {args.pipeline} does not exist")
-    # No output may replace an input (a model, a twin, the video, the baseline compared with) or be
-    # a device, FIFO or folder: the one writer's rules (edgerun.runtime.outputs).
-    from edgerun.runtime.outputs import OutputError, Protected, check_target
-
-    from .backends import twin
-
-    twins = [
-        twin(p, suffix, explicit)
-        for p in args.models
-        for suffix, explicit in ((".tflite", args.tflite), (".keras", args.keras))
-    ]
-    args.protected = Protected([*args.models, *twins, args.pipeline, args.compare])
-    for option in ("json", "markdown", "plot", "save_baseline"):
-        target = getattr(args, option)
-        if target is not None:
-            try:
-                check_target(target, args.protected, "--" + option.replace("_", "-"))
-            except OutputError as exc:
-                parser.error(str(exc))
+    if args.pipeline is not None:
+        _check_pipeline(args, parser)
+    _check_outputs(args, parser)
     if args.rounds is None:
         args.rounds = BASELINE_ROUNDS if args.save_baseline and not args.compare else ROUNDS
     if (args.compare or args.save_baseline) and args.pipeline is None and args.rounds < MIN_GATE_ROUNDS:
@@ -162,6 +141,139 @@ def _validate(args, parser) -> None:
     elif args.save_baseline is not None and args.threads is None:
         args.threads = GATE_THREADS
         logger.info("--save-baseline measures with %d intra-op thread (give --threads to choose)", GATE_THREADS)
+
+
+def _check_models(given: list[Path], parser) -> tuple[list[Path], dict]:
+    """Each model's file (a path, or a bundled model's name as ``edgerun run`` takes it) and the
+    input the sweep will feed it, read now: a model the runtime cannot run is exit 2 before any
+    measuring, with the runtime's own message."""
+    import onnx
+
+    from edgerun.runtime.metadata import MetadataError
+    from edgerun.runtime.model import ModelError, check_model_file, resolve_model_path
+    from edgerun.runtime.preprocess import PreprocessError
+    from edgerun.runtime.providers import ProviderError
+
+    from .harness import model_input
+
+    paths, inputs, names = [], {}, {}
+    for spec in given:
+        try:
+            path = resolve_model_path(str(spec))
+            check_model_file(path)
+            onnx.load(str(path), load_external_data=False)
+        except ModelError as exc:
+            parser.error(str(exc))
+        except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and others
+            parser.error(f"{spec} is not an ONNX model ({type(exc).__name__}: {exc})")
+        if path in paths:
+            parser.error(f"model {spec} is given twice; give each model once")
+        if path.name in names:  # the report, the plots and the gate tell models apart by file name
+            parser.error(
+                f"{names[path.name]} and {spec} have the same file name {path.name!r}; the report names rows by "
+                "file name: copy or rename one of them"
+            )
+        names[path.name] = spec
+        try:
+            inputs[path] = model_input(path)
+        except (ModelError, MetadataError, PreprocessError, ProviderError) as exc:
+            parser.error(str(exc))
+        paths.append(path)
+    return paths, inputs
+
+
+def _check_pipeline(args, parser) -> None:
+    """--pipeline: one existing video OpenCV can open, one model, and only the outputs it writes."""
+    from edgerun.runtime.sources import VIDEO_SUFFIXES, SourceError, VideoFile, source_kind
+
+    video, suffixes = args.pipeline, ", ".join(VIDEO_SUFFIXES)
+    if video.is_dir():
+        parser.error(f"--pipeline {video} is a directory; give one video file ({suffixes})")
+    if not video.exists():
+        parser.error(f"--pipeline video {video} does not exist")
+    kind = source_kind(str(video))
+    if kind != "video":
+        what = "an image" if kind == "image" else f"not a video file (suffix {video.suffix or 'none'!r})"
+        parser.error(
+            f"--pipeline {video} is {what}; the pipeline benchmark times decoding, preprocessing and inference "
+            f"over a video's frames: give a video file ({suffixes})"
+        )
+    try:
+        source = VideoFile(video)
+    except SourceError as exc:
+        parser.error(f"--pipeline: {exc}")
+    frames = len(source)
+    source.close()
+    batch = args.batch[0]
+    if frames and frames < batch:
+        parser.error(f"--pipeline {video} has {frames} frames, fewer than one batch of {batch}: give --batch {frames}")
+    if len(args.models) != 1:
+        parser.error(f"--pipeline measures one model, got {len(args.models)}")
+    unused = [
+        f"--{name.replace('_', '-')}"
+        for name in ("markdown", "plot", "save_baseline", "compare")
+        if getattr(args, name) is not None
+    ] + (["--vs"] if args.peers else [])
+    if unused:
+        parser.error(f"--pipeline writes its report with --json only; {', '.join(unused)} would do nothing: drop it")
+
+
+def plot_targets(target: Path, models: list[str]) -> dict[str, Path]:
+    """Where each model's plot goes: ``target`` for one model, else TARGET_NAME.SUFFIX per model
+    (NAME.int8.onnx -> TARGET_NAME.int8.png: a model's plot never overwrites its variant's)."""
+    if len(models) == 1:
+        return {models[0]: target}
+    return {m: target.with_name(f"{target.stem}_{m.removesuffix('.onnx')}{target.suffix}") for m in models}
+
+
+def _check_outputs(args, parser) -> None:
+    """Every output, before any measuring: never an input (a model, a twin, the video, the baseline
+    compared with), a device, FIFO or folder (the one writer's rules, edgerun.runtime.outputs), nor
+    the file of another output (through links and ``..`` too); a plot in a format OpenCV writes."""
+    import os
+
+    import cv2
+
+    from edgerun.runtime.outputs import OutputError, Protected, check_target
+
+    from .backends import twin
+
+    twins = [
+        twin(p, suffix, explicit)
+        for p in args.models
+        for suffix, explicit in ((".tflite", args.tflite), (".keras", args.keras))
+    ]
+    args.protected = Protected([*args.models, *twins, args.pipeline, args.compare])
+    targets = [
+        (f"--{option.replace('_', '-')}", getattr(args, option))
+        for option in ("json", "markdown", "save_baseline")
+        if getattr(args, option) is not None
+    ]
+    if args.plot is not None:
+        if not cv2.haveImageWriter(str(args.plot)):
+            parser.error(
+                f"--plot {args.plot}: OpenCV cannot write images with the suffix {args.plot.suffix or '(none)'!r}; "
+                "give a name ending in .png (or .jpg, .bmp, .tif, .webp)"
+            )
+        targets += [("--plot", p) for p in plot_targets(args.plot, [m.name for m in args.models]).values()]
+    seen: dict[object, tuple[str, Path]] = {}
+    for what, target in targets:
+        try:
+            real = check_target(target, args.protected, what)
+        except OutputError as exc:
+            parser.error(str(exc))
+        try:  # an existing file: by device and inode (hard links too); a new one: by its resolved path
+            st = os.stat(real)
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:
+            key = real
+        if key in seen:
+            other, path = seen[key]
+            parser.error(
+                f"{what} {target} is the same file as {other} {path}; one would overwrite the other: "
+                "give each output its own path"
+            )
+        seen[key] = (what, target)
 
 
 def _load_gate(args, parser):
@@ -216,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.pipeline is not None:
         from .pipeline import pipeline_benchmark
 
-        return pipeline_benchmark(args.pipeline, args.models[0], args.batch[0], args.threads, args.json, args.spin)
+        return pipeline_benchmark(
+            args.pipeline, args.models[0], args.batch[0], args.threads, args.json, args.spin, args.protected
+        )
 
     from edgerun.runtime.outputs import write_text
 
@@ -242,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         twins={"tflite": args.tflite, "keras": args.keras},
         reference_batches=gate.reference_batches() if gate else {},
         tuned=tuned,
+        inputs=args.inputs,
     )
     report = run_sweep(config, more_rounds=gate.undecided if gate else None)
     table = markdown(report)
@@ -268,9 +383,7 @@ def _plots(report: dict, target: Path, protected) -> None:
     from .report import plot
 
     models = list(dict.fromkeys(r["model"] for r in report["results"]))
-    for model in models:
-        # NAME.int8.onnx -> TARGET_NAME.int8.png: a model's plot never overwrites its variant's
-        path = target if len(models) == 1 else target.with_name(f"{target.stem}_{model.removesuffix('.onnx')}.png")
+    for model, path in plot_targets(target, models).items():
         try:
             logger.info("plot: %s", plot(report, model, path, protected))
         except ValueError as exc:

@@ -36,6 +36,8 @@ STAT_FIELDS = ("iters", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "ma
 ESTIMATE_ITERS = 5  # timed runs after the warm-up; the fastest sizes the rounds and the reference
 #: A round is cut off after this many times its planned time (a very busy machine).
 ROUND_CAP = 3.0
+#: SweepConfig fields the report's "settings" leave out (paths and what was read from them)
+_NOT_SETTINGS = ("models", "twins", "reference_batches", "inputs")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class SweepConfig:
     tuned: bool = False  # the edgerun backend uses the tune cache (edgerun tune) where it has entries
     #: (model file name, batch) -> reference batch, from a baseline: the same reference work again.
     reference_batches: dict = field(default_factory=dict)
+    #: model path -> its ModelInput, read when the arguments were checked (else read here)
+    inputs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -137,7 +141,7 @@ def run_sweep(
     providers_in_use: set[str] = set()
     for path in config.models:
         name = path.name
-        inp = model_input(path)
+        inp = config.inputs.get(path) or model_input(path)
         try:
             flops = flops_per_image(path, inp.dynamic)
         except ImportError:
@@ -187,7 +191,7 @@ def run_sweep(
         "machine": {"peak": peak.to_dict()},
         "reference": {"id": REFERENCE_ID} if reference else None,
         "models": models_info,
-        "settings": {k: v for k, v in asdict(config).items() if k not in ("models", "twins", "reference_batches")},
+        "settings": {k: v for k, v in asdict(config).items() if k not in _NOT_SETTINGS},
         "results": [asdict(r) for r in rows],
     }
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from edgerun.runtime.model import Model, SessionConfig
+from edgerun.runtime.outputs import Protected
 from edgerun.runtime.pipeline import Pipeline, PipelineConfig
 from edgerun.runtime.sources import open_source
 
@@ -37,8 +38,15 @@ def stage_fps(video: Path, model: Model, batch: int) -> dict:
 
 
 def pipeline_benchmark(
-    video: Path, model_path: Path, batch: int, threads: int | None, json_out: Path | None, spinning: bool = False
+    video: Path,
+    model_path: Path,
+    batch: int,
+    threads: int | None,
+    json_out: Path | None,
+    spinning: bool = False,
+    protected: Protected | None = None,
 ) -> int:
+    """Measure and print; ``json_out`` is never one of ``protected`` (the model, the video)."""
     model = Model.load(model_path, SessionConfig(provider="cpu", threads=threads, spinning=spinning))
     alone = stage_fps(video, model, batch)
     pipeline = Pipeline(model, PipelineConfig(batch=batch))
@@ -68,5 +76,5 @@ def pipeline_benchmark(
     if json_out:
         from .report import write_json
 
-        write_json(report, json_out)
+        write_json(report, json_out, protected or Protected([model_path, video]))
     return 0

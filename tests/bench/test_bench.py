@@ -274,3 +274,97 @@ def test_resampled_quantiles_are_the_pooled_quantiles_of_the_drawn_rounds(q):
     got = _resampled_quantiles(rounds, picks, q)
     want = [np.percentile(np.concatenate([rounds[i] for i in pick]), q, method="inverted_cdf") for pick in picks]
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.fixture
+def no_measuring(monkeypatch):
+    """Fails the test if the sweep or the pipeline benchmark starts: arguments come first."""
+    from edgerun.bench import harness, pipeline
+
+    def started(*args, **kwargs):
+        raise AssertionError("measuring started before the arguments were refused")
+
+    monkeypatch.setattr(harness, "run_sweep", started)
+    monkeypatch.setattr(pipeline, "pipeline_benchmark", started)
+
+
+def _write_inputs(tmp_path, tiny_model) -> dict:
+    """Odd inputs the bench must refuse, as {name: path} for argv templates."""
+    import cv2
+
+    from ..runtime.test_model import make_model
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "bad.mp4").write_text("not a video")
+    (tmp_path / "videos").mkdir()
+    cv2.imwrite(str(tmp_path / "one.png"), np.zeros((28, 28), np.uint8))
+    (tmp_path / "link.md").symlink_to(tmp_path / "r.json")
+    return {
+        "model": tiny_model(tmp_path / "m.onnx"),
+        "a": tiny_model(tmp_path / "a" / "m.onnx"),
+        "b": tiny_model(tmp_path / "b" / "m.onnx"),
+        "c": tiny_model(tmp_path / "c.onnx"),
+        "flat": make_model(tmp_path / "flat.onnx", [1, 784]),
+        "tmp": tmp_path,
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # a model the runtime cannot run: its own message, as edgerun run gives it
+        (["{flat}"], "input 'x' has shape [1, 784]; edgerun runs image models with a 4-D input"),
+        (["{model}", "{model}"], "is given twice"),
+        (["{a}", "{b}"], "have the same file name 'm.onnx'"),
+        (["{model}", "--batch", "1,1025"], "batch size 1025: expected at most 1024"),
+        (["{model}", "--pipeline", "{tmp}/bad.mp4"], "bad.mp4 could not be opened as a video"),
+        (["{model}", "--pipeline", "{tmp}/videos"], "videos is a directory; give one video file"),
+        (["{model}", "--pipeline", "{tmp}/one.png"], "one.png is an image; the pipeline benchmark times"),
+        (["{model}", "--pipeline", "{tmp}/v.avi", "--markdown", "{tmp}/p.md"], "--json only; --markdown"),
+        (["{model}", "--plot", "{tmp}/p.txt"], "OpenCV cannot write images with the suffix '.txt'"),
+        (["{model}", "--plot", "{tmp}/p"], "OpenCV cannot write images with the suffix '(none)'"),
+        (["{model}", "--json", "{tmp}/r.json", "--markdown", "{tmp}/r.json"], "is the same file as --json"),
+        (["{model}", "--json", "{tmp}/r.json", "--markdown", "{tmp}/a/../r.json"], "is the same file as --json"),
+        (["{model}", "--json", "{tmp}/r.json", "--markdown", "{tmp}/link.md"], "is the same file as --json"),
+        (["{model}", "--json", "{tmp}/r.json", "--save-baseline", "{tmp}/r.json"], "is the same file as --json"),
+        (["{model}", "{c}", "--plot", "{tmp}/p.png", "--json", "{tmp}/p_c.png"], "is the same file as --json"),
+    ],
+)
+def test_bad_inputs_and_outputs_are_refused_before_measuring(
+    tmp_path, tiny_model, digit_video, no_measuring, argv, message, capsys
+):
+    fill = _write_inputs(tmp_path, tiny_model)
+    digit_video(tmp_path / "v.avi", 4)
+    with pytest.raises(SystemExit) as info:
+        cli.main([a.format(**fill) for a in argv])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_pipeline_video_shorter_than_a_batch_is_refused(tmp_path, tiny_model, digit_video, no_measuring, capsys):
+    model, video = tiny_model(tmp_path / "m.onnx"), digit_video(tmp_path / "v.avi", 3)
+    with pytest.raises(SystemExit) as info:
+        cli.main([str(model), "--pipeline", str(video), "--batch", "8"])
+    assert info.value.code == 2 and "has 3 frames, fewer than one batch of 8: give --batch 3" in capsys.readouterr().err
+
+
+def test_bench_takes_a_bundled_model_by_name(mnist_cnn, tmp_path, monkeypatch):
+    """edgerun bench mnist_cnn: the bundled model, as edgerun run and edgerun.load find it."""
+    from edgerun.runtime.model import resolve_model_path
+
+    monkeypatch.chdir(tmp_path)  # no file named mnist_cnn here
+    out = tmp_path / "r.json"
+    argv = ["mnist_cnn", "--batch", "1", "--iters", "2", "--warmup", "0", "--rounds", "1", "--json", str(out)]
+    assert cli.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["models"][0]["path"] == str(resolve_model_path("mnist_cnn"))
+    assert report["results"][0]["error"] is None
+
+
+def test_plots_of_several_models_keep_the_asked_format(tmp_path, tiny_model):
+    a, b = tiny_model(tmp_path / "a.onnx", batch=None), tiny_model(tmp_path / "b.onnx", batch=None)
+    argv = [str(a), str(b), "--batch", "1", "--iters", "2", "--warmup", "0", "--rounds", "1"]
+    assert cli.main([*argv, "--plot", str(tmp_path / "p.jpg")]) == 0
+    assert sorted(p.name for p in tmp_path.glob("p_*")) == ["p_a.jpg", "p_b.jpg"]
+    assert (tmp_path / "p_a.jpg").read_bytes()[:2] == b"\xff\xd8"  # JPEG, not PNG under a .jpg name
