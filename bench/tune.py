@@ -367,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         "batch size in the tune cache, which edgerun bench and the runtime use (--no-tune to ignore it). "
         "Exit 0; 2 for bad arguments.",
     )
-    p.add_argument("models", nargs="+", type=Path, help="ONNX models to tune")
+    p.add_argument("models", nargs="+", type=Path, help="ONNX models to tune (files, or bundled models' names)")
     p.add_argument("--batch", type=_batches, default=(1, 8, 64), help="batch sizes, e.g. 1,8,64 (default)")
     p.add_argument("--provider", choices=("cpu",), default="cpu", help="execution provider (CPU only so far)")
     p.add_argument("--seconds", type=positive_float, default=0.25, help="per candidate per round (default 0.25)")
@@ -389,21 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from edgerun.runtime.model import ModelError, check_model_file
     from edgerun.runtime.tuning import cache_path, graphs_dir
 
-    for path in args.models:
-        try:
-            check_model_file(path)
-        except ModelError as exc:
-            parser.error(str(exc))
     if args.variant and len(args.models) != 1:
         parser.error("--variant compares graphs of one model: give exactly one model")
-    for path in args.variant:
-        try:
-            check_model_file(path)
-        except ModelError as exc:
-            parser.error(f"--variant: {exc}")
+    args.models = [_check_model(path, parser) for path in args.models]
+    args.variant = [_check_model(path, parser, "--variant: ") for path in args.variant]
     if not 0 <= args.margin < 100:
         parser.error(f"--margin must be a percentage from 0 to 100, got {args.margin}")
     config = TuneConfig(
@@ -414,12 +405,48 @@ def main(argv: list[str] | None = None) -> int:
         margin=args.margin / 100,
     )
     cache = args.cache or cache_path()
+    if not args.dry_run:
+        _check_cache(cache, [*args.models, *args.variant], parser)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="edgerun-tune-") as scratch:
         # A dry run measures the graph variants too, from a folder that goes with it.
         config = replace(config, graphs=Path(scratch) if args.dry_run else graphs_dir(cache))
         return _tune_all(args, config, cache)
+
+
+def _check_model(spec: Path, parser, prefix: str = "") -> Path:
+    """The model's file (a path, or a bundled model's name as ``edgerun run`` takes it), checked
+    as the tuner will read it: exit 2 before any measuring when the runtime cannot run it."""
+    from edgerun.runtime.metadata import MetadataError
+    from edgerun.runtime.model import ModelError, check_model_file, resolve_model_path
+    from edgerun.runtime.preprocess import PreprocessError
+
+    try:
+        path = resolve_model_path(str(spec))
+        check_model_file(path)
+        input_shape(path)
+    except (ModelError, MetadataError, PreprocessError) as exc:
+        parser.error(f"{prefix}{exc}")
+    return path
+
+
+def _check_cache(cache: Path, inputs: list[Path], parser) -> None:
+    """The tune cache can be written (its folder made, a file created there), is no input and,
+    where it exists, can be read: exit 2 now, not after the measuring."""
+    from edgerun.runtime.outputs import OutputError, Protected, check_directory, check_target
+    from edgerun.runtime.tuning import ENV_CACHE, TuningCacheError, read_cache
+
+    hint = f"give --cache FILE (or set {ENV_CACHE}) to store it elsewhere, or --dry-run to store nothing"
+    try:
+        check_target(cache, Protected(inputs), "tune cache")
+        read_cache(cache)
+    except (OutputError, TuningCacheError) as exc:
+        parser.error(str(exc))
+    try:
+        check_directory(cache.parent, "tune cache folder")
+    except OutputError as exc:
+        parser.error(f"{exc}; {hint}")
 
 
 def _tune_all(args, config: TuneConfig, cache: Path) -> int:

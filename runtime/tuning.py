@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import platform
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .model import SessionConfig, SessionConfigError
@@ -53,6 +53,9 @@ class TunedSettings:
     p50_ms: float | None = None  # the tuned settings, as measured by edgerun tune
     default_p50_ms: float | None = None  # edgerun's defaults, same run, interleaved
     measured: str | None = None  # ISO date of the measurement
+    #: Set by a lookup for a batch size that was not tuned: the tuned batch these settings were
+    #: measured at (the nearest one). Not stored in the cache; :meth:`label` names it.
+    from_batch: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.threads is None:
@@ -66,14 +69,16 @@ class TunedSettings:
 
     @classmethod
     def from_dict(cls, data: dict) -> TunedSettings:
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"from_batch"}  # a lookup's note, never the cache's
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as exc:
             raise TuningCacheError(f"a tuned entry is incomplete ({exc})") from None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        del data["from_batch"]
+        return data
 
     @property
     def session_key(self) -> tuple:
@@ -91,6 +96,8 @@ class TunedSettings:
             parts.append("io-binding")
         if self.graph != "model":
             parts.append(f"graph {self.graph}")
+        if self.from_batch is not None:
+            parts.append(f"as tuned for batch {self.from_batch}, the nearest tuned batch size")
         return ", ".join(parts)
 
     def apply(self, config: SessionConfig) -> SessionConfig:
@@ -207,15 +214,14 @@ def read_cache(path: Path) -> dict:
     return data
 
 
-def _nearest(batches: dict, batch: int) -> dict | None:
-    """The entry for ``batch``, else the tuned batch nearest to it in log2 distance (ties: smaller)."""
+def _nearest(batches: dict, batch: int) -> int | None:
+    """``batch`` if it was tuned, else the tuned batch nearest to it in log2 distance (ties: smaller)."""
     if str(batch) in batches:
-        return batches[str(batch)]
+        return batch
     sizes = sorted(int(b) for b in batches)
     if not sizes:
         return None
-    best = min(sizes, key=lambda b: (abs(math.log2(b) - math.log2(batch)), b))
-    return batches[str(best)]
+    return min(sizes, key=lambda b: (abs(math.log2(b) - math.log2(batch)), b))
 
 
 def _load(cache: Path) -> dict | None:
@@ -236,14 +242,15 @@ def _machine_models(data: dict, provider: str) -> dict:
 
 def _lookup(models: dict, model_sha256: str, batch: int, exact: bool, cache: Path):
     batches = models.get(model_sha256, {}).get("batches", {})
-    entry = batches.get(str(batch)) if exact else _nearest(batches, batch)
-    if entry is None:
+    tuned = (batch if str(batch) in batches else None) if exact else _nearest(batches, batch)
+    if tuned is None:
         return None
     try:
-        return TunedSettings.from_dict(entry)
+        settings = TunedSettings.from_dict(batches[str(tuned)])
     except TuningCacheError as exc:
         logger.warning("tune cache %s: %s; ignoring it", cache, exc)
         return None
+    return settings if tuned == batch else replace(settings, from_batch=tuned)
 
 
 def tuned_settings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -67,6 +68,11 @@ def test_bench_shows_tuned_and_default_side_by_side(model_file, tmp_path, monkey
     rows = {(r["backend"], r["batch"]) for r in json.loads(out.read_text())["results"]}
     assert rows == {(b, n) for b in ("edgerun", "edgerun-default") for n in (1, 2)}
     assert "batch 1 runs tuned: 1 thread, no spin, opt extended, sequential, io-binding" in caplog.text
+    # batch 2 was not tuned: the log names the tuned batch whose settings it runs (README, Tuning)
+    assert (
+        "batch 2 runs tuned: 1 thread, no spin, opt extended, sequential, io-binding, "
+        "as tuned for batch 1, the nearest tuned batch size" in caplog.text
+    )
     assert cli.main([*args, "--no-tune"]) == 0
     assert {r["backend"] for r in json.loads(out.read_text())["results"]} == {"edgerun"}
 
@@ -90,3 +96,72 @@ def test_variants_are_measured_with_the_tuned_settings(model_file, tmp_path, cap
     with pytest.raises(SystemExit):
         tune.main([str(model_file), str(variant), "--variant", str(variant)])
     assert "exactly one model" in capsys.readouterr().err
+
+
+def test_the_runtime_log_names_the_tuned_batch_it_took(model_file, tmp_path, monkeypatch, caplog):
+    from edgerun.runtime.model import SessionConfig
+
+    cache = tmp_path / "tune.json"
+    monkeypatch.setenv(tuning.ENV_CACHE, str(cache))
+    chosen = tuning.TunedSettings(1, False, "extended", "sequential", False)
+    tuning.record(model_file, sha256_file(model_file), "cpu", {8: chosen, 64: chosen})
+    with caplog.at_level("INFO"):
+        _, used = tuning.tuned_config(model_file, 32, SessionConfig())
+    assert used.from_batch == 64
+    assert "tuned settings for batch 32 from" in caplog.text
+    assert "as tuned for batch 64, the nearest tuned batch size" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        _, used = tuning.tuned_config(model_file, 8, SessionConfig())
+    assert used.from_batch is None and "nearest" not in caplog.text  # a tuned batch: its own entry
+    assert "from_batch" not in json.loads(cache.read_text())["machines"].popitem()[1]["models"].popitem()[1][
+        "batches"]["8"]  # fmt: skip
+
+
+@pytest.fixture
+def no_tuning(monkeypatch):
+    """Fails the test if the tuner starts measuring: arguments and the cache come first."""
+
+    def started(*args, **kwargs):
+        raise AssertionError("measuring started before the arguments were refused")
+
+    monkeypatch.setattr(tune, "tune", started)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["{model}", "--cache", "{file}/tune.json"], "tune.json cannot be used: a part of the path is not a directory"),
+        pytest.param(
+            ["{model}", "--cache", "/proc/nope/tune.json"],
+            "tune cache folder /proc/nope cannot be written",
+            marks=pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc"),
+        ),
+        (["{model}", "--cache", "{model}"], "is an input of this run"),
+        (["{model}", "--cache", "{tmp}"], "is a directory, not a regular file"),
+        (["{model}", "--cache", "{broken}"], "cannot be read"),
+        (["{flat}", "--cache", "{tmp}/tune.json"], "input 'x' has shape [1, 784]"),
+        (["{model}", "--batch", "2000"], "batch size 2000: expected at most 1024"),
+        (["nosuch_model"], "'nosuch_model' is neither a file nor a bundled model"),
+    ],
+)
+def test_tune_refuses_before_measuring(argv, message, model_file, tmp_path, no_tuning, capsys):
+    (tmp_path / "file").write_text("a file, not a folder")
+    (tmp_path / "broken.json").write_text("{")
+    fill = {
+        "model": str(model_file),
+        "file": str(tmp_path / "file"),
+        "broken": str(tmp_path / "broken.json"),
+        "tmp": str(tmp_path),
+        "flat": str(make_model(tmp_path / "flat.onnx", [1, 784])),
+    }
+    with pytest.raises(SystemExit) as info:
+        tune.main([a.format(**fill) for a in argv])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_tune_takes_a_bundled_model_by_name(mnist_cnn, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no file named mnist_cnn here
+    argv = ["mnist_cnn", "--batch", "1", "--seconds", "0.005", "--rounds", "1", "--dry-run"]
+    assert tune.main(argv) == 0
+    assert "mnist_cnn.onnx:" in capsys.readouterr().out
