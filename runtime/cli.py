@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="let idle onnxruntime threads spin (off by default here: spinning threads take the "
         "cores the decode and preprocessing threads need)",
     )
-    p.add_argument("--threshold", type=probability, help="localizer threshold (default 0.98)")
+    p.add_argument(
+        "--threshold",
+        type=probability,
+        help="localizer threshold in (0, 1] (default: the model's own, from its metadata; else 0.98)",
+    )
     p.add_argument("--no-tune", action="store_true", help="ignore the settings `edgerun tune` stored for this machine")
     progress = p.add_mutually_exclusive_group()
     progress.add_argument("--progress", action="store_true", default=None, help="always show a progress bar")
