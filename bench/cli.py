@@ -63,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         "an unusable baseline (before any measuring); 3 when --compare finds a regression; 4 when it is "
         "inconclusive (too noisy to decide even after extra rounds).",
     )
-    p.add_argument("models", nargs="*", type=Path, help="ONNX models to measure")
-    p.add_argument("--batch", type=_batches, default=(1, 2, 4, 8, 16, 32, 64), help="e.g. 1,2,4,8 (default 1..64)")
+    p.add_argument("models", nargs="*", type=Path, help="ONNX models to measure (files, or bundled models' names)")
+    p.add_argument(
+        "--batch", type=_batches, default=(1, 2, 4, 8, 16, 32, 64), help="e.g. 1,2,4,8, each 1-1024 (default 1..64)"
+    )
     p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs, reported apart (default 5)")
     g = p.add_mutually_exclusive_group()
@@ -105,13 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keras", type=Path, help="Keras twin (default: NAME.keras beside the model)")
     p.add_argument("--json", type=Path, help="write the report as JSON (atomic)")
     p.add_argument("--markdown", type=Path, help="write the Markdown table")
-    p.add_argument("--plot", type=Path, help="PNG plot (one per model: NAME appended when several)")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        help="plot image, a format OpenCV writes (.png, .jpg, ...); one per model: _NAME appended when several",
+    )
     p.add_argument("--save-baseline", type=Path, metavar="FILE", help="write this run as the gate's baseline")
     p.add_argument("--compare", type=Path, metavar="FILE", help="judge this run against a baseline (exit 3/4)")
     p.add_argument(
         "--max-regression", type=_percent, default=15.0, help="allowed slow-down for --compare (default 15%%)"
     )
-    p.add_argument("--pipeline", type=Path, metavar="VIDEO", help="benchmark the run pipeline on this video")
+    p.add_argument(
+        "--pipeline",
+        type=Path,
+        metavar="VIDEO",
+        help="benchmark the run pipeline on this video file with one model at the first --batch (report: --json)",
+    )
     return p
 
 

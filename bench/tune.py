@@ -365,10 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgerun tune",
         description="Measure onnxruntime session settings for a model on this machine and keep the fastest per "
         "batch size in the tune cache, which edgerun bench and the runtime use (--no-tune to ignore it). "
-        "Exit 0; 2 for bad arguments.",
+        "Exit 0; 2 for bad arguments or a tune cache that cannot be written (checked before any measuring).",
     )
     p.add_argument("models", nargs="+", type=Path, help="ONNX models to tune (files, or bundled models' names)")
-    p.add_argument("--batch", type=_batches, default=(1, 8, 64), help="batch sizes, e.g. 1,8,64 (default)")
+    p.add_argument("--batch", type=_batches, default=(1, 8, 64), help="batch sizes, each 1-1024, e.g. 1,8,64 (default)")
     p.add_argument("--provider", choices=("cpu",), default="cpu", help="execution provider (CPU only so far)")
     p.add_argument("--seconds", type=positive_float, default=0.25, help="per candidate per round (default 0.25)")
     p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds per comparison (default 5)")
