@@ -24,13 +24,35 @@ from .results import Result
 DEFAULT_THRESHOLD = 0.98
 
 
+class HeadOptionsError(ValueError):
+    """A head option out of range (``topk``, ``threshold``): the message says what is allowed."""
+
+
 @dataclass(frozen=True)
 class HeadOptions:
-    """What a user may set about turning outputs into answers."""
+    """What a user may set about turning outputs into answers (checked on creation, with the
+    bounds ``edgerun run --topk/--threshold`` enforces)."""
 
     topk: int = 5
     threshold: float | None = None  # localize; None: the model's own (metadata), else DEFAULT_THRESHOLD
     heatmaps: bool = False  # page localizers: also run the whole picture once for its class maps
+
+    def __post_init__(self) -> None:
+        topk = self.topk
+        if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
+            raise HeadOptionsError(f"topk must be a whole number >= 1 (classes to report), got {topk!r}")
+        threshold = self.threshold
+        if threshold is not None and (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float, np.integer, np.floating))
+            or not 0.0 < threshold <= 1.0  # NaN fails this too
+        ):
+            raise HeadOptionsError(
+                f"threshold must be a number in (0, 1] (a localizer's minimum score), or None for the model's own; "
+                f"got {threshold!r}"
+            )
+        if not isinstance(self.heatmaps, bool):
+            raise HeadOptionsError(f"heatmaps must be True or False, got {self.heatmaps!r}")
 
 
 @dataclass(eq=False)  # holds arrays
