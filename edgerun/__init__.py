@@ -27,6 +27,8 @@ _EXPORTS = {
     "MetadataError": "edgerun.runtime.metadata",
     "SourceError": "edgerun.runtime.frames",
     "ProviderError": "edgerun.runtime.providers",
+    "SessionConfigError": "edgerun.runtime.model",
+    "HeadOptionsError": "edgerun.runtime.heads",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -50,9 +52,27 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'edgerun' has no attribute {name!r}")
     from importlib import import_module
 
-    value = getattr(import_module(module), name)
+    try:
+        loaded = import_module(module)
+    except ModuleNotFoundError as exc:  # a bare install: say which extra brings the engine
+        raise missing_extra(exc) from None
+    value = getattr(loaded, name)
     globals()[name] = value
     return value
+
+
+def missing_extra(exc: ModuleNotFoundError) -> ModuleNotFoundError:
+    """``exc`` with the one-line install hint the ``edgerun`` command prints (the extra that
+    provides the missing module, from ``edgerun.cli.EXTRAS``); ``exc`` itself if none does.
+
+    The hint's error keeps ``exc.name``, so whoever catches it can still tell what is missing.
+    """
+    from edgerun.cli import missing_dependency
+
+    hint = missing_dependency("", exc)
+    if hint is None:
+        return exc
+    return ModuleNotFoundError(hint.replace("edgerun : ", "edgerun: ", 1), name=exc.name)
 
 
 def __dir__() -> list[str]:
