@@ -2,11 +2,57 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import re
 from dataclasses import fields
 from pathlib import Path
 
+from .frames import describe
 from .heads import HeadOptions
+from .metadata import MetadataError
 from .model import Model, Overrides, SessionConfig
+
+
+def _labels(value) -> tuple[str, ...]:
+    """Class names: a list or tuple of names, or a labels file (str or Path; one name per line,
+    blank lines and ``#`` comments skipped) read as ``edgerun run --labels`` reads it."""
+    if isinstance(value, (str, os.PathLike)):
+        from .cli import read_labels
+
+        return read_labels(Path(value))
+    if isinstance(value, (list, tuple)):
+        return tuple(value)  # each a non-empty string: Overrides checks
+    raise MetadataError(
+        f"labels must be a list of class names or the path of a labels file (one name per line), got {describe(value)}"
+    )
+
+
+def _size(value) -> tuple[int, int]:
+    """(height, width) from an int (a square), a pair, or the command line's text ("28 28", "28x28", "28")."""
+    from .argtypes import positive_int
+
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[\s,x]+", value.strip()) if p]
+        try:
+            sizes = [positive_int(p) for p in parts]
+        except argparse.ArgumentTypeError as exc:
+            raise MetadataError(f"size {value!r}: {exc}; expected 'H W' (or one number for a square)") from None
+        if len(sizes) not in (1, 2):
+            raise MetadataError(
+                f"size {value!r}: expected 'H W' (or one number for a square), got {len(sizes)} numbers"
+            )
+        return (sizes[0], sizes[-1])
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)  # Overrides checks it is at least 1
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise MetadataError(f"size must be an int (a square), (height, width) or 'H W', got {describe(value)}")
+
+
+def _per_channel(value) -> tuple:
+    """Per-channel values: one number (every channel), or a list or tuple of them."""
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
 def _split(options: dict) -> tuple[SessionConfig, Overrides, HeadOptions, int]:
@@ -16,12 +62,11 @@ def _split(options: dict) -> tuple[SessionConfig, Overrides, HeadOptions, int]:
     if unknown:
         raise TypeError(f"edgerun.load() got unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     values = {cls: {k: v for k, v in options.items() if k in names} for cls, names in groups.items()}
-    for key in ("size", "mean", "std", "labels"):
+    convert = {"size": _size, "labels": _labels, "mean": _per_channel, "std": _per_channel}
+    for key, parse in convert.items():
         if values[Overrides].get(key) is not None:
-            values[Overrides][key] = tuple(values[Overrides][key])
-    batch = int(options.get("batch", 1))
-    if batch < 1:
-        raise ValueError(f"batch must be at least 1, got {batch}")
+            values[Overrides][key] = parse(values[Overrides][key])
+    batch = options.get("batch", 1)  # checked by Model.load, for every caller
     return (
         SessionConfig(**values[SessionConfig]),
         Overrides(**values[Overrides]),
@@ -30,7 +75,7 @@ def _split(options: dict) -> tuple[SessionConfig, Overrides, HeadOptions, int]:
     )
 
 
-def load(model: str | Path, **options) -> Model:
+def load(model: str | os.PathLike, **options) -> Model:
     """Load an ONNX image model ready to call: ``edgerun.load("models/mnist_cnn.onnx")(frames)``.
 
     Args:
@@ -41,12 +86,19 @@ def load(model: str | Path, **options) -> Model:
             here; settings given by hand are kept); ``batch`` (inputs per inference call);
             ``topk``, ``threshold``;
             and, to describe a foreign model or override edgerun's metadata: ``labels``
-            (class names), ``layout`` (nchw|nhwc), ``size`` (H, W), ``gray``, ``scale``,
-            ``mean``, ``std`` (pixels x scale, - mean, / std, per channel).
+            (a list of class names, or a labels file: str or Path, one name per line, as
+            ``run --labels`` reads it), ``layout`` (nchw|nhwc), ``size`` ((H, W), an int for a
+            square, or ``"H W"``), ``gray``, ``scale``, ``mean``, ``std`` (pixels x scale,
+            - mean, / std, per channel: a number or one per channel).
 
     Raises:
-        ModelError, MetadataError, ProviderError: with what was expected and what to do.
-        SessionConfigError: ``threads``, ``optimization`` or ``execution_mode`` out of range.
+        ModelError: ``model`` is no path or name, or the file cannot run (message says why).
+        MetadataError: the model's metadata, or a describing option (``labels``, ``size``...)
+            that is malformed or disagrees with the graph.
+        ProviderError: an explicit GPU provider that cannot run here.
+        SessionConfigError: ``batch``, ``threads``, ``optimization`` or ``execution_mode`` out of range.
+        HeadOptionsError: ``topk`` or ``threshold`` out of range.
+        ImportError: onnxruntime or OpenCV missing (the message names the extra to install).
         TypeError: an unknown option.
     """
     tune = bool(options.pop("tune", True))

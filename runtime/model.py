@@ -15,21 +15,22 @@ preprocessed NHWC batch in, probabilities (or class maps) out.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .frames import Frame
+from .frames import IN_MEMORY_INPUTS, Frame, Source, SourceError, describe, holds_numbers, in_memory, openable
 from .heads import HeadOptions, OutputError, check_outputs, make_head
 from .metadata import MetadataError, ModelMetadata, Preprocessing, read_metadata
 from .modelfile import ModelError, check_model_file
-from .pipeline import Item, Pipeline, PipelineConfig
+from .pipeline import MAX_BATCH, Item, Pipeline, PipelineConfig
 from .preprocess import PreprocessError
 from .providers import check_ort_install, plan_providers, verify_providers
 from .results import Result
@@ -53,6 +54,47 @@ class Overrides:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     labels: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout is not None and (not isinstance(self.layout, str) or self.layout.lower() not in LAYOUTS):
+            raise MetadataError(f"layout must be one of {', '.join(LAYOUTS)}, got {describe(self.layout)}")
+        if self.size is not None and not (
+            isinstance(self.size, tuple) and len(self.size) == 2 and all(_whole(v) and v >= 1 for v in self.size)
+        ):
+            raise MetadataError(f"size must be (height, width), two whole numbers >= 1, got {describe(self.size)}")
+        if self.gray is not None and not isinstance(self.gray, bool):
+            raise MetadataError(
+                f"gray must be True or False (or None: read it from the model), got {describe(self.gray)}"
+            )
+        if self.scale is not None and not (_number(self.scale) and self.scale > 0):
+            raise MetadataError(
+                f"scale must be a number above 0 (pixels are multiplied by it), got {describe(self.scale)}"
+            )
+        for name, positive in (("mean", False), ("std", True)):
+            values = getattr(self, name)
+            if values is not None and not (
+                isinstance(values, tuple) and values and all(_number(v) and (v > 0 or not positive) for v in values)
+            ):
+                kind = "numbers above 0" if positive else "numbers"
+                raise MetadataError(f"{name} must be one or more {kind}, one per channel, got {describe(values)}")
+        if self.labels is not None and not (
+            isinstance(self.labels, tuple) and self.labels and all(isinstance(v, str) and v for v in self.labels)
+        ):
+            raise MetadataError(
+                f"labels must be class names (non-empty strings), one per output, got {describe(self.labels)}"
+            )
+
+
+LAYOUTS = ("nchw", "nhwc")
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return numeric and math.isfinite(value)
 
 
 OPTIMIZATION_LEVELS = ("basic", "extended", "all")
@@ -98,6 +140,17 @@ class SessionConfig:
             )
 
 
+def import_onnxruntime():
+    """onnxruntime, or an ImportError naming the extra that installs it (``pip install 'edgerun[cpu]'``)."""
+    try:
+        import onnxruntime
+    except ModuleNotFoundError as exc:
+        from edgerun import missing_extra
+
+        raise missing_extra(exc) from None
+    return onnxruntime
+
+
 def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -106,8 +159,14 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     """A path as given, or the bundled model of that name (``mnist_cnn``) when no such file exists.
 
     Raises:
-        ModelError: neither a file nor a bundled model (the bundled names are listed).
+        ModelError: neither a file nor a bundled model (the bundled names are listed), or not
+            a path at all.
     """
+    if not isinstance(name_or_path, (str, os.PathLike)) or isinstance(name_or_path, bytes):
+        raise ModelError(
+            f"expected the path of an .onnx file (str or Path) or a bundled model's name such as 'mnist_cnn', "
+            f"got {describe(name_or_path)}"
+        )
     path = Path(name_or_path)
     if path.exists() or path.suffix == ".onnx" or len(path.parts) > 1:
         return path
@@ -283,6 +342,12 @@ class Model:
         # The hot path reads these instead of walking the metadata on every call.
         self._input, self._outputs = metadata.input_name, [metadata.output_name]
         self._nchw, self._logits = metadata.layout == "NCHW", metadata.output_kind == "logits"
+        spec = _input(session, metadata)
+        self._dtype = INPUT_DTYPES.get(spec.type, np.float32)
+        shape = list(spec.shape)
+        # What run() takes, NHWC: an int is a fixed size, anything else (a name, None) any size.
+        self._expected = _nhwc(shape, metadata) if len(shape) == 4 else None
+        self._fixed_batch = _fixed_batch(session, metadata)
         self._warm: set[tuple[int, ...]] = set()
         self._lock = threading.Lock()
         self._binder = None  # CPU IO binding with pre-allocated outputs: see bind_outputs()
@@ -317,8 +382,9 @@ class Model:
             MetadataError: edgerun metadata of an unknown schema, malformed, or disagreeing
                 with the graph (class names vs output width, task vs output shape).
         """
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
+        if not _whole(batch) or not 1 <= batch <= MAX_BATCH:
+            raise SessionConfigError(f"batch must be a whole number from 1 to {MAX_BATCH}, got {describe(batch)}")
         config = config or SessionConfig()
         overrides = overrides or Overrides()
         path = resolve_model_path(path)
@@ -352,6 +418,13 @@ class Model:
             metadata = _infer_foreign(session.get_inputs(), session.get_outputs(), overrides)
         metadata = _apply_overrides(metadata, overrides)
         _check_io(session, metadata)
+        fixed = _fixed_batch(session, metadata)
+        if fixed is not None and fixed != batch:
+            logger.warning(
+                "%s: the model's batch axis is fixed at %d, so it runs %d input(s) per call, not the %d asked for%s",
+                path.name, fixed, fixed, batch, " (a partial batch is padded)" if fixed > 1 else "",
+            )  # fmt: skip
+            batch = fixed
         model = cls(session, metadata, path, foreign, options, batch)
         if config.io_binding:
             model.bind_outputs()
@@ -379,20 +452,52 @@ class Model:
         return f"Model({self.path.name!r}, task={self.task!r}, classes={len(self.classes)}, providers={self.providers})"
 
     # -- the raw call --------------------------------------------------------------------------
+    def _batch_text(self) -> str:
+        """The batch :meth:`run` takes, in words: ``(N, 28, 28, 1)``, N fixed where the model fixes it."""
+        if self._expected is None:
+            return "(N, H, W, C)"
+        n, *rest = self._expected
+        dims = [str(n) if _whole(n) else "N", *(str(d) if _whole(d) else str(d or "any") for d in rest)]
+        return f"({', '.join(dims)})"
+
+    def _refuse(self, got: str, hint: str = "") -> ModelError:
+        layout = " (edgerun transposes it to the model's NCHW)" if self._nchw else ""
+        return ModelError(
+            f"Model.run takes one preprocessed batch: a numpy array {self._batch_text()}, NHWC{layout}, float32; "
+            f"got {got}{hint or '; to run frames or files, call the model: model(x) or model.predict(frames)'}"
+        )
+
     def _feed(self, batch: np.ndarray) -> np.ndarray:
+        if not isinstance(batch, np.ndarray):
+            hint = "; convert it first: np.asarray(x, np.float32)" if isinstance(batch, (list, tuple)) else ""
+            raise self._refuse(describe(batch), hint)
+        if not holds_numbers(batch):
+            raise self._refuse(f"dtype {batch.dtype}", "; it must hold numbers: batch.astype(np.float32)")
         if batch.ndim != 4:
-            raise ModelError(
-                f"Model.run takes a preprocessed batch (N, H, W, C), got shape {batch.shape}; "
-                "to run frames or files, call the model: model(x) or model.predict(frames)"
-            )
+            raise self._refuse(f"shape {batch.shape}")
+        if self._expected is not None:
+            for axis, (want, got) in enumerate(zip(self._expected, batch.shape, strict=True)):
+                if _whole(want) and want != got:
+                    hint = ""
+                    if axis == 0:
+                        hint = f"; the model's batch axis is fixed at {want}: run {want} input(s) per call"
+                    raise self._refuse(f"shape {batch.shape}", hint)
+        if len(batch) == 0:
+            raise self._refuse("an empty batch (N = 0)", "; give at least one input")
         if self._nchw:
             batch = batch.transpose(0, 3, 1, 2)
-        if batch.dtype != np.float32 or not batch.flags.c_contiguous:
-            batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.dtype != self._dtype or not batch.flags.c_contiguous:
+            batch = np.ascontiguousarray(batch, dtype=self._dtype)
         return batch
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run a preprocessed NHWC float32 batch; returns probabilities (softmax applied to logits)."""
+        """Run a preprocessed NHWC float32 batch; returns probabilities (softmax applied to logits).
+
+        One onnxruntime call: the batch's shape must be the model's (see :meth:`expected_batch`).
+
+        Raises:
+            ModelError: not a numeric 4-D array of the model's input shape (the message gives it).
+        """
         feed = self._feed(batch)
         if self._iobinding:
             binding = self.session.io_binding()
@@ -409,6 +514,8 @@ class Model:
                 f"the model returned shape {out.shape} for a batch of {len(feed)}; expected one row per input "
                 "(batch, ...): it cannot be read as per-input answers"
             )
+        if out.dtype != np.float32:  # a float16 or float64 model: results are float32 like any other
+            out = out.astype(np.float32)
         if self._logits:
             rows = out.reshape(-1, out.shape[-1])
             is_prob = np.all(rows >= 0) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3)
@@ -450,21 +557,27 @@ class Model:
             if item.prepared is not None:
                 for j, tensor in enumerate(item.prepared.tensors):
                     groups.setdefault(tensor.shape, []).append((i, j))
-        for members in groups.values():
-            batch = np.stack([items[i].prepared.tensors[j] for i, j in members])
-            start = time.perf_counter_ns()
-            try:
-                out = self.run(batch)
-            except Exception as exc:  # noqa: BLE001 - a failed run gives error records, not a crash
-                logger.debug("inference failed", exc_info=True)
-                for i, _ in members:
-                    failed.setdefault(i, f"inference failed: {_short(exc)}")
-                continue
-            elapsed_ms = (time.perf_counter_ns() - start) / 1e6
-            for row, (i, j) in enumerate(members):
-                outputs[i][j] = out[row]
-            for i in {i for i, _ in members}:
-                latency[i] += elapsed_ms
+        # A model whose batch axis is fixed runs exactly that many per call (a partial call padded).
+        for same_shape in groups.values():
+            size = self._fixed_batch or len(same_shape)
+            for first in range(0, len(same_shape), size):
+                members = same_shape[first : first + size]
+                batch = np.stack([items[i].prepared.tensors[j] for i, j in members])
+                if len(members) < size:
+                    batch = np.concatenate([batch, np.zeros((size - len(members), *batch.shape[1:]), batch.dtype)])
+                start = time.perf_counter_ns()
+                try:
+                    out = self.run(batch)
+                except Exception as exc:  # noqa: BLE001 - a failed run gives error records, not a crash
+                    logger.debug("inference failed", exc_info=True)
+                    for i, _ in members:
+                        failed.setdefault(i, f"inference failed: {_short(exc)}")
+                    continue
+                elapsed_ms = (time.perf_counter_ns() - start) / 1e6
+                for row, (i, j) in enumerate(members):
+                    outputs[i][j] = out[row]
+                for i in {i for i, _ in members}:
+                    latency[i] += elapsed_ms
         results = []
         for i, item in enumerate(items):
             if i in failed:
@@ -476,34 +589,83 @@ class Model:
                 results.append(Result(item.frame.source, item.frame.index, latency[i], error=str(exc)))
         return results
 
-    def predict(self, frames: Iterable, batch: int | None = None) -> list[Result]:
-        """Results for frames in memory (numpy images, or paths), one per frame, in order.
+    def predict(self, frames, batch: int | None = None) -> list[Result]:
+        """Results for frames in memory, one per frame, in order.
 
-        Runs in the calling thread; for long or live sources use :meth:`stream`.
+        ``frames``: one numpy frame (HxW, or HxWxC with C 1, 3 or 4) is one input; a 4-D array
+        (NxHxWxC) is N inputs; a list, tuple or other iterable (a generator: read to its end
+        first) holds frames and image paths, one input each. Runs in the calling thread; for
+        a file, directory, video or camera call the model, for long or live sources use
+        :meth:`stream`.
+
+        Raises:
+            SourceError: anything else (a path string, None, an item that is no frame or path).
         """
-        return list(self.stream(ArraySource(list(frames)), batch=batch, threaded=False))
+        items = in_memory(frames)
+        if items is None:
+            hint = ""
+            if isinstance(frames, (str, os.PathLike)) or (_whole(frames) and frames >= 0):
+                hint = f"; to run a file, directory, glob, video, URL or camera, call the model: model({frames!r})"
+            raise SourceError(f"model.predict takes frames in memory: {IN_MEMORY_INPUTS}; got {describe(frames)}{hint}")
+        return list(self.stream(ArraySource(items), batch=batch, threaded=False))
 
     def stream(
         self, source, batch: int | None = None, threaded: bool = True, max_frames: int | None = None
     ) -> Iterator[Result]:
-        """Results for every frame of ``source`` (anything :func:`open_source` takes), in order.
+        """Results for every frame of ``source``, in order: what the model takes when called, except
+        a generator (call the model with it, or pass a list).
 
         Threaded (the default), decoding, preprocessing and inference overlap; see
         :class:`~edgerun.runtime.pipeline.Pipeline` for the stages and their statistics.
+
+        Raises:
+            SourceError: an input of no accepted kind (the message lists them), or a source
+                that cannot be opened.
         """
-        source = open_source(source)
+        if isinstance(source, (np.ndarray, list, tuple)):
+            source = ArraySource(in_memory(source))
+        elif not isinstance(source, Source):
+            source = open_source(openable(source, "model.stream"))
         config = PipelineConfig(batch=batch or self.batch, max_frames=max_frames, threaded=threaded)
         return Pipeline(self, config).results(source)
 
     def __call__(self, x, batch: int | None = None) -> list[Result]:
-        """Results for ``x``: a path, directory, glob, list file, video, numpy frame, or a list
-        of frames and paths. Always a list, one Result per input (a single input: a list of one)."""
-        return list(self.stream(x, batch=batch, threaded=not isinstance(x, (np.ndarray, list, tuple))))
+        """Results for ``x``, always a list, one Result per input (a single input: a list of one).
+
+        ``x`` is a path (str or Path) to an image, video, list file (.txt) or IDX file; a
+        directory; a glob; a stream URL; a camera index (int); a numpy frame (HxW, or HxWxC
+        with C 1, 3 or 4); a 4-D array NxHxWxC (N frames); or a list, tuple or other iterable
+        (a generator: read to its end first) of frames and image paths. An input that cannot
+        be read is an error result; ``x`` of none of these kinds raises :class:`SourceError`.
+        """
+        items = in_memory(x)
+        if items is not None:
+            return list(self.stream(ArraySource(items), batch=batch, threaded=False))
+        return list(self.stream(open_source(openable(x, "model()")), batch=batch))
 
 
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:300]
+
+
+#: onnxruntime input types edgerun can feed: its float32 images, cast to the model's float type.
+INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
+def _input(session, metadata: ModelMetadata):
+    return next(i for i in session.get_inputs() if i.name == metadata.input_name)
+
+
+def _nhwc(shape: list, metadata: ModelMetadata) -> list:
+    """A 4-D input shape in NHWC order (as ``Model.run`` takes it)."""
+    return [shape[0], shape[2], shape[3], shape[1]] if metadata.layout == "NCHW" else list(shape)
+
+
+def _fixed_batch(session, metadata: ModelMetadata) -> int | None:
+    """The size the model's batch axis is fixed at, or None when it takes any."""
+    shape = list(_input(session, metadata).shape)
+    return shape[0] if shape and _whole(shape[0]) and shape[0] >= 1 else None
 
 
 def _check_io(session, metadata: ModelMetadata) -> None:
@@ -514,3 +676,38 @@ def _check_io(session, metadata: ModelMetadata) -> None:
     if metadata.output_name not in outs:
         raise MetadataError(f"metadata names output {metadata.output_name!r}, the graph has {list(outs)}")
     check_outputs(metadata, list(outs[metadata.output_name].shape))
+    _check_input(_input(session, metadata), metadata)
+
+
+def _check_input(spec, metadata: ModelMetadata) -> None:
+    """Refuse an input edgerun cannot feed: a type that is not float, or a fixed size or channel
+    count that the preprocessing (the model's metadata and the user's options) would not make."""
+    if spec.type not in INPUT_DTYPES:
+        raise ModelError(
+            f"input {spec.name!r} takes {spec.type}, but edgerun feeds images as float32 (pixels x scale, "
+            "- mean, / std); re-export the model with a float input (put the cast and scaling inside the "
+            "graph), or run it with onnxruntime directly"
+        )
+    shape = list(spec.shape)
+    if len(shape) != 4:
+        return
+    _, h, w, c = _nhwc(shape, metadata)
+    pre = metadata.preprocessing
+    made = tuple(pre.size) if pre.size else (None, None)
+    for axis, fixed, ours in (("height", h, made[0]), ("width", w, made[1])):
+        if _whole(fixed) and _whole(ours) and fixed != ours:
+            raise MetadataError(
+                f"input {spec.name!r} has a fixed {axis} of {fixed} (shape {shape}), but the preprocessing makes "
+                f"{made[0]}x{made[1]} inputs; give size=({h}, {w}) (--size {h} {w}) or leave size unset"
+            )
+    channels = 1 if pre.color == "gray" else 3
+    if _whole(c) and c != channels:
+        if c == 1:
+            fix = "pass gray=True (--gray)"
+        elif c == 3:
+            fix = "pass gray=False, or leave gray unset"
+        else:
+            fix = "edgerun makes 1-channel (gray) or 3-channel (colour) inputs only"
+        raise MetadataError(
+            f"input {spec.name!r} takes {c} channel(s) (shape {shape}), but the preprocessing makes {channels}; {fix}"
+        )

@@ -29,7 +29,7 @@ def test_three_lines_on_arrays_a_directory_and_the_cli_agree(mnist_test, mnist_p
     directory, _ = mnist_pngs
     model = edgerun.load("mnist_cnn")
     from_arrays = model(list(images[:200]))
-    from_stack = model(images[:200], batch=32)
+    from_stack = model(images[:200, ..., None], batch=32)  # NxHxWxC: a batch of gray frames
     pngs = tmp_path / "pngs"
     pngs.mkdir()
     for i in range(200):
