@@ -147,7 +147,7 @@ def _int8(out: Path, args, metadata, keras_model, check_batch) -> list[str]:
             ),
         )
     lines = [
-        f"wrote     {int8}  ({int8.stat().st_size / 1e6:.2f} MB, QDQ per-channel, u8 activations / s8 weights)",
+        f"wrote     {int8}  ({int8.stat().st_size / 1e6:.2f} MB, QDQ per-channel, u8 activations / 7-bit s8 weights)",
         f"int8      calibrated on {calib.source}",
     ]
     if before.accuracy is not None:

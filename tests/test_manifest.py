@@ -38,3 +38,7 @@ def test_manifest_entry_matches_its_file(item):
         # to choose its threshold on), tested on the 5,000 test images
         assert item["training_data"]["train"]["samples"] in (5000, 4500)
         assert item["test_data"]["samples"] == 5000
+
+
+def test_the_committed_int8_model_computes_the_same_on_every_x86_cpu(int8_is_portable):
+    int8_is_portable(MODELS / "mnist_cnn.int8.onnx")

@@ -65,6 +65,10 @@ def test_int8_keeps_accuracy(trained_mnist, mnist_dir):
     assert abs(fp32.accuracy - int8.accuracy) <= 0.01
 
 
+def test_int8_export_has_7_bit_weights(trained_mnist, int8_is_portable):
+    int8_is_portable(trained_mnist["int8"])
+
+
 def test_int8_tflite_twin_is_full_integer_and_keeps_accuracy(trained_mnist, mnist_dir):
     """--tflite with --int8 writes NAME.int8.tflite from the same calibration images as the int8 ONNX."""
     from ai_edge_litert.interpreter import Interpreter
