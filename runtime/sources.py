@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .frames import Frame, Source, SourceError
+from .frames import Frame, Source, SourceError, check_items, split_frames
 from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
 from .listing import glob_files, images_in, list_file
 
@@ -259,9 +259,9 @@ def open_source(spec, live_options=None, capture_factory=None) -> Source:
         SourceError: a path that does not exist, nothing found, or an unsupported format.
     """
     if isinstance(spec, np.ndarray):
-        return ArraySource(_split_array(spec))
+        return ArraySource(split_frames(spec))  # the one rule for arrays, as model(x) reads them
     if isinstance(spec, (list, tuple)):
-        return ArraySource(spec)
+        return ArraySource(check_items(spec))
     if isinstance(spec, Source) and not isinstance(spec, (str, Path)):
         return spec
     spec = str(spec)
@@ -271,18 +271,6 @@ def open_source(spec, live_options=None, capture_factory=None) -> Source:
         return _open(spec, live_options, capture_factory)
     except (ValueError, OSError) as exc:  # what the OS says of an impossible path (too long, ...)
         raise SourceError(f"{spec!r} cannot be used as a source: {exc}") from exc
-
-
-def _split_array(array: np.ndarray) -> list[np.ndarray]:
-    """One image (HxW, HxWxC) is one frame; a 4-D array, or a 3-D stack of many gray images
-    that cannot be one picture (a last axis longer than 4), is one frame per leading index."""
-    if array.ndim == 4 or (array.ndim == 3 and array.shape[2] > 4):
-        return list(array)
-    if array.ndim in (2, 3):
-        return [array]
-    raise SourceError(
-        f"a numpy input must be one image (HxW or HxWxC) or a stack of them (NxHxW or NxHxWxC), got shape {array.shape}"
-    )
 
 
 def _open(spec: str, live_options, capture_factory) -> Source:

@@ -231,3 +231,18 @@ def test_truncated_video_gives_the_frames_it_has(tmp_path, caplog):
     frames = list(source)
     assert 0 < len(frames) < 40
     assert [f.index for f in frames] == list(range(len(frames)))
+
+
+def test_open_source_reads_arrays_by_the_same_rule_as_the_model():
+    """One rule for arrays in memory (frames.split_frames): open_source(array) as model(array)."""
+    import numpy as np
+
+    from edgerun.runtime.frames import SourceError
+    from edgerun.runtime.sources import open_source
+
+    assert len(list(open_source(np.zeros((28, 28, 3), np.uint8)))) == 1
+    assert len(list(open_source(np.zeros((5, 28, 28, 1), np.uint8)))) == 5
+    with pytest.raises(SourceError, match=r"add the channel axis: array\[\.\.\., None\]"):
+        open_source(np.zeros((5, 28, 28), np.uint8))  # was 5 frames here and an error in model(x)
+    with pytest.raises(SourceError, match="item 1 of the inputs is None"):
+        open_source([np.zeros((28, 28), np.uint8), None])
