@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.calib_data is not None and not args.calib_data.is_dir():
         return _fail(f"--calib-data {args.calib_data} is not a directory")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from edgerun.runtime.cli import read_labels
-    from edgerun.runtime.metadata import MetadataError
+    from edgerun.runtime.metadata import MetadataError, read_labels
 
     from .onnx import ExportError, export_keras, read_card
     from .parity import ParityError, check_parity, parity_inputs
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     staging = staged.path
     try:
         command = shlex.join(["edgerun", "export", *(sys.argv[2:] if argv is None else argv)])
-        labels = read_labels(args.labels) if args.labels else None
+        labels = read_labels(args.labels, "--labels") if args.labels else None
         keras_model, exported = export_keras(
             args.model, staging, opset=args.opset, command=command, labels=labels, simplified=not args.no_simplify
         )

@@ -6,11 +6,10 @@ import argparse
 import os
 import re
 from dataclasses import fields
-from pathlib import Path
 
 from .frames import describe
 from .heads import HeadOptions
-from .metadata import MetadataError
+from .metadata import MetadataError, read_labels
 from .model import Model, Overrides, SessionConfig
 
 
@@ -18,9 +17,7 @@ def _labels(value) -> tuple[str, ...]:
     """Class names: a list or tuple of names, or a labels file (str or Path; one name per line,
     blank lines and ``#`` comments skipped) read as ``edgerun run --labels`` reads it."""
     if isinstance(value, (str, os.PathLike)):
-        from .cli import read_labels
-
-        return read_labels(Path(value))
+        return read_labels(value)
     if isinstance(value, (list, tuple)):
         return tuple(value)  # each a non-empty string: Overrides checks
     raise MetadataError(

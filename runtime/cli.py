@@ -80,26 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_labels(path: Path) -> tuple[str, ...]:
-    """Class names from a text file, one per line (blank lines and '#' comments skipped)."""
-    from .metadata import MetadataError
-
-    if not path.is_file():  # a FIFO would block here for ever
-        raise MetadataError(f"--labels {path} is not a regular file; expected a text file, one name per line")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MetadataError(
-            f"--labels {path} cannot be read ({exc}); expected a text file, one name per line"
-        ) from None
-    names = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
-    if not names:
-        raise MetadataError(f"--labels {path} holds no names; expected one class name per line")
-    return names
-
-
 def overrides_from(args) -> Overrides:
     """What the command line says about the model, over what the model says of itself."""
+    from .metadata import read_labels
     from .model import Overrides
 
     return Overrides(
@@ -109,7 +92,7 @@ def overrides_from(args) -> Overrides:
         scale=args.scale,
         mean=tuple(args.mean) if args.mean else None,
         std=tuple(args.std) if args.std else None,
-        labels=read_labels(args.labels) if args.labels else None,
+        labels=read_labels(args.labels, "--labels") if args.labels else None,
     )
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 SCHEMA = 1
@@ -262,3 +264,23 @@ def read_metadata(model: Any) -> ModelMetadata | None:
     else:
         raise TypeError(f"cannot read metadata from {type(model).__name__}")
     return from_props(props)
+
+
+def read_labels(path: str | os.PathLike, what: str = "labels file") -> tuple[str, ...]:
+    """Class names from a text file, one per line (blank lines and '#' comments skipped).
+    ``what`` names the file in messages (``--labels`` on the command line).
+
+    Raises:
+        MetadataError: not a regular file, unreadable, not UTF-8, or holding no names.
+    """
+    path = Path(path)
+    if not path.is_file():  # a FIFO would block here for ever
+        raise MetadataError(f"{what} {path} is not a regular file; expected a text file, one name per line")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MetadataError(f"{what} {path} cannot be read ({exc}); expected a text file, one name per line") from None
+    names = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    if not names:
+        raise MetadataError(f"{what} {path} holds no names; expected one class name per line")
+    return names
