@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerun.runtime.model import Model, SessionConfig, guess_layout
+from edgerun.runtime.model import Model, SessionConfig
 from edgerun.runtime.modelfile import check_model_file
+from edgerun.runtime.modelio import guess_layout
 
 PEERS = ("ort-raw", "tflite", "opencv", "openvino", "keras")
 #: edgerun with its built-in defaults, shown beside the tuned ``edgerun`` row when a tune cache applies.

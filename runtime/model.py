@@ -15,21 +15,32 @@ preprocessed NHWC batch in, probabilities (or class maps) out.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .frames import IN_MEMORY_INPUTS, Frame, Source, SourceError, describe, holds_numbers, in_memory, openable
-from .heads import HeadOptions, OutputError, check_outputs, make_head
-from .metadata import MetadataError, ModelMetadata, Preprocessing, read_metadata
+from .heads import HeadOptions, OutputError, make_head
+from .metadata import MetadataError, ModelMetadata, read_metadata
 from .modelfile import ModelError, check_model_file
+from .modelio import (
+    INPUT_DTYPES,
+    LAYOUTS,
+    apply_overrides,
+    check_io,
+    finite_number,
+    fixed_batch,
+    infer_foreign,
+    input_spec,
+    nhwc,
+    whole,
+)
 from .pipeline import MAX_BATCH, Item, Pipeline, PipelineConfig
 from .preprocess import PreprocessError
 from .providers import check_ort_install, plan_providers, verify_providers
@@ -59,21 +70,23 @@ class Overrides:
         if self.layout is not None and (not isinstance(self.layout, str) or self.layout.lower() not in LAYOUTS):
             raise MetadataError(f"layout must be one of {', '.join(LAYOUTS)}, got {describe(self.layout)}")
         if self.size is not None and not (
-            isinstance(self.size, tuple) and len(self.size) == 2 and all(_whole(v) and v >= 1 for v in self.size)
+            isinstance(self.size, tuple) and len(self.size) == 2 and all(whole(v) and v >= 1 for v in self.size)
         ):
             raise MetadataError(f"size must be (height, width), two whole numbers >= 1, got {describe(self.size)}")
         if self.gray is not None and not isinstance(self.gray, bool):
             raise MetadataError(
                 f"gray must be True or False (or None: read it from the model), got {describe(self.gray)}"
             )
-        if self.scale is not None and not (_number(self.scale) and self.scale > 0):
+        if self.scale is not None and not (finite_number(self.scale) and self.scale > 0):
             raise MetadataError(
                 f"scale must be a number above 0 (pixels are multiplied by it), got {describe(self.scale)}"
             )
         for name, positive in (("mean", False), ("std", True)):
             values = getattr(self, name)
             if values is not None and not (
-                isinstance(values, tuple) and values and all(_number(v) and (v > 0 or not positive) for v in values)
+                isinstance(values, tuple)
+                and values
+                and all(finite_number(v) and (v > 0 or not positive) for v in values)
             ):
                 kind = "numbers above 0" if positive else "numbers"
                 raise MetadataError(f"{name} must be one or more {kind}, one per channel, got {describe(values)}")
@@ -83,18 +96,6 @@ class Overrides:
             raise MetadataError(
                 f"labels must be class names (non-empty strings), one per output, got {describe(self.labels)}"
             )
-
-
-LAYOUTS = ("nchw", "nhwc")
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _number(value: object) -> bool:
-    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    return numeric and math.isfinite(value)
 
 
 OPTIMIZATION_LEVELS = ("basic", "extended", "all")
@@ -235,83 +236,6 @@ def _load_failure(path: Path, text: str) -> str:
     return f"{path} is not a loadable ONNX model: {reason[:300]}"
 
 
-def guess_layout(shape: list) -> str | None:
-    """``NCHW`` or ``NHWC`` from a 4-D input shape when the channel axis is unambiguous, else None."""
-    if len(shape) != 4:
-        return None
-    nchw_like = shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4)
-    nhwc_like = shape[3] in (1, 3, 4) and shape[1] not in (1, 3, 4)
-    if nchw_like == nhwc_like:
-        return None
-    return "NCHW" if nchw_like else "NHWC"
-
-
-def _infer_foreign(inputs, outputs, overrides: Overrides) -> ModelMetadata:
-    """Metadata for a model without edgerun's: from its input shape and the user's flags."""
-    inp = inputs[0]
-    shape = list(inp.shape)
-    if len(shape) != 4:
-        raise ModelError(
-            f"input {inp.name!r} has shape {shape}; edgerun runs image models with a 4-D input "
-            "(batch, height, width, channels) or (batch, channels, height, width)"
-        )
-    layout = overrides.layout.upper() if overrides.layout else guess_layout(shape)
-    if layout is None:
-        raise ModelError(
-            f"cannot tell the layout of input {inp.name!r} with shape {shape}; "
-            "pass --layout nchw or --layout nhwc (and --size H W if it is dynamic)"
-        )
-    c, h, w = (shape[1], shape[2], shape[3]) if layout == "NCHW" else (shape[3], shape[1], shape[2])
-    if overrides.size:
-        h, w = overrides.size
-    if not isinstance(h, int) or not isinstance(w, int):
-        raise ModelError(f"input {inp.name!r} has dynamic size {shape}; pass --size H W")
-    gray = overrides.gray if overrides.gray is not None else c == 1
-    n_out = outputs[0].shape[-1] if outputs[0].shape and isinstance(outputs[0].shape[-1], int) else 0
-    return ModelMetadata(
-        name="foreign",
-        classes=tuple(str(i) for i in range(n_out)),
-        layout=layout,
-        input_name=inp.name,
-        output_name=outputs[0].name,
-        input_shape=tuple(shape),
-        preprocessing=Preprocessing(
-            recipe="generic", size=(h, w), color="gray" if gray else "RGB", scale=1 / 255.0, resize="area"
-        ),
-        output_kind="logits",  # checked per batch: rows that already sum to 1 are left alone
-    )
-
-
-def _apply_overrides(metadata: ModelMetadata, overrides: Overrides) -> ModelMetadata:
-    """One place where the user's options replace what the model says (timm's resolve step)."""
-    pre = metadata.preprocessing
-    changes = {
-        key: value
-        for key, value in (
-            ("size", tuple(overrides.size) if overrides.size else None),
-            ("scale", overrides.scale),
-            ("mean", tuple(overrides.mean) if overrides.mean is not None else None),
-            ("std", tuple(overrides.std) if overrides.std is not None else None),
-            ("color", _color(pre.color, overrides.gray)),
-        )
-        if value is not None
-    }
-    if changes:
-        metadata = metadata.replace(preprocessing=replace(pre, **changes))
-    if overrides.labels is not None:
-        metadata = metadata.replace(classes=tuple(overrides.labels))
-    return metadata
-
-
-def _color(current: str, gray: bool | None) -> str | None:
-    """The colour a ``gray`` override asks for: gray, or colour (RGB unless the model says BGR)."""
-    if gray is None:
-        return None
-    if gray:
-        return "gray"
-    return current if current != "gray" else "RGB"
-
-
 def softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -342,15 +266,15 @@ class Model:
         # The hot path reads these instead of walking the metadata on every call.
         self._input, self._outputs = metadata.input_name, [metadata.output_name]
         self._nchw, self._logits = metadata.layout == "NCHW", metadata.output_kind == "logits"
-        spec = _input(session, metadata)
+        spec = input_spec(session, metadata)
         self._dtype = INPUT_DTYPES.get(spec.type, np.float32)
         shape = list(spec.shape)
         # What run() takes, NHWC: an int is a fixed size, anything else (a name, None) any size.
-        self._expected = _nhwc(shape, metadata) if len(shape) == 4 else None
-        self._fixed_batch = _fixed_batch(session, metadata)
+        self._expected = nhwc(shape, metadata) if len(shape) == 4 else None
+        self._fixed_batch = fixed_batch(session, metadata)
         # The hot path's one comparison: (H, W, C) when the model fixes all three, else None.
         tail = tuple(self._expected[1:]) if self._expected is not None else ()
-        self._tail = tail if len(tail) == 3 and all(_whole(d) for d in tail) else None
+        self._tail = tail if len(tail) == 3 and all(whole(d) for d in tail) else None
         self._warm: set[tuple[int, ...]] = set()
         self._lock = threading.Lock()
         self._binder = None  # CPU IO binding with pre-allocated outputs: see bind_outputs()
@@ -386,7 +310,7 @@ class Model:
                 with the graph (class names vs output width, task vs output shape).
         """
         ort = import_onnxruntime()
-        if not _whole(batch) or not 1 <= batch <= MAX_BATCH:
+        if not whole(batch) or not 1 <= batch <= MAX_BATCH:
             raise SessionConfigError(f"batch must be a whole number from 1 to {MAX_BATCH}, got {describe(batch)}")
         config = config or SessionConfig()
         overrides = overrides or Overrides()
@@ -418,10 +342,10 @@ class Model:
         metadata = read_metadata(session)
         foreign = metadata is None
         if foreign:
-            metadata = _infer_foreign(session.get_inputs(), session.get_outputs(), overrides)
-        metadata = _apply_overrides(metadata, overrides)
-        _check_io(session, metadata)
-        fixed = _fixed_batch(session, metadata)
+            metadata = infer_foreign(session.get_inputs(), session.get_outputs(), overrides)
+        metadata = apply_overrides(metadata, overrides)
+        check_io(session, metadata)
+        fixed = fixed_batch(session, metadata)
         if fixed is not None and fixed != batch:
             logger.warning(
                 "%s: the model's batch axis is fixed at %d, so it runs %d input(s) per call, not the %d asked for%s",
@@ -460,7 +384,7 @@ class Model:
         if self._expected is None:
             return "(N, H, W, C)"
         n, *rest = self._expected
-        dims = [str(n) if _whole(n) else "N", *(str(d) if _whole(d) else str(d or "any") for d in rest)]
+        dims = [str(n) if whole(n) else "N", *(str(d) if whole(d) else str(d or "any") for d in rest)]
         return f"({', '.join(dims)})"
 
     def _refuse(self, got: str, hint: str = "") -> ModelError:
@@ -495,7 +419,7 @@ class Model:
             raise self._refuse(f"shape {batch.shape}")
         if self._expected is not None:
             for axis, (want, got) in enumerate(zip(self._expected, batch.shape, strict=True)):
-                if _whole(want) and want != got:
+                if whole(want) and want != got:
                     hint = ""
                     if axis == 0:
                         hint = f"; the model's batch axis is fixed at {want}: run {want} input(s) per call"
@@ -617,7 +541,7 @@ class Model:
         items = in_memory(frames)
         if items is None:
             hint = ""
-            if isinstance(frames, (str, os.PathLike)) or (_whole(frames) and frames >= 0):
+            if isinstance(frames, (str, os.PathLike)) or (whole(frames) and frames >= 0):
                 hint = f"; to run a file, directory, glob, video, URL or camera, call the model: model({frames!r})"
             raise SourceError(f"model.predict takes frames in memory: {IN_MEMORY_INPUTS}; got {describe(frames)}{hint}")
         return list(self.stream(ArraySource(items), batch=batch, threaded=False))
@@ -660,67 +584,3 @@ class Model:
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:300]
-
-
-#: onnxruntime input types edgerun can feed: its float32 images, cast to the model's float type.
-INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
-
-
-def _input(session, metadata: ModelMetadata):
-    return next(i for i in session.get_inputs() if i.name == metadata.input_name)
-
-
-def _nhwc(shape: list, metadata: ModelMetadata) -> list:
-    """A 4-D input shape in NHWC order (as ``Model.run`` takes it)."""
-    return [shape[0], shape[2], shape[3], shape[1]] if metadata.layout == "NCHW" else list(shape)
-
-
-def _fixed_batch(session, metadata: ModelMetadata) -> int | None:
-    """The size the model's batch axis is fixed at, or None when it takes any."""
-    shape = list(_input(session, metadata).shape)
-    return shape[0] if shape and _whole(shape[0]) and shape[0] >= 1 else None
-
-
-def _check_io(session, metadata: ModelMetadata) -> None:
-    names = [i.name for i in session.get_inputs()]
-    if metadata.input_name not in names:
-        raise MetadataError(f"metadata names input {metadata.input_name!r}, the graph has {names}")
-    outs = {o.name: o for o in session.get_outputs()}
-    if metadata.output_name not in outs:
-        raise MetadataError(f"metadata names output {metadata.output_name!r}, the graph has {list(outs)}")
-    check_outputs(metadata, list(outs[metadata.output_name].shape))
-    _check_input(_input(session, metadata), metadata)
-
-
-def _check_input(spec, metadata: ModelMetadata) -> None:
-    """Refuse an input edgerun cannot feed: a type that is not float, or a fixed size or channel
-    count that the preprocessing (the model's metadata and the user's options) would not make."""
-    if spec.type not in INPUT_DTYPES:
-        raise ModelError(
-            f"input {spec.name!r} takes {spec.type}, but edgerun feeds images as float32 (pixels x scale, "
-            "- mean, / std); re-export the model with a float input (put the cast and scaling inside the "
-            "graph), or run it with onnxruntime directly"
-        )
-    shape = list(spec.shape)
-    if len(shape) != 4:
-        return
-    _, h, w, c = _nhwc(shape, metadata)
-    pre = metadata.preprocessing
-    made = tuple(pre.size) if pre.size else (None, None)
-    for axis, fixed, ours in (("height", h, made[0]), ("width", w, made[1])):
-        if _whole(fixed) and _whole(ours) and fixed != ours:
-            raise MetadataError(
-                f"input {spec.name!r} has a fixed {axis} of {fixed} (shape {shape}), but the preprocessing makes "
-                f"{made[0]}x{made[1]} inputs; give size=({h}, {w}) (--size {h} {w}) or leave size unset"
-            )
-    channels = 1 if pre.color == "gray" else 3
-    if _whole(c) and c != channels:
-        if c == 1:
-            fix = "pass gray=True (--gray)"
-        elif c == 3:
-            fix = "pass gray=False, or leave gray unset"
-        else:
-            fix = "edgerun makes 1-channel (gray) or 3-channel (colour) inputs only"
-        raise MetadataError(
-            f"input {spec.name!r} takes {c} channel(s) (shape {shape}), but the preprocessing makes {channels}; {fix}"
-        )

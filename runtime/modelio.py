@@ -1,0 +1,176 @@
+"""A model's input and output read against its metadata and the user's options.
+
+What the graph says (its input's type, layout and fixed dimensions, its output's shape) and what
+edgerun will feed it (the preprocessing) must agree before a session is used: :func:`check_io`
+refuses a model edgerun cannot feed, with what to do. A model without edgerun's metadata gets
+it from its input shape (:func:`infer_foreign`), and the user's :class:`~.model.Overrides`
+replace what the model says in one place (:func:`apply_overrides`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .heads import check_outputs
+from .metadata import MetadataError, ModelMetadata, Preprocessing
+from .modelfile import ModelError
+
+if TYPE_CHECKING:
+    from .model import Overrides
+
+
+LAYOUTS = ("nchw", "nhwc")
+
+
+#: onnxruntime input types edgerun can feed: its float32 images, cast to the model's float type.
+INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
+def whole(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def finite_number(value: object) -> bool:
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return numeric and math.isfinite(value)
+
+
+def guess_layout(shape: list) -> str | None:
+    """``NCHW`` or ``NHWC`` from a 4-D input shape when the channel axis is unambiguous, else None."""
+    if len(shape) != 4:
+        return None
+    nchw_like = shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4)
+    nhwc_like = shape[3] in (1, 3, 4) and shape[1] not in (1, 3, 4)
+    if nchw_like == nhwc_like:
+        return None
+    return "NCHW" if nchw_like else "NHWC"
+
+
+def infer_foreign(inputs, outputs, overrides: Overrides) -> ModelMetadata:
+    """Metadata for a model without edgerun's: from its input shape and the user's flags."""
+    inp = inputs[0]
+    shape = list(inp.shape)
+    if len(shape) != 4:
+        raise ModelError(
+            f"input {inp.name!r} has shape {shape}; edgerun runs image models with a 4-D input "
+            "(batch, height, width, channels) or (batch, channels, height, width)"
+        )
+    layout = overrides.layout.upper() if overrides.layout else guess_layout(shape)
+    if layout is None:
+        raise ModelError(
+            f"cannot tell the layout of input {inp.name!r} with shape {shape}; "
+            "pass --layout nchw or --layout nhwc (and --size H W if it is dynamic)"
+        )
+    c, h, w = (shape[1], shape[2], shape[3]) if layout == "NCHW" else (shape[3], shape[1], shape[2])
+    if overrides.size:
+        h, w = overrides.size
+    if not isinstance(h, int) or not isinstance(w, int):
+        raise ModelError(f"input {inp.name!r} has dynamic size {shape}; pass --size H W")
+    gray = overrides.gray if overrides.gray is not None else c == 1
+    n_out = outputs[0].shape[-1] if outputs[0].shape and isinstance(outputs[0].shape[-1], int) else 0
+    return ModelMetadata(
+        name="foreign",
+        classes=tuple(str(i) for i in range(n_out)),
+        layout=layout,
+        input_name=inp.name,
+        output_name=outputs[0].name,
+        input_shape=tuple(shape),
+        preprocessing=Preprocessing(
+            recipe="generic", size=(h, w), color="gray" if gray else "RGB", scale=1 / 255.0, resize="area"
+        ),
+        output_kind="logits",  # checked per batch: rows that already sum to 1 are left alone
+    )
+
+
+def apply_overrides(metadata: ModelMetadata, overrides: Overrides) -> ModelMetadata:
+    """One place where the user's options replace what the model says (timm's resolve step)."""
+    pre = metadata.preprocessing
+    changes = {
+        key: value
+        for key, value in (
+            ("size", tuple(overrides.size) if overrides.size else None),
+            ("scale", overrides.scale),
+            ("mean", tuple(overrides.mean) if overrides.mean is not None else None),
+            ("std", tuple(overrides.std) if overrides.std is not None else None),
+            ("color", _color(pre.color, overrides.gray)),
+        )
+        if value is not None
+    }
+    if changes:
+        metadata = metadata.replace(preprocessing=replace(pre, **changes))
+    if overrides.labels is not None:
+        metadata = metadata.replace(classes=tuple(overrides.labels))
+    return metadata
+
+
+def _color(current: str, gray: bool | None) -> str | None:
+    """The colour a ``gray`` override asks for: gray, or colour (RGB unless the model says BGR)."""
+    if gray is None:
+        return None
+    if gray:
+        return "gray"
+    return current if current != "gray" else "RGB"
+
+
+def input_spec(session, metadata: ModelMetadata):
+    return next(i for i in session.get_inputs() if i.name == metadata.input_name)
+
+
+def nhwc(shape: list, metadata: ModelMetadata) -> list:
+    """A 4-D input shape in NHWC order (as ``Model.run`` takes it)."""
+    return [shape[0], shape[2], shape[3], shape[1]] if metadata.layout == "NCHW" else list(shape)
+
+
+def fixed_batch(session, metadata: ModelMetadata) -> int | None:
+    """The size the model's batch axis is fixed at, or None when it takes any."""
+    shape = list(input_spec(session, metadata).shape)
+    return shape[0] if shape and whole(shape[0]) and shape[0] >= 1 else None
+
+
+def check_io(session, metadata: ModelMetadata) -> None:
+    names = [i.name for i in session.get_inputs()]
+    if metadata.input_name not in names:
+        raise MetadataError(f"metadata names input {metadata.input_name!r}, the graph has {names}")
+    outs = {o.name: o for o in session.get_outputs()}
+    if metadata.output_name not in outs:
+        raise MetadataError(f"metadata names output {metadata.output_name!r}, the graph has {list(outs)}")
+    check_outputs(metadata, list(outs[metadata.output_name].shape))
+    check_input(input_spec(session, metadata), metadata)
+
+
+def check_input(spec, metadata: ModelMetadata) -> None:
+    """Refuse an input edgerun cannot feed: a type that is not float, or a fixed size or channel
+    count that the preprocessing (the model's metadata and the user's options) would not make."""
+    if spec.type not in INPUT_DTYPES:
+        raise ModelError(
+            f"input {spec.name!r} takes {spec.type}, but edgerun feeds images as float32 (pixels x scale, "
+            "- mean, / std); re-export the model with a float input (put the cast and scaling inside the "
+            "graph), or run it with onnxruntime directly"
+        )
+    shape = list(spec.shape)
+    if len(shape) != 4:
+        return
+    _, h, w, c = nhwc(shape, metadata)
+    pre = metadata.preprocessing
+    made = tuple(pre.size) if pre.size else (None, None)
+    for axis, fixed, ours in (("height", h, made[0]), ("width", w, made[1])):
+        if whole(fixed) and whole(ours) and fixed != ours:
+            raise MetadataError(
+                f"input {spec.name!r} has a fixed {axis} of {fixed} (shape {shape}), but the preprocessing makes "
+                f"{made[0]}x{made[1]} inputs; give size=({h}, {w}) (--size {h} {w}) or leave size unset"
+            )
+    channels = 1 if pre.color == "gray" else 3
+    if whole(c) and c != channels:
+        if c == 1:
+            fix = "pass gray=True (--gray)"
+        elif c == 3:
+            fix = "pass gray=False, or leave gray unset"
+        else:
+            fix = "edgerun makes 1-channel (gray) or 3-channel (colour) inputs only"
+        raise MetadataError(
+            f"input {spec.name!r} takes {c} channel(s) (shape {shape}), but the preprocessing makes {channels}; {fix}"
+        )
