@@ -233,6 +233,11 @@ def _load_failure(path: Path, text: str) -> str:
     lower = first.lower()
     if "external data" in lower or "outside" in lower or "external_data" in lower:
         return f"{path}: refused external data ({reason[:300]}); external files must sit beside the model"
+    if "protobuf parsing failed" in lower:  # not an ONNX file at all, or a cut-off one
+        return (
+            f"{path} is not a loadable ONNX model: the file is not a complete ONNX protobuf (truncated "
+            "download or copy, or another format); fetch or export it again"
+        )
     return f"{path} is not a loadable ONNX model: {reason[:300]}"
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -80,12 +82,16 @@ def test_rank_no_recipe_fits(tmp_path):
         (None, "does not exist"),
         (b"", "is empty"),
         (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n", "Git LFS pointer"),
-        (b"this is not a model", "not a loadable ONNX model"),
+        (b"this is not a model", "not a loadable ONNX model: the file is not a complete ONNX protobuf"),
+        ("truncated", "not a complete ONNX protobuf .*fetch or export it again"),
     ],
-    ids=["missing", "empty", "lfs", "garbage"],
+    ids=["missing", "empty", "lfs", "garbage", "truncated"],
 )
 def test_bad_model_files(tmp_path, content, message):
     path = tmp_path / "m.onnx"
+    if content == "truncated":  # half of a real model, as an interrupted download leaves it
+        real = (Path(__file__).resolve().parents[2] / "models" / "mnist_cnn.onnx").read_bytes()
+        content = real[: len(real) // 2]
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(ModelError, match=message):
