@@ -102,6 +102,11 @@ def load_digits(data_dir: Path | None, count: int, synthetic: bool = False) -> D
     if synthetic:
         return synthetic_digits(min(count, 1000))
     directory = find_mnist_test(data_dir)
+    if data_dir is not None and (directory is None or directory not in (data_dir, data_dir / "mnist")):
+        raise DemoError(
+            f"--data-dir {data_dir} holds no MNIST test files (t10k-images-idx3-ubyte.gz, there or in "
+            f"{data_dir / 'mnist'}); give the folder that holds them, or --synthetic for drawn digits"
+        )
     if directory is not None:
         try:
             images = read_idx(directory / "t10k-images-idx3-ubyte.gz")
@@ -323,8 +328,10 @@ def _demo(args, out: Path) -> int:
         f"edgerun demo{tag}: {summary['seconds']} s\n"
         f"digits        {digits.origin}\n"
         f"classify      mnist_cnn accuracy {classify['accuracy']:.4f} on {classify['images']} digits\n"
-        f"localize      {LOCALIZER}: {local['found']} found / {local['digits_on_scene']} on the book's scene, "
-        f"{local['found_on_page']} / {local['digits_on_page']} on a page of lit paper\n"
+        f"localize      {LOCALIZER}: {local['found']} detections for {local['digits_on_scene']} digits on the "
+        f"book's scene (precision {local['scene_precision']:.3f}, recall {local['scene_recall']:.3f}), "
+        f"{local['found_on_page']} for {local['digits_on_page']} on a page of lit paper "
+        f"(precision {local['page_precision']:.3f}, recall {local['page_recall']:.3f})\n"
         + "".join(
             f"              {local['scenes']} {name}: precision {local[kind + '_precision']:.3f} "
             f"recall {local[kind + '_recall']:.3f}\n"

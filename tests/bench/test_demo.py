@@ -21,6 +21,9 @@ def test_demo_writes_every_output(mnist_dir, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["synthetic"] and "real MNIST" in summary["digits"]
     assert summary["classify"]["accuracy"] > 0.9
+    local = summary["localize"]
+    assert f"{local['found']} detections for {local['digits_on_scene']} digits on the book's scene" in printed
+    assert f"(precision {local['scene_precision']:.3f}, recall {local['scene_recall']:.3f})" in printed
     assert summary["video"]["frames"] == 48
     for name in (
         "scene.png",
@@ -49,6 +52,13 @@ def test_demo_falls_back_to_synthetic_digits(tmp_path, capsys):
     assert demo.main(["--out", str(out), "--synthetic", "--digits", "100", "--scenes", "2", "--seconds", "0.05"]) == 0
     assert "SYNTHETIC" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["synthetic"] is True
+
+
+def test_demo_refuses_a_data_dir_without_mnist(tmp_path, capsys):
+    """--data-dir given but empty: an error, not a quiet fall-back to synthetic digits."""
+    assert demo.main(["--out", str(tmp_path / "o"), "--data-dir", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert f"--data-dir {tmp_path / 'nothing'} holds no MNIST test files" in err and "--synthetic" in err
 
 
 def test_demo_without_models_says_how_to_make_them(tmp_path, capsys):
