@@ -34,7 +34,9 @@ def _peak_line(machine: dict) -> str:
         parts.append(f"fp32 {peak['fp32_gflops']:g} GFLOP/s")
     if peak.get("int8_gops"):
         parts.append(f"int8 {peak['int8_gops']:g} GOP/s")
-    return f"% peak is of this machine's peak in the row's precision ({', '.join(parts) or 'not measured'}): " + (
+    if not parts:  # the source then says why: "not measured: ..."
+        return f"% peak: {peak.get('source') or 'not measured'}"
+    return f"% peak is of this machine's peak in the row's precision ({', '.join(parts)}): " + (
         peak.get("source") or "-"
     )
 

@@ -228,6 +228,10 @@ def test_without_the_onnx_package_the_sweep_has_no_peak_but_runs(tmp_path, monke
     assert report["machine"]["peak"]["fp32_gflops"] is None
     assert "onnx package is missing" in report["machine"]["peak"]["source"]
     assert report["results"][0]["p50_ms"] > 0 and report["results"][0]["pct_peak"] is None
+    from edgerun.bench.report import markdown
+
+    header = markdown(report).splitlines()[0]
+    assert header.endswith("% peak: not measured: the onnx package is missing (pip install 'edgerun[tools]').")
 
 
 def _rounds(rng, medians_us, spread=0.05, calls=400):
