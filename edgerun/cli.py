@@ -182,6 +182,8 @@ def _dispatch(argv: list[str]) -> int:
     configure_logging(verbosity)
     for key, value in OPENCV_LIMITS.items():
         os.environ.setdefault(key, value)  # a value the user set wins
+    if verbosity < 1:  # OpenCV's own '[ WARN:0@...] cap_v4l.cpp ...' lines: edgerun says what failed (-v shows them)
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
         return int(getattr(importlib.import_module(module_name), function)(rest) or 0)
     except ImportError as exc:

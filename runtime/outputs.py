@@ -151,6 +151,11 @@ def check_target(
     target = Path(path)
     try:
         real = Path(os.path.realpath(target))
+        if real.parts[1:2] in (("proc",), ("sys",)):  # the kernel's files: writing one is a setting, not an output
+            raise TargetRefused(
+                f"{what} {target} is a file of the kernel's /{real.parts[1]} file system, not a place for "
+                "outputs; give a path on a disk"
+            )
         st = os.stat(real)
     except FileNotFoundError:
         return real  # a new file: it cannot be an input

@@ -105,6 +105,7 @@ def test_cli_refuses_outputs_over_inputs_and_devices(mnist_cnn, tmp_path, digits
         (["--source", video, "--save", video], "is an input of this run"),
         (["--source", tmp_path / "in", "--json", "/dev/full"], "is a character device"),
         (["--source", tmp_path / "in", "--save", "/proc/self/out"], "cannot be written"),
+        (["--source", tmp_path / "in", "--json", "/proc/version"], "not a place for outputs; give a path on a disk"),
     ]
     for argv, message in cases:
         proc = edgerun("run", model, *argv)

@@ -98,3 +98,12 @@ def test_read_timeout_does_not_cut_the_tries_short():
     gaps = [b - a for a, b in zip(opened[1:], opened[2:], strict=False)]
     assert gaps[0] < gaps[1] < gaps[2] + 0.05  # backoff doubles (0.2, 0.4, 0.4 s)
     assert "4 reconnection tries failed" in source.stop_reason
+
+
+def test_a_missing_camera_is_one_line_without_opencvs_own_warnings(edgerun, mnist_cnn):
+    """OpenCV logs '[ WARN:0@...] cap_v4l.cpp ...' when a camera index has no device; edgerun's
+    own message says it, so the command quiets OpenCV's log (-v shows it again)."""
+    proc = edgerun("-q", "run", mnist_cnn, "--source", "97")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "camera 97 could not be opened" in err, err
+    assert "WARN" not in err and len(err.strip().splitlines()) == 1, err
