@@ -11,6 +11,8 @@ python=${PYTHON:-python3}
 data=${EDGERUN_DATA_DIR:-$repo/../shared/data}
 work=$(mktemp -d /tmp/edgerun-wheel.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+# A first-time user has no tune cache: the machine's own (~/.cache/edgerun) must not leak in.
+export EDGERUN_TUNE_CACHE="$work/tune.json"
 echo "== building the wheel from $repo (its tracked and unignored files, copied: no stale build/)"
 mkdir "$work/src"
 (cd "$repo" && git ls-files -z -co --exclude-standard | xargs -0 cp --parents -t "$work/src")
