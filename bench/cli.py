@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch", type=_batches, default=(1, 2, 4, 8, 16, 32, 64), help="e.g. 1,2,4,8, each 1-1024 (default 1..64)"
     )
-    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt", "openvino"), default="cpu")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs, reported apart (default 5)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iters", type=positive_int, help="timed runs per row")

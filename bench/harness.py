@@ -132,7 +132,8 @@ def run_sweep(
     """
     threads = config.threads or default_threads()
     session = SessionConfig(provider=config.provider, threads=threads, spinning=config.spinning)
-    peak = Peak(session, enabled=config.provider == "cpu")  # a CPU GEMM says nothing of a GPU's peak
+    # a CPU GEMM says nothing of a GPU's peak; OpenVINO's provider runs on this CPU
+    peak = Peak(session, enabled=config.provider in ("cpu", "openvino"))
     if peak.enabled:
         logger.info("measuring the machine's peak: onnxruntime MatMul")
     peak.measure()

@@ -322,12 +322,13 @@ class Model:
         path = resolve_model_path(path)
         check_model_file(path)
         check_ort_install()
-        plan = plan_providers(config.provider, ort.get_available_providers())
-        if tune:
+        threads = config.threads or default_threads()
+        plan = plan_providers(config.provider, ort.get_available_providers(), threads=threads)
+        tuned_for = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda"}.get(_provider_name(plan))
+        if tune and tuned_for is not None:  # edgerun tune measures onnxruntime's own CPU (and CUDA) settings
             from .tuning import tuned_config
 
-            on_cpu = plan.providers[0] == "CPUExecutionProvider"
-            config, _ = tuned_config(path, batch, config, provider="cpu" if on_cpu else "cuda", keep=keep)
+            config, _ = tuned_config(path, batch, config, provider=tuned_for, keep=keep)
         session = None
         variant = _graph_file(path, config.graph)
         if variant is not None:
@@ -584,6 +585,11 @@ class Model:
         if items is not None:
             return list(self.stream(ArraySource(items), batch=batch, threaded=False))
         return list(self.stream(open_source(openable(x, "model()")), batch=batch))
+
+
+def _provider_name(plan) -> str:
+    first = plan.providers[0]
+    return first[0] if isinstance(first, tuple) else first
 
 
 def _short(exc: BaseException) -> str:

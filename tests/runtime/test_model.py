@@ -139,6 +139,23 @@ def test_cuda_asked_where_it_cannot_run():
         plan_providers("tpu", ["CPUExecutionProvider"])
 
 
+def test_openvino_needs_its_build_and_gets_the_cpu_threads(tmp_path):
+    """--provider openvino: a clear error naming the build that has it where onnxruntime lacks it
+    (the plain wheel), else OpenVINO's provider on the CPU, f32, with the run's threads."""
+    with pytest.raises(ProviderError, match="needs OpenVINOExecutionProvider.*pip install onnxruntime-openvino"):
+        plan_providers("openvino", ["CPUExecutionProvider"])
+    plan = plan_providers("openvino", ["OpenVINOExecutionProvider", "CPUExecutionProvider"], threads=2)
+    assert plan.strict and plan.providers == [
+        ("OpenVINOExecutionProvider", {"device_type": "CPU", "precision": "FP32", "num_of_threads": "2"}),
+        "CPUExecutionProvider",
+    ]
+    import onnxruntime as ort
+
+    if "OpenVINOExecutionProvider" not in ort.get_available_providers():  # the plain wheel: what users see
+        with pytest.raises(ProviderError, match="onnxruntime-openvino"):
+            Model.load(make_model(tmp_path / "m.onnx", ["batch", 1, 28, 28]), SessionConfig(provider="openvino"))
+
+
 def test_session_threads_and_providers_reported(tmp_path):
     model = Model.load(make_model(tmp_path / "m.onnx", ["batch", 1, 28, 28]), SessionConfig(provider="cpu", threads=1))
     assert model.providers == ["CPUExecutionProvider"]
