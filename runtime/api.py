@@ -78,7 +78,7 @@ def load(model: str | os.PathLike, **options) -> Model:
     Args:
         model: a path to an ``.onnx`` file, or the name of a bundled model (``mnist_cnn``,
             ``mnist_cnn.int8``, ``mnist_small``, ``mnist_fcn``, ``mnist_small_fcn``).
-        **options: ``provider`` (auto|cpu|cuda|tensorrt), ``threads``, ``spinning``,
+        **options: ``provider`` (auto|cpu|cuda|tensorrt|openvino), ``threads``, ``spinning``,
             ``optimization``; ``tune`` (default True: use what ``edgerun tune`` measured fastest
             here; settings given by hand are kept); ``batch`` (inputs per inference call);
             ``topk``, ``threshold``;
