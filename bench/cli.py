@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from edgerun.runtime.argtypes import positive_float, positive_int
+from edgerun.runtime.argtypes import Parser, positive_float, positive_int
 
 from .gate import EXIT_ALL_FAILED, EXIT_INCONCLUSIVE, EXIT_REGRESSION, EXIT_USAGE  # noqa: F401 - public codes
 
@@ -56,7 +56,7 @@ def _percent(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     from .backends import PEERS
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="edgerun bench",
         description="Latency against batch size for ONNX models, with peer runtimes measured in the same "
         "run, and a CI gate against a saved baseline. Exit 0; 1 when every row failed; 2 for bad arguments or "

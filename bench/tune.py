@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerun.runtime.argtypes import positive_float, positive_int
+from edgerun.runtime.argtypes import Parser, positive_float, positive_int
 from edgerun.runtime.tuning import TunedSettings
 
 logger = logging.getLogger(__name__)
@@ -361,7 +361,7 @@ def format_results(path: Path, results: list[BatchResult]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from .cli import _batches
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="edgerun tune",
         description="Measure onnxruntime session settings for a model on this machine and keep the fastest per "
         "batch size in the tune cache, which edgerun bench and the runtime use (--no-tune to ignore it). "

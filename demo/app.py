@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from edgerun.runtime.api import load
-from edgerun.runtime.argtypes import positive_float, positive_int
+from edgerun.runtime.argtypes import Parser, positive_float, positive_int
 from edgerun.runtime.idx import IdxError, read_idx
 from edgerun.runtime.model import Model, ModelError
 from edgerun.runtime.postprocess import heatmap_images
@@ -267,7 +267,7 @@ def run_live(models_dir: Path | None, source: str, out: Path, max_frames: int | 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgerun demo", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="edgerun demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
     p.add_argument("--models", type=Path, help="a folder of models to use instead of the bundled ones")
     p.add_argument("--data-dir", type=Path, help=f"MNIST IDX folder (default: ${DATA_ENV}, ../shared/data)")

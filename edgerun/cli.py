@@ -208,7 +208,10 @@ def _failure(name: str, exc: BaseException, verbosity: int) -> int:
     if isinstance(exc, OutputError):  # an output refused or not written: its own message and exit code
         print(f"{label}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    if isinstance(exc, OSError) and exc.errno in STDOUT_ERRNOS and _stdout_broken():
+    # A full disk (or I/O error) that reaches here unwrapped, from no named file: edgerun's own files
+    # are written by runtime.outputs, which says which file failed (an OutputError); what is left is
+    # standard output, written by print() (an unbuffered stream leaves nothing to fail a flush again).
+    if isinstance(exc, OSError) and exc.errno in STDOUT_ERRNOS and (exc.filename is None or _stdout_broken()):
         silence_stdout()
         print(f"{label}: error: cannot write to standard output: {os_reason(exc)}", file=sys.stderr)
         return OutputError.exit_code

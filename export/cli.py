@@ -10,13 +10,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgerun.runtime.argtypes import positive_int
+from edgerun.runtime.argtypes import Parser, positive_int
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="edgerun export",
         description="Export a Keras model to ONNX with its metadata; fails unless onnxruntime "
         "matches Keras (max |dprob| <= 1e-5, same argmax) at batch 1 and 8.",
@@ -191,7 +191,7 @@ def _tflite_int8(out: Path, keras_model, calib, evaluation, check_batch) -> list
 
 
 def inspect_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="edgerun inspect", description="Describe any ONNX file.")
+    p = Parser(prog="edgerun inspect", description="Describe any ONNX file.")
     p.add_argument("model", help="an .onnx file (edgerun's or any other), or a bundled model's name")
     p.add_argument("--json", action="store_true", help="print the description as JSON (for scripts)")
     args = p.parse_args(argv)

@@ -80,3 +80,18 @@ def batch_size(text: str) -> int:
             f"got {value}"
         )
     return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, except that ``--help`` or a usage message that cannot be written fails loudly:
+    argparse drops the OSError and exits 0, so ``edgerun run --help | head -0`` looked like a
+    success and ``> /dev/full`` lost the help without a word. The ``edgerun`` command then ends
+    with 141 (reader gone) or 5 (disk full), as for every other output."""
+
+    def _print_message(self, message: str, file=None) -> None:
+        if message:
+            stream = file or sys.stderr
+            if stream is None:  # closed by the caller (>&-): nothing to say it on
+                return
+            stream.write(message)
+            stream.flush()

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .argtypes import SizedHelpFormatter, batch_size, positive_float, positive_int, probability
+from .argtypes import Parser, SizedHelpFormatter, batch_size, positive_float, positive_int, probability
 from .providers import CHOICES
 from .run import EXIT_USAGE, EXIT_WRITE_FAILED
 
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="edgerun run",
         formatter_class=SizedHelpFormatter,
         description="Run an ONNX model over a camera, stream, video, image, directory, glob, list file or "

@@ -200,9 +200,10 @@ def read_cache(path: Path) -> dict:
         if not path.is_file():  # stat itself fails where the folder is not ours to read
             return {"schema": SCHEMA, "machines": {}, "files": {}}
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not text at all (UnicodeDecodeError)
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
         raise TuningCacheError(
-            f"tune cache {path} cannot be read ({exc}); delete it and run edgerun tune again"
+            f"tune cache {path} cannot be read ({reason}); delete it and run edgerun tune again"
         ) from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise TuningCacheError(

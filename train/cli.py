@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgerun.runtime.argtypes import positive_int
+from edgerun.runtime.argtypes import Parser, positive_int
 
 from .data import ENV_VAR, DataError
 from .fit import RECIPES, TrainConfig, TrainError, train
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="edgerun train",
         description="Train a registry model with the book's recipe; writes OUT/NAME.keras and "
         "OUT/NAME.json (classes, input and preprocessing spec, data provenance, test accuracy).",

@@ -173,9 +173,12 @@ def test_a_closed_stdout_loses_no_record(mnist_cnn, tmp_path, digits):
         assert proc.returncode == 0 and not proc.stderr, (argv, proc.stderr)
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--version"], ["--help"], ["run", "--help"], ["bench", "--help"], ["inspect", "mnist_cnn"]]
+)
 def test_help_and_version_into_a_closed_pipe_or_a_full_disk(argv):
-    """| head -0 ends quietly with 141; > /dev/full is one line and exit 5; never a traceback."""
+    """| head -0 ends quietly with 141; > /dev/full is one line and exit 5; never a traceback (a
+    subcommand's --help too: argparse alone drops the error and exits 0)."""
     proc = subprocess.Popen([sys.executable, "-m", "edgerun", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # the reader leaves before the first line
     err = proc.stderr.read().decode()

@@ -315,3 +315,14 @@ def test_one_image_runs_without_prepacking_and_answers_the_same(model_file, tmp_
     assert run_main([str(model_file), "--source", str(tmp_path / "0.png"), "--no-tune"]) == 0
     assert run_main([str(model_file), "--source", str(tmp_path), "--no-tune"]) == 0  # a folder: many runs
     assert [prepacking(m) for m in loaded] == ["1", ""]
+
+
+def test_a_tune_cache_that_is_not_text_is_a_clear_error(tmp_path):
+    """A binary file where the cache should be (a PNG given as --cache by mistake) is the same
+    clear TuningCacheError as a damaged JSON file, not a UnicodeDecodeError."""
+    from edgerun.runtime.tuning import TuningCacheError, read_cache
+
+    cache = tmp_path / "tune.json"
+    cache.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    with pytest.raises(TuningCacheError, match="cannot be read \\(not UTF-8 text\\); delete it"):
+        read_cache(cache)
