@@ -134,7 +134,7 @@ def no_tuning(monkeypatch):
         (["{model}", "--cache", "{file}/tune.json"], "tune.json cannot be used: a part of the path is not a directory"),
         pytest.param(
             ["{model}", "--cache", "/proc/nope/tune.json"],
-            "tune cache folder /proc/nope cannot be written",
+            "/proc/nope/tune.json is a file of the kernel's /proc file system, not a place for outputs",
             marks=pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc"),
         ),
         (["{model}", "--cache", "{model}"], "is an input of this run"),
