@@ -25,7 +25,11 @@ class PreprocessError(ValueError):
 
 
 def to_uint8(frame: np.ndarray) -> np.ndarray:
-    """Any depth to uint8: 16-bit is scaled by 1/257, floats in [0, 1] by 255, else clipped."""
+    """Any depth to uint8: 16-bit is scaled by 1/257, floats in [0, 1] by 255, else clipped.
+
+    Raises:
+        PreprocessError: a float frame holding NaN or infinity, or a frame that holds no numbers.
+    """
     if frame.dtype == np.uint8:
         return frame
     if frame.dtype == np.uint16:
@@ -33,7 +37,14 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.bool_:
         return frame.astype(np.uint8) * 255
     if np.issubdtype(frame.dtype, np.floating):
-        data = np.nan_to_num(frame, nan=0.0, posinf=255.0, neginf=0.0)  # clipped before any narrowing
+        finite = np.isfinite(frame)
+        if not finite.all():  # NaN is "no data": a picture of zeros would be answered as if it were real
+            bad = int(finite.size - np.count_nonzero(finite))
+            raise PreprocessError(
+                f"the frame holds {bad} NaN or infinite value(s) of {finite.size}; a float image must hold "
+                "finite pixel values (0-1 or 0-255): fill or drop the missing ones first"
+            )
+        data = frame
         if data.size and float(data.max()) <= 1.0 and float(data.min()) >= 0.0:
             data = data * 255.0
         return np.clip(np.rint(data), 0, 255).astype(np.uint8)

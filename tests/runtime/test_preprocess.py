@@ -122,3 +122,17 @@ def test_unusable_frames_raise_preprocess_error(frame, message):
 def test_unknown_recipe_is_named():
     with pytest.raises(PreprocessError, match="unknown preprocessing recipe 'yolo'"):
         preprocessor(Preprocessing(recipe="yolo"))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_float_frame_with_missing_values_is_an_error_record(bad):
+    """An all-NaN (or infinite) float image was answered as a black picture; now its record says
+    what is wrong, and a finite float frame still runs."""
+    import edgerun
+
+    model = edgerun.load("mnist_cnn", tune=False)
+    frame = np.zeros((28, 28), np.float32)
+    frame[3, 4] = bad
+    (result,) = model.predict(frame)
+    assert result.error and "holds 1 NaN or infinite value(s) of 784" in result.error
+    assert model.predict(np.full((28, 28), 0.5, np.float32))[0].error is None
