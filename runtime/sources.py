@@ -23,6 +23,7 @@ import numpy as np
 from .frames import Frame, Source, SourceError, check_items, split_frames
 from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
 from .listing import glob_files, images_in, list_file
+from .outputs import os_reason
 
 logger = logging.getLogger(__name__)
 
@@ -265,12 +266,18 @@ def open_source(spec, live_options=None, capture_factory=None) -> Source:
     if isinstance(spec, Source) and not isinstance(spec, (str, Path)):
         return spec
     spec = str(spec)
+    if not spec.strip():  # '' would read the working folder, as Path('') is '.'
+        raise SourceError(
+            f"the source is empty ({spec!r}); expected a camera index, file, directory, glob or URL "
+            "(for the current folder, give '.')"
+        )
     if "\x00" in spec:
         raise SourceError(f"{spec!r} contains a NUL byte; expected a camera index, file, directory, glob or URL")
     try:
         return _open(spec, live_options, capture_factory)
     except (ValueError, OSError) as exc:  # what the OS says of an impossible path (too long, ...)
-        raise SourceError(f"{spec!r} cannot be used as a source: {exc}") from exc
+        reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+        raise SourceError(f"{spec!r} cannot be used as a source: {reason}") from exc
 
 
 def _open(spec: str, live_options, capture_factory) -> Source:

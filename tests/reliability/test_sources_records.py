@@ -204,3 +204,9 @@ def test_an_idx_labels_file_as_the_source_points_at_the_images_file(tmp_path):
     labels.write_bytes(b"")
     with pytest.raises(SourceError, match=r"IDX labels file \(idx1\).*\(idx3, e\.g\. t10k-images-idx3-ubyte\.gz\)"):
         open_source(str(labels))
+
+
+@pytest.mark.parametrize("spec", ["", " ", "\t"])
+def test_an_empty_source_is_refused_not_read_as_the_working_folder(spec):
+    with pytest.raises(SourceError, match=r"the source is empty .*for the current folder, give '\.'"):
+        open_source(spec)
