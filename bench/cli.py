@@ -139,6 +139,7 @@ def _validate(args, parser) -> None:
     args.peers = peers
     if args.warmup < 0:
         parser.error(f"--warmup must be 0 or more, got {args.warmup}")
+    _check_twins(args, parser)
     if args.pipeline is not None:
         _check_pipeline(args, parser)
     _check_outputs(args, parser)
@@ -162,6 +163,7 @@ def _check_models(given: list[Path], parser) -> tuple[list[Path], dict]:
 
     from edgerun.runtime.metadata import MetadataError
     from edgerun.runtime.model import ModelError, check_model_file, resolve_model_path
+    from edgerun.runtime.modelfile import unreadable_model
     from edgerun.runtime.preprocess import PreprocessError
     from edgerun.runtime.providers import ProviderError
 
@@ -176,7 +178,7 @@ def _check_models(given: list[Path], parser) -> tuple[list[Path], dict]:
         except ModelError as exc:
             parser.error(str(exc))
         except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and others
-            parser.error(f"{spec} is not an ONNX model ({type(exc).__name__}: {exc})")
+            parser.error(unreadable_model(spec, exc))
         if path in paths:
             parser.error(f"model {spec} is given twice; give each model once")
         if path.name in names:  # the report, the plots and the gate tell models apart by file name
@@ -191,6 +193,29 @@ def _check_models(given: list[Path], parser) -> tuple[list[Path], dict]:
             parser.error(str(exc))
         paths.append(path)
     return paths, inputs
+
+
+#: How a twin file given by hand starts: TFLite flatbuffers carry "TFL3" at byte 4; a .keras file
+#: is a zip, an older Keras file HDF5.
+TWIN_MAGIC = {"--tflite": ((4, b"TFL3"),), "--keras": ((0, b"PK\x03\x04"), (0, b"\x89HDF"))}
+
+
+def _check_twins(args, parser) -> None:
+    """A peer's file named by hand (--tflite, --keras) must be there and be that kind of file:
+    refused now (exit 2), not a failed row after the measuring."""
+    for option, path in (("--tflite", args.tflite), ("--keras", args.keras)):
+        if path is None:
+            continue
+        if not path.is_file():
+            parser.error(f"{option} {path} is not a file; give the peer's model file, or leave {option} out")
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(8)
+        except OSError as exc:
+            parser.error(f"{option} {path} cannot be read: {exc.strerror}")
+        if not any(head[at : at + len(magic)] == magic for at, magic in TWIN_MAGIC[option]):
+            kind = "a TFLite flatbuffer (.tflite)" if option == "--tflite" else "a Keras model (.keras or .h5)"
+            parser.error(f"{option} {path} is not {kind}; give the peer's model file, or leave {option} out")
 
 
 def _check_pipeline(args, parser) -> None:

@@ -210,10 +210,9 @@ def inspect_main(argv: list[str] | None = None) -> int:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and others
-        print(
-            f"edgerun inspect: error: {path} is not an ONNX model ({type(exc).__name__}: {exc})",
-            file=sys.stderr,
-        )
+        from edgerun.runtime.modelfile import unreadable_model
+
+        print(f"edgerun inspect: error: {unreadable_model(path, exc)}", file=sys.stderr)
         return 2
     summary = summarize(proto, path, path.stat().st_size)
     if args.json:

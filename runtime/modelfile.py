@@ -217,3 +217,13 @@ def external_locations(path: str | os.PathLike) -> list[str]:
             return []  # not protobuf: every loader refuses it, each with its own message
         finally:
             data.close()
+
+
+def unreadable_model(path, exc: BaseException) -> str:
+    """What to tell a user whose model file the onnx package could not parse (a cut-off download,
+    another format): one line, with what to do."""
+    detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return (
+        f"{path} is not a complete ONNX model ({type(exc).__name__}: {detail}); a truncated download or "
+        "copy, or another format: fetch or export it again"
+    )

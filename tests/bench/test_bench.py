@@ -310,8 +310,16 @@ def _write_inputs(tmp_path, tiny_model) -> dict:
         "b": tiny_model(tmp_path / "b" / "m.onnx"),
         "c": tiny_model(tmp_path / "c.onnx"),
         "flat": make_model(tmp_path / "flat.onnx", [1, 784]),
+        "trunc": _truncated(tiny_model(tmp_path / "whole.onnx"), tmp_path / "trunc.onnx"),
         "tmp": tmp_path,
     }
+
+
+def _truncated(model, target):
+    """The first half of a model's bytes, as an interrupted download leaves it."""
+    data = model.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
 
 
 @pytest.mark.parametrize(
@@ -327,6 +335,10 @@ def _write_inputs(tmp_path, tiny_model) -> dict:
         (["{model}", "--pipeline", "{tmp}/one.png"], "one.png is an image; the pipeline benchmark times"),
         (["{model}", "--pipeline", "{tmp}/v.avi", "--markdown", "{tmp}/p.md"], "--json only; --markdown"),
         (["{model}", "--plot", "{tmp}/p.txt"], "OpenCV cannot write images with the suffix '.txt'"),
+        (["{model}", "--vs", "tflite", "--tflite", "{tmp}/one.png"], "is not a TFLite flatbuffer"),
+        (["{model}", "--vs", "keras", "--keras", "{tmp}/one.png"], "is not a Keras model"),
+        (["{model}", "--vs", "tflite", "--tflite", "{tmp}/none.tflite"], "none.tflite is not a file"),
+        (["{trunc}"], "trunc.onnx is not a complete ONNX model"),
         (["{model}", "--plot", "{tmp}/p"], "OpenCV cannot write images with the suffix '(none)'"),
         (["{model}", "--json", "{tmp}/r.json", "--markdown", "{tmp}/r.json"], "is the same file as --json"),
         (["{model}", "--json", "{tmp}/r.json", "--markdown", "{tmp}/a/../r.json"], "is the same file as --json"),
