@@ -176,7 +176,7 @@ def test_int8_model_meets_int8_peers_only(mnist_cnn, tmp_path):
     ("argv", "message"),
     [
         (["missing.onnx"], "does not exist"),
-        (["{text}"], "is not an ONNX model"),
+        (["{text}"], "is not a complete ONNX model"),
         (["{lfs}"], "Git LFS pointer"),
         (["{model}", "--batch", "0,1"], "batch sizes must be 1 or more"),
         (["{model}", "--vs", "trt"], "unknown peer(s) trt"),

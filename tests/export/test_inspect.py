@@ -41,7 +41,7 @@ def test_inspect_not_onnx(tmp_path, capsys):
     bad = tmp_path / "bad.onnx"
     bad.write_text("not a model")
     assert inspect_main([str(bad)]) == 2
-    assert "is not an ONNX model" in capsys.readouterr().err
+    assert "is not a complete ONNX model" in capsys.readouterr().err
 
 
 def test_inspect_lfs_pointer(tmp_path, capsys):
