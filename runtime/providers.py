@@ -21,6 +21,14 @@ PROVIDER_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
     "openvino": "OpenVINOExecutionProvider",
 }
+#: How to get the onnxruntime build that has a provider.
+INSTALL_HINTS = {
+    "cuda": "Install the GPU build: pip uninstall -y onnxruntime && pip install 'edgerun[gpu]', on a machine "
+    "with an NVIDIA driver and CUDA/cuDNN libraries.",
+    "openvino": "It comes with onnxruntime's OpenVINO build, which replaces the plain one: pip uninstall -y "
+    "onnxruntime && pip install onnxruntime-openvino (x86-64 Linux or Windows).",
+}
+INSTALL_HINTS["tensorrt"] = INSTALL_HINTS["cuda"]
 ORT_PACKAGES = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
 
 
@@ -111,25 +119,17 @@ def plan_providers(
         _note_cpu_fallback(f"this onnxruntime has no CUDA provider (it has {', '.join(available)})")
         return ProviderPlan(choice, ["CPUExecutionProvider"], strict=False)
     wanted = PROVIDER_NAMES[choice]
-    if choice == "openvino":
-        if wanted not in available:
-            packages = ", ".join(installed_ort_packages()) or "no onnxruntime package"
-            raise ProviderError(
-                f"--provider openvino needs {wanted}, but the installed onnxruntime ({packages}) offers only "
-                f"{', '.join(available)}. It comes with onnxruntime's OpenVINO build, which replaces the plain "
-                "one: pip uninstall -y onnxruntime && pip install onnxruntime-openvino (x86-64 Linux or Windows)"
-            )
-        options = {"device_type": "CPU", "precision": "FP32"}
-        if threads:
-            options["num_of_threads"] = str(threads)
-        return ProviderPlan(choice, [(wanted, options), "CPUExecutionProvider"], strict=True)
     if wanted not in available:
         packages = ", ".join(installed_ort_packages()) or "no onnxruntime package"
         raise ProviderError(
             f"--provider {choice} needs {wanted}, but the installed onnxruntime ({packages}) offers "
-            f"only {', '.join(available)}. Install the GPU build: pip uninstall -y onnxruntime && "
-            "pip install 'edgerun[gpu]', on a machine with an NVIDIA driver and CUDA/cuDNN libraries."
+            f"only {', '.join(available)}. {INSTALL_HINTS[choice]}"
         )
+    if choice == "openvino":
+        options = {"device_type": "CPU", "precision": "FP32"}
+        if threads:
+            options["num_of_threads"] = str(threads)
+        return ProviderPlan(choice, [(wanted, options), "CPUExecutionProvider"], strict=True)
     providers = [wanted, cuda, "CPUExecutionProvider"] if choice == "tensorrt" else [cuda, "CPUExecutionProvider"]
     return ProviderPlan(choice, providers, strict=True)
 
