@@ -70,7 +70,7 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
 
 def configure_logging(verbosity: int) -> None:
     """INFO progress from edgerun on stderr (-q: warnings only; -v: debug and libraries' INFO)."""
-    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     if verbosity < 1:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[len(flags)] if len(argv) > len(flags) and argv[len(flags)] in SUBCOMMANDS else ""
     verbosity = sum(1 if a in ("-v", "--verbose") else -1 for a in flags)
     try:
-        code = _dispatch(argv)
+        code = _dispatch(argv[len(flags) :], verbosity)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - each way out: its exit code and one line
         return _failure(name, exc, verbosity)
     try:
@@ -163,11 +163,8 @@ def _leading_flags(argv: list[str]) -> list[str]:
     return flags
 
 
-def _dispatch(argv: list[str]) -> int:
-    """``argv`` without its leading -v/-q, to ``--help``, ``--version`` or a subcommand."""
-    verbosity = 0
-    while argv and argv[0] in ("-v", "--verbose", "-q", "--quiet"):
-        verbosity += 1 if argv.pop(0) in ("-v", "--verbose") else -1
+def _dispatch(argv: list[str], verbosity: int) -> int:
+    """``argv`` (its leading -v/-q taken off: ``verbosity``) to ``--help``, ``--version`` or a subcommand."""
     if not argv or argv[0] in ("-h", "--help"):
         return _print_or_fail(_usage(), EXIT_OK if argv else EXIT_USAGE)
     if argv[0] == "--version":
@@ -196,7 +193,7 @@ def _dispatch(argv: list[str]) -> int:
 
 def _failure(name: str, exc: BaseException, verbosity: int) -> int:
     """The exit code for ``exc`` leaving a command, after its one line on standard error."""
-    from edgerun.runtime.outputs import OutputError, StdoutClosed, os_reason, silence_stdout
+    from edgerun.runtime.outputs import OutputError, StdoutClosed, silence_stdout
 
     label = f"edgerun {name}" if name else "edgerun"
     if isinstance(exc, KeyboardInterrupt):
@@ -212,9 +209,7 @@ def _failure(name: str, exc: BaseException, verbosity: int) -> int:
     # are written by runtime.outputs, which says which file failed (an OutputError); what is left is
     # standard output, written by print() (an unbuffered stream leaves nothing to fail a flush again).
     if isinstance(exc, OSError) and exc.errno in STDOUT_ERRNOS and (exc.filename is None or _stdout_broken()):
-        silence_stdout()
-        print(f"{label}: error: cannot write to standard output: {os_reason(exc)}", file=sys.stderr)
-        return OutputError.exit_code
+        return _stdout_failed(name, exc)
     return _unexpected(name, exc, verbosity)
 
 

@@ -123,3 +123,14 @@ def test_the_quick_exit_loses_nothing(mnist_cnn, tmp_path, thread):
     missing = [*argv, "run", str(mnist_cnn), "--source", str(tmp_path / "missing.png")]
     failed = subprocess.run(missing, capture_output=True, text=True)
     assert failed.returncode == 2 and "does not exist" in failed.stderr
+
+
+def test_two_quiet_flags_are_still_quiet():
+    """-q -q once meant DEBUG (a level looked up by -2 fell through to the default)."""
+    import logging
+
+    from edgerun.cli import configure_logging
+
+    for verbosity, level in ((-2, logging.WARNING), (-1, logging.WARNING), (0, logging.INFO), (2, logging.DEBUG)):
+        configure_logging(verbosity)
+        assert logging.getLogger().level == level, verbosity
