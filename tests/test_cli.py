@@ -131,6 +131,12 @@ def test_two_quiet_flags_are_still_quiet():
 
     from edgerun.cli import configure_logging
 
-    for verbosity, level in ((-2, logging.WARNING), (-1, logging.WARNING), (0, logging.INFO), (2, logging.DEBUG)):
-        configure_logging(verbosity)
-        assert logging.getLogger().level == level, verbosity
+    root = logging.getLogger()
+    handlers, before = root.handlers[:], root.level
+    try:
+        for verbosity, level in ((-2, logging.WARNING), (-1, logging.WARNING), (0, logging.INFO), (2, logging.DEBUG)):
+            configure_logging(verbosity)
+            assert root.level == level, verbosity
+    finally:  # the process's logging as it was, for the tests after this one
+        root.handlers[:] = handlers
+        root.setLevel(before)
