@@ -63,11 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     from .quantize import QuantizeError
 
     out = args.out or args.model.with_suffix(".onnx")
-    from edgerun.runtime.outputs import AtomicFile, OutputError, Protected
+    from edgerun.runtime.outputs import AtomicFile, OutputError, TargetRefused, check_target
 
-    try:  # never over the .keras model, its card or labels; written only if it passes the gate
-        staged = AtomicFile(out, Protected([args.model, args.model.with_suffix(".json"), args.labels]), "--out")
-    except OutputError as exc:
+    try:  # every file this export writes, checked before the first is written
+        protected = _inputs(args, read_card(args.model))
+        claimed: dict[Path, str] = {}
+        for what, target in _outputs(args, out):
+            real = check_target(target, protected, what)
+            if real in claimed:
+                raise TargetRefused(f"{what} {target} is also the {claimed[real]}: give --out another name")
+            claimed[real] = what
+        staged = AtomicFile(out, protected, "--out")  # written only if it passes the parity gate
+    except (OutputError, ExportError) as exc:
         return _fail(str(exc))
     staging = staged.path
     try:
@@ -123,6 +130,40 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     print("\n".join(lines))
     return 0
+
+
+def _outputs(args, out: Path) -> list[tuple[str, Path]]:
+    """Every file the export writes: the ONNX model and the variants asked for."""
+    files = [("--out", out)]
+    if args.tflite:
+        files.append(("TFLite twin", out.with_suffix(".tflite")))
+    if args.int8:
+        files.append(("int8 model", out.with_name(f"{out.stem}.int8.onnx")))
+        if args.tflite:
+            files.append(("int8 TFLite twin", out.with_name(f"{out.stem}.int8.tflite")))
+    if args.fp16:
+        files.append(("fp16 model", out.with_name(f"{out.stem}.fp16.onnx")))
+    return files
+
+
+def _inputs(args, card: dict):
+    """What no output may replace: the .keras model, its card, the labels, and every file of the
+    data it reads (--data-dir, --calib-data, the card's test files and their folders)."""
+    from edgerun.runtime.outputs import Protected
+
+    folders = [Path(d) for d in (args.data_dir, args.calib_data) if d is not None]
+    folders += [folder / sub for folder in list(folders) for sub in ("mnist", "fashion-mnist")]
+    splits = card.get("data") if isinstance(card.get("data"), dict) else {}
+    for split in splits.values():
+        files = split.get("files") if isinstance(split, dict) else None
+        folders += [Path(name).parent for name in files or []]
+    data = []
+    for folder in folders:
+        try:
+            data += [p for p in folder.iterdir() if p.is_file()]
+        except OSError:
+            continue  # not there (yet): the step that reads it says so
+    return Protected([args.model, args.model.with_suffix(".json"), args.labels, *data])
 
 
 def _int8(out: Path, args, metadata, keras_model, check_batch) -> list[str]:

@@ -172,3 +172,30 @@ def test_export_bad_arguments(argv, message, trained_mnist, tmp_path, capsys):
     fill = {"missing": str(tmp_path / "nope.keras"), "model": str(trained_mnist["keras"])}
     assert cli.main([a.format(**fill) for a in argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_no_export_output_replaces_its_inputs(trained_mnist, mnist_dir, tmp_path, capsys):
+    """The data it reads (--data-dir, --calib-data), the labels, and one output on another are
+    refused before anything is written: once, '--out DATA/t10k-images-idx3-ubyte.gz' replaced the
+    test images with the model and passed."""
+    import hashlib
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(mnist_dir, data)
+    images = data / "t10k-images-idx3-ubyte.gz"
+    before = hashlib.sha256(images.read_bytes()).hexdigest()
+    labels = tmp_path / "foo.tflite"
+    labels.write_text("\n".join(str(d) for d in range(10)))
+    model = str(trained_mnist["keras"])
+    cases = [
+        ([model, "--data-dir", str(data), "--out", str(images)], "is an input of this run"),
+        ([model, "--int8", "--calib-data", str(data), "--out", str(data / "train-images-idx3-ubyte.gz")], "input"),
+        ([model, "--tflite", "--labels", str(labels), "--out", str(tmp_path / "foo.onnx")], "TFLite twin"),
+        ([model, "--tflite", "--out", str(tmp_path / "x.tflite")], "is also the --out"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        assert message in capsys.readouterr().err
+    assert hashlib.sha256(images.read_bytes()).hexdigest() == before
+    assert labels.read_text().startswith("0\n1") and not (tmp_path / "foo.onnx").exists()
