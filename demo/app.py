@@ -252,7 +252,20 @@ def run_live(models_dir: Path | None, source: str, out: Path, max_frames: int | 
     except SourceError as exc:
         raise DemoError(str(exc)) from exc
     run = Run(model, src, config=RunConfig(max_frames=max_frames))
-    sinks = [VideoSaver(out / "live_annotated.avi", fps=src.nominal_fps or 30.0)]
+    from edgerun.runtime.outputs import OutputError, Protected
+    from edgerun.runtime.sources import input_files
+
+    try:  # the annotated video never replaces the source (--source out/demo/live_annotated.avi)
+        saver = VideoSaver(
+            out / "live_annotated.avi",
+            fps=src.nominal_fps or 30.0,
+            protected=Protected(input_files(src)),
+            what="the annotated video (--out)",
+        )
+    except OutputError as exc:
+        src.close()
+        raise DemoError(str(exc)) from exc
+    sinks = [saver]
     shown, why = has_display()
     if shown:
         sinks.append(Display(on_quit=run.stop))

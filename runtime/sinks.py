@@ -103,12 +103,17 @@ class VideoSaver(Sink):
     interruption, so the file plays); never over an input."""
 
     def __init__(
-        self, path: Path, fps: float = 30.0, annotator: Annotator | None = None, protected: Protected | None = None
+        self,
+        path: Path,
+        fps: float = 30.0,
+        annotator: Annotator | None = None,
+        protected: Protected | None = None,
+        what: str = "--save video",
     ) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
             raise SinkError(f"{self.path}: a video needs one of {', '.join(VIDEO_SUFFIXES)}")
-        self._file = AtomicFile(self.path, protected, "--save video")
+        self._file = AtomicFile(self.path, protected, what)
         if protected is not None:
             protected.add(self.path, output="--save")
         self.fps = fps

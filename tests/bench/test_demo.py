@@ -65,3 +65,12 @@ def test_demo_without_models_says_how_to_make_them(tmp_path, capsys):
     assert demo.main(["--out", str(tmp_path / "o"), "--models", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "run `make models`" in err
+
+
+@needs_models
+def test_live_demo_never_writes_over_its_source(tmp_path, digit_video, capsys):
+    """--out F --source F/live_annotated.avi once replaced the source video with its own output."""
+    video = digit_video(tmp_path / "live_annotated.avi", 5)
+    before = video.read_bytes()
+    assert demo.main(["--out", str(tmp_path), "--source", str(video), "--max-frames", "3"]) == 2
+    assert "is an input of this run" in capsys.readouterr().err and video.read_bytes() == before
