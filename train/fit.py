@@ -288,6 +288,24 @@ def _fit_classifier(spec: ModelSpec, config: TrainConfig, train: Split, test: Sp
     return model, training, {"accuracy": accuracy, "loss": loss, "samples": len(test)}
 
 
+def _check_outputs(config: TrainConfig, out: Path, model_path: Path, card_path: Path) -> None:
+    """Before any training: the output folder can take files, and neither output is the model
+    training starts from (--init) or its card (``--init M/mnist_cnn.keras --out M`` replaced them).
+
+    Raises:
+        TrainError: with the output refused and why.
+    """
+    from edgerun.runtime.outputs import OutputError, Protected, check_directory, check_target
+
+    inputs = [Path(config.init), Path(config.init).with_suffix(".json")] if config.init else []
+    try:
+        check_directory(out, "--out")
+        for target, what in ((model_path, "trained model"), (card_path, "training card")):
+            check_target(target, Protected(inputs), what)
+    except OutputError as exc:
+        raise TrainError(f"{exc}; give --out another folder") from None
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train (or, for ResNet50, build) ``config.name`` and write the model and its card.
 
@@ -301,6 +319,7 @@ def train(config: TrainConfig) -> TrainResult:
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out)
     model_path, card_path = out / f"{spec.name}.keras", out / f"{spec.name}.json"
+    _check_outputs(config, out, model_path, card_path)
 
     if spec.recipe is None:  # resnet50: built, not trained here
         weights = None if config.weights in (None, "", "none") else config.weights

@@ -126,3 +126,25 @@ def test_init_must_be_a_model_of_the_same_architecture(mnist_dir, tmp_path, caps
     (tmp_path / "text.keras").write_text("not a model")
     assert cli.main([*argv, "--init", str(tmp_path / "text.keras"), "--out", str(tmp_path / "c")]) == 2
     assert "is not a .keras file" in capsys.readouterr().err
+
+
+def test_outputs_are_checked_before_training(mnist_dir, tmp_path, capsys):
+    """'--init M/mnist_cnn.keras --out M' once trained and then wrote over the model it started
+    from, and an --out that is a file failed only after the training; both are refused first."""
+    pytest.importorskip("tensorflow", reason="needs the train extra")
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[2] / "models" / "mnist_cnn.keras"
+    if not committed.is_file():
+        pytest.skip("the committed mnist_cnn.keras is missing (make models)")
+    start = tmp_path / "m" / "mnist_cnn.keras"
+    start.parent.mkdir()
+    shutil.copy(committed, start)
+    before = start.read_bytes()
+    argv = ["mnist_cnn", "--data-dir", str(mnist_dir), "--epochs", "1", "--limit", "50"]
+    assert cli.main([*argv, "--init", str(start), "--out", str(start.parent)]) == 2
+    assert "trained model" in capsys.readouterr().err and start.read_bytes() == before
+    (tmp_path / "file").write_text("x")
+    assert cli.main([*argv, "--out", str(tmp_path / "file")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
