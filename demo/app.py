@@ -215,6 +215,8 @@ def step_video(model: Model, digits: Digits, out: Path, seed: int) -> dict:
     with Run(model, open_source(video), [VideoSaver(out / "pan_annotated.avi", fps=12.0)], RunConfig(batch=4)) as run:
         for result in run:
             found.append(len(result.detections or []))
+    if run.signal is not None:  # the run finished the frames in hand; the demo stops there too
+        raise KeyboardInterrupt
     return {
         "frames": run.stats.frames,
         "fps": run.stats.end_to_end_fps,
@@ -297,7 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    from edgerun.runtime.outputs import OutputError, check_directory
+
+    try:
+        check_directory(out, "--out")
+    except OutputError as exc:
+        print(f"edgerun demo: error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.source is not None:
             return run_live(args.models, args.source, out, args.max_frames)

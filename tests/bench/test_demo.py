@@ -74,3 +74,10 @@ def test_live_demo_never_writes_over_its_source(tmp_path, digit_video, capsys):
     before = video.read_bytes()
     assert demo.main(["--out", str(tmp_path), "--source", str(video), "--max-frames", "3"]) == 2
     assert "is an input of this run" in capsys.readouterr().err and video.read_bytes() == before
+
+
+def test_demo_out_that_is_a_file_is_refused_first(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    assert demo.main(["--out", str(target), "--synthetic"]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err and target.read_text() == "x"
