@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _is_zip(path: Path) -> bool:
+    import zipfile
+
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
 def _fail(message: str, code: int = 2) -> int:
     print(f"edgerun export: error: {message}", file=sys.stderr)
     return code
@@ -55,6 +64,20 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("--int8 needs --calib-data DIR (a directory of images or of IDX files)")
     if args.calib_data is not None and not args.calib_data.is_dir():
         return _fail(f"--calib-data {args.calib_data} is not a directory")
+    if args.calib_data is not None and not args.int8:
+        return _fail("--calib-data calibrates the int8 model: add --int8, or leave --calib-data out")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        return _fail(
+            f"--data-dir {args.data_dir} is not a directory; give the folder of the test IDX files for the "
+            "parity check, or leave it out (the training card's data, else seeded random images)"
+        )
+    if args.model.is_file() and not _is_zip(args.model):
+        return _fail(
+            f"{args.model} is not a .keras file (a zip written by Keras' model.save); give the model edgerun "
+            "train wrote"
+        )
+    if args.model.is_dir():
+        return _fail(f"{args.model} is a directory; give the .keras file edgerun train wrote")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from edgerun.runtime.metadata import MetadataError, read_labels
 
@@ -76,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         staged = AtomicFile(out, protected, "--out")  # written only if it passes the parity gate
     except (OutputError, ExportError) as exc:
         return _fail(str(exc))
+    if args.int8:  # the calibration data is read now, not after the conversion it would waste
+        from .quantize import QuantizeError, load_calibration
+
+        try:
+            load_calibration(args.calib_data, tuple(read_card(args.model).get("classes") or ()), args.calib_samples)
+        except QuantizeError as exc:
+            staged.discard()
+            return _fail(str(exc))
     staging = staged.path
     try:
         command = shlex.join(["edgerun", "export", *(sys.argv[2:] if argv is None else argv)])
@@ -88,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ExportError, ParityError, MetadataError) as exc:
         staged.discard()
         return _fail(str(exc))
+    except BaseException:  # Ctrl-C while converting: no half-made .partial file left behind
+        staged.discard()
+        raise
     summary = exported.summary
     lines = [
         f"wrote     {out}  ({summary.size_bytes / 1e6:.2f} MB, opset {summary.opset}, "

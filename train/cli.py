@@ -59,8 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--weights",
-        default="imagenet",
-        help="resnet50 only: 'imagenet' (downloads), a local weights file, or 'none' (random)",
+        help="resnet50 only: 'imagenet' (downloads; the default), a local weights file, or 'none' (random)",
     )
     return parser
 
@@ -68,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.weights is not None and args.name != "resnet50":
+        parser.error(f"--weights is for resnet50 (it is built from weights, not trained); {args.name} is trained here")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ banner quiet
     argv_list = sys.argv[1:] if argv is None else ["train", *argv]
     config = TrainConfig(
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         out=args.out,
         shifted_copies=args.shifted_copies,
-        weights=args.weights,
+        weights=args.weights or "imagenet",
         recipe=args.recipe,
         holdout=args.holdout,
         init=args.init,

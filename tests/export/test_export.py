@@ -166,10 +166,22 @@ def test_resnet50_random_weights_export(tmp_path, capsys):
         (["{missing}"], "does not exist"),
         (["{model}", "--int8"], "--int8 needs --calib-data"),
         (["{model}", "--int8", "--calib-data", "{missing}"], "is not a directory"),
+        (["{text}"], "is not a .keras file (a zip written by Keras' model.save)"),
+        (["{tmp}"], "is a directory; give the .keras file"),
+        (["{model}", "--data-dir", "{missing}"], "--data-dir"),
+        (["{model}", "--calib-data", "{tmp}"], "add --int8, or leave --calib-data out"),
+        (["{model}", "--int8", "--calib-data", "{tmp}"], "no calibration data in"),
     ],
 )
 def test_export_bad_arguments(argv, message, trained_mnist, tmp_path, capsys):
-    fill = {"missing": str(tmp_path / "nope.keras"), "model": str(trained_mnist["keras"])}
+    """Each refused before any conversion (the calibration data is read first, not after)."""
+    (tmp_path / "text.keras").write_text("not a model")
+    fill = {
+        "missing": str(tmp_path / "nope.keras"),
+        "model": str(trained_mnist["keras"]),
+        "text": str(tmp_path / "text.keras"),
+        "tmp": str(tmp_path),
+    }
     assert cli.main([a.format(**fill) for a in argv]) == 2
     assert message in capsys.readouterr().err
 

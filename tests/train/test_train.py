@@ -81,6 +81,13 @@ def test_bad_requests_get_one_clear_line(argv, message, fashion_dir, tmp_path, c
     assert message in err and "Traceback" not in err
 
 
+def test_weights_are_for_resnet50_only(capsys):
+    """--weights on a model that is trained, not built from weights, was silently ignored."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(["mnist_cnn", "--weights", "imagenet"])
+    assert info.value.code == 2 and "--weights is for resnet50" in capsys.readouterr().err
+
+
 def test_bad_numbers_are_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["mnist_cnn", "--epochs", "0"])
