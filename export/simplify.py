@@ -278,14 +278,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.resolve() == args.model.resolve():
         print("simplify: --out must differ from the input (outputs never overwrite inputs)", file=sys.stderr)
         return 2
-    proto = onnx.load(str(args.model))
+    from edgerun.runtime.modelfile import unreadable_model
+    from edgerun.runtime.outputs import OutputError, Protected, check_target
+
+    try:
+        check_target(args.out, Protected([args.model]), "--out")
+        proto = onnx.load(str(args.model))
+    except OutputError as exc:
+        print(f"simplify: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and others
+        print(f"simplify: {unreadable_model(args.model, exc)}", file=sys.stderr)
+        return 2
     try:
         simple, report = simplify(proto)
     except SimplifyError as exc:
         print(f"simplify: {exc}", file=sys.stderr)
         return 1
     staging = args.out.with_name(f".{args.out.name}.staging")
-    save_onnx(simple, staging)
+    try:
+        save_onnx(simple, staging)
+    except OutputError as exc:
+        print(f"simplify: {exc}", file=sys.stderr)
+        return 2
     a = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
     b = ort.InferenceSession(str(staging), providers=["CPUExecutionProvider"])
     inp = a.get_inputs()[0]
@@ -301,7 +316,12 @@ def main(argv: list[str] | None = None) -> int:
             staging.unlink(missing_ok=True)
             print(f"simplify: outputs differ at batch {batch} (max |d| {worst:.2e}); nothing written", file=sys.stderr)
             return 1
-    staging.replace(args.out)
+    try:
+        staging.replace(args.out)
+    except OSError as exc:
+        staging.unlink(missing_ok=True)
+        print(f"simplify: --out {args.out} cannot be written: {exc.strerror}", file=sys.stderr)
+        return 2
     print(f"wrote     {args.out}\ngraph     {report.line()}\nparity    max |d| {worst:.2e} vs {args.model}")
     return 0
 
