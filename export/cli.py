@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OutputError, ExportError) as exc:
         return _fail(str(exc))
     if args.int8:  # the calibration data is read now, not after the conversion it would waste
-        from .quantize import QuantizeError, load_calibration
+        from .quantize import load_calibration
 
         try:
             load_calibration(args.calib_data, tuple(read_card(args.model).get("classes") or ()), args.calib_samples)
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.tflite:
-            tflite = out.with_suffix(".tflite")
+            tflite = variant_paths(out)["tflite"]
             from .tflite import export_tflite
 
             size, diff = export_tflite(keras_model, tflite, cases["batch 8"])
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fp16:
             from .quantize import convert_fp16
 
-            fp16 = out.with_name(f"{out.stem}.fp16.onnx")
+            fp16 = variant_paths(out)["fp16"]
             convert_fp16(out, fp16)
             lines.append(
                 f"wrote     {fp16}  ({fp16.stat().st_size / 1e6:.2f} MB); fp16 is for GPUs: "
@@ -166,18 +166,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def variant_paths(out: Path) -> dict[str, Path]:
+    """Where each variant of the export at ``out`` goes (NAME.tflite, NAME.int8.onnx, ...)."""
+    return {
+        "tflite": out.with_suffix(".tflite"),
+        "int8": out.with_name(f"{out.stem}.int8.onnx"),
+        "int8-tflite": out.with_name(f"{out.stem}.int8.tflite"),
+        "fp16": out.with_name(f"{out.stem}.fp16.onnx"),
+    }
+
+
 def _outputs(args, out: Path) -> list[tuple[str, Path]]:
     """Every file the export writes: the ONNX model and the variants asked for."""
-    files = [("--out", out)]
-    if args.tflite:
-        files.append(("TFLite twin", out.with_suffix(".tflite")))
-    if args.int8:
-        files.append(("int8 model", out.with_name(f"{out.stem}.int8.onnx")))
-        if args.tflite:
-            files.append(("int8 TFLite twin", out.with_name(f"{out.stem}.int8.tflite")))
-    if args.fp16:
-        files.append(("fp16 model", out.with_name(f"{out.stem}.fp16.onnx")))
-    return files
+    paths = variant_paths(out)
+    asked = [
+        ("TFLite twin", "tflite", args.tflite),
+        ("int8 model", "int8", args.int8),
+        ("int8 TFLite twin", "int8-tflite", args.int8 and args.tflite),
+        ("fp16 model", "fp16", args.fp16),
+    ]
+    return [("--out", out)] + [(what, paths[key]) for what, key, wanted in asked if wanted]
 
 
 def _inputs(args, card: dict):
@@ -204,7 +212,7 @@ def _int8(out: Path, args, metadata, keras_model, check_batch) -> list[str]:
     from .quantize import evaluate, load_calibration, quantize_int8, restamp
 
     calib, evaluation = load_calibration(args.calib_data, metadata.classes, args.calib_samples)
-    int8 = out.with_name(f"{out.stem}.int8.onnx")
+    int8 = variant_paths(out)["int8"]
     logger.info("calibrating int8 on %s", calib.source)
     int8_meta = quantize_int8(out, int8, calib)
     before, after = evaluate(out, evaluation), evaluate(int8, evaluation)
@@ -252,7 +260,7 @@ def _tflite_int8(out: Path, keras_model, calib, evaluation, check_batch) -> list
     # the inputs the runtime itself makes of the images (Model.prepare), as for the int8 ONNX file
     fp32 = Model.load(out, SessionConfig(provider="cpu"))
     eval_inputs = None if evaluation is None else model_inputs(fp32, evaluation.frames)
-    target = out.with_name(f"{out.stem}.int8.tflite")
+    target = variant_paths(out)["int8-tflite"]
     check = check_batch if eval_inputs is None else np.concatenate([check_batch, eval_inputs[:500]])
     size, agreement = export_tflite_int8(keras_model, target, model_inputs(fp32, calib.frames), check)
     lines = [
