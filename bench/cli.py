@@ -266,11 +266,10 @@ def _check_outputs(args, parser) -> None:
     """Every output, before any measuring: never an input (a model, a twin, the video, the baseline
     compared with), a device, FIFO or folder (the one writer's rules, edgerun.runtime.outputs), nor
     the file of another output (through links and ``..`` too); a plot in a format OpenCV writes."""
-    import os
 
     import cv2
 
-    from edgerun.runtime.outputs import OutputError, Protected, check_target
+    from edgerun.runtime.outputs import OutputError, Protected, check_targets
 
     from .backends import twin
 
@@ -292,24 +291,10 @@ def _check_outputs(args, parser) -> None:
                 "give a name ending in .png (or .jpg, .bmp, .tif, .webp)"
             )
         targets += [("--plot", p) for p in plot_targets(args.plot, [m.name for m in args.models]).values()]
-    seen: dict[object, tuple[str, Path]] = {}
-    for what, target in targets:
-        try:
-            real = check_target(target, args.protected, what)
-        except OutputError as exc:
-            parser.error(str(exc))
-        try:  # an existing file: by device and inode (hard links too); a new one: by its resolved path
-            st = os.stat(real)
-            key: object = (st.st_dev, st.st_ino)
-        except OSError:
-            key = real
-        if key in seen:
-            other, path = seen[key]
-            parser.error(
-                f"{what} {target} is the same file as {other} {path}; one would overwrite the other: "
-                "give each output its own path"
-            )
-        seen[key] = (what, target)
+    try:
+        check_targets(targets, args.protected)
+    except OutputError as exc:
+        parser.error(str(exc))
 
 
 def _load_gate(args, parser):

@@ -86,16 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     from .quantize import QuantizeError
 
     out = args.out or args.model.with_suffix(".onnx")
-    from edgerun.runtime.outputs import AtomicFile, OutputError, TargetRefused, check_target
+    from edgerun.runtime.outputs import AtomicFile, OutputError, check_targets
 
     try:  # every file this export writes, checked before the first is written
         protected = _inputs(args, read_card(args.model))
-        claimed: dict[Path, str] = {}
-        for what, target in _outputs(args, out):
-            real = check_target(target, protected, what)
-            if real in claimed:
-                raise TargetRefused(f"{what} {target} is also the {claimed[real]}: give --out another name")
-            claimed[real] = what
+        check_targets(_outputs(args, out), protected)
         staged = AtomicFile(out, protected, "--out")  # written only if it passes the parity gate
     except (OutputError, ExportError) as exc:
         return _fail(str(exc))

@@ -98,7 +98,7 @@ def overrides_from(args) -> Overrides:
 
 def _sinks(args, model, source, stop):
     from .images import VIDEO_SUFFIXES
-    from .outputs import Protected, TargetRefused, check_target
+    from .outputs import Protected, check_targets
     from .sinks import Display, ImageSaver, JsonlSink, VideoSaver, has_display
     from .sources import input_files
 
@@ -106,15 +106,10 @@ def _sinks(args, model, source, stop):
     protected = Protected([model.path, args.labels, *input_files(source)])
     # Every output file is checked before the first is created (emptied): a refused --save must
     # not leave behind an empty --json file, or an emptied earlier one.
-    targets = [(args.json, "--json")] if args.json and str(args.json) != "-" else []
+    targets = [("--json", args.json)] if args.json else []
     if args.save and args.save.suffix.lower() in VIDEO_SUFFIXES:
-        targets.append((args.save, "--save video"))
-    claimed: dict[Path, str] = {}
-    for target, what in targets:
-        real = check_target(target, protected, what, stdout_ok=what == "--json")
-        if real in claimed:
-            raise TargetRefused(f"{what} {target} is also this run's {claimed[real]} output: give each its own path")
-        claimed[real] = what
+        targets.append(("--save video", args.save))
+    check_targets(targets, protected)
     sinks = []
     if args.json:
         sinks.append(JsonlSink(args.json, protected))

@@ -177,6 +177,34 @@ def check_target(
     return real
 
 
+def check_targets(targets: Iterable[tuple[str, str | os.PathLike]], protected: Protected | None = None) -> None:
+    """Every output a command will write, checked before the first is created: each by
+    :func:`check_target`, and no two the same file (an existing one by device and inode, so hard
+    links and ``..`` count too; a new one by its resolved path). ``targets``: (option, path)
+    pairs; ``--json`` may be ``-``.
+
+    Raises:
+        TargetRefused: the first output refused, saying why.
+    """
+    seen: dict[object, tuple[str, str | os.PathLike]] = {}
+    for what, target in targets:
+        if str(target) == STDOUT:
+            continue
+        real = check_target(target, protected, what, stdout_ok=what == "--json")
+        try:
+            st = os.stat(real)
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:
+            key = real
+        if key in seen:
+            other, path = seen[key]
+            raise TargetRefused(
+                f"{what} {target} is the same file as {other} {path}; one would overwrite the other: "
+                "give each output its own path"
+            )
+        seen[key] = (what, target)
+
+
 def check_directory(path: str | os.PathLike, what: str = "output directory") -> Path:
     """Create ``path`` if needed and prove a file can be made in it, or :class:`TargetRefused`."""
     directory = Path(path)

@@ -204,7 +204,7 @@ def test_no_export_output_replaces_its_inputs(trained_mnist, mnist_dir, tmp_path
         ([model, "--data-dir", str(data), "--out", str(images)], "is an input of this run"),
         ([model, "--int8", "--calib-data", str(data), "--out", str(data / "train-images-idx3-ubyte.gz")], "input"),
         ([model, "--tflite", "--labels", str(labels), "--out", str(tmp_path / "foo.onnx")], "TFLite twin"),
-        ([model, "--tflite", "--out", str(tmp_path / "x.tflite")], "is also the --out"),
+        ([model, "--tflite", "--out", str(tmp_path / "x.tflite")], "is the same file as --out"),
     ]
     for argv, message in cases:
         assert cli.main(argv) == 2, argv

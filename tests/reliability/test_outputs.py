@@ -136,7 +136,7 @@ def test_two_outputs_on_one_path_are_refused_before_any_is_written(mnist_cnn, tm
     same = tmp_path / "same.avi"
     proc = edgerun("run", mnist_cnn, "--source", tmp_path / "in", "--json", same, "--save", same)
     err = proc.stderr.decode()
-    assert proc.returncode == 2 and "--save video" in err and "is also this run's --json output" in err, err
+    assert proc.returncode == 2 and "--save video" in err and "is the same file as --json" in err, err
     assert not same.exists()
     video = digit_video(tmp_path / "v.avi", 5)
     old = tmp_path / "old.jsonl"
