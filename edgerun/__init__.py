@@ -72,7 +72,7 @@ def missing_extra(exc: ModuleNotFoundError) -> ModuleNotFoundError:
     hint = missing_dependency("", exc)
     if hint is None:
         return exc
-    return ModuleNotFoundError(hint.replace("edgerun : ", "edgerun: ", 1), name=exc.name)
+    return ModuleNotFoundError(hint, name=exc.name)
 
 
 def __dir__() -> list[str]:

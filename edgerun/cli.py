@@ -86,12 +86,13 @@ def missing_dependency(name: str, exc: ImportError) -> str | None:
     extra = EXTRAS.get(module)
     if extra is None:
         return None
+    label = f"edgerun {name}" if name else "edgerun"  # no name: the Python API's import
     if extra == "cpu":
         return (
-            f"edgerun {name}: {module} is not installed; install a runtime: pip install 'edgerun[cpu]' "
+            f"{label}: {module} is not installed; install a runtime: pip install 'edgerun[cpu]' "
             "(or 'edgerun[gpu]' on an NVIDIA machine)"
         )
-    return f"edgerun {name}: {module} is not installed; install it with: pip install 'edgerun[{extra}]'"
+    return f"{label}: {module} is not installed; install it with: pip install 'edgerun[{extra}]'"
 
 
 def main(argv: list[str] | None = None) -> int:
