@@ -8,6 +8,7 @@ import logging
 import os
 import shlex
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgerun.runtime.argtypes import Parser, positive_int
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from edgerun.runtime.metadata import MetadataError, read_labels
 
-    from .onnx import ExportError, export_keras, read_card
+    from .onnx import ExportError, QualityError, export_keras, read_card
     from .parity import ParityError, check_parity, parity_inputs
     from .quantize import QuantizeError
 
@@ -118,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         staged.discard()
         raise
     summary = exported.summary
-    lines = [
-        f"wrote     {out}  ({summary.size_bytes / 1e6:.2f} MB, opset {summary.opset}, "
-        f"layout {exported.metadata.layout})",
+    listing = Listing()
+    listing.wrote(out, f"{summary.size_bytes / 1e6:.2f} MB, opset {summary.opset}, layout {exported.metadata.layout}")
+    lines = listing.lines
+    lines += [
         f"graph     {sum(summary.ops.values())} nodes, {summary.transposes} Transpose: "
         + ", ".join(f"{op} {n}" for op, n in summary.ops.items()),
         f"simplify  {exported.simplified.line() if exported.simplified else 'skipped (--no-simplify)'}",
@@ -136,29 +138,42 @@ def main(argv: list[str] | None = None) -> int:
     except OutputError as exc:
         return _fail(str(exc))
 
-    try:
+    try:  # each variant appends its lines as it is written, so a failure still lists what was
         if args.tflite:
             tflite = variant_paths(out)["tflite"]
             from .tflite import export_tflite
 
             size, diff = export_tflite(keras_model, tflite, cases["batch 8"])
-            lines.append(f"wrote     {tflite}  ({size / 1e6:.2f} MB, max |dprob| vs Keras {diff:.2e} at batch 8)")
+            listing.wrote(tflite, f"{size / 1e6:.2f} MB, max |dprob| vs Keras {diff:.2e} at batch 8")
         if args.int8:
-            lines.extend(_int8(out, args, exported.metadata, keras_model, cases["batch 8"]))
+            _int8(out, args, exported.metadata, keras_model, cases["batch 8"], listing)
         if args.fp16:
             from .quantize import convert_fp16
 
             fp16 = variant_paths(out)["fp16"]
             convert_fp16(out, fp16)
-            lines.append(
-                f"wrote     {fp16}  ({fp16.stat().st_size / 1e6:.2f} MB); fp16 is for GPUs: "
-                "on CPU it runs slower than fp32"
-            )
+            size = fp16.stat().st_size
+            listing.wrote(fp16, f"{size / 1e6:.2f} MB; fp16 is for GPUs: on CPU it runs slower than fp32")
     except (ExportError, QuantizeError) as exc:
         print("\n".join(lines))
-        return _fail(str(exc))
+        skipped = [str(path) for _, path in _outputs(args, out) if path not in listing.written]
+        message = f"{exc}; not written: {', '.join(skipped)}" if skipped else str(exc)
+        return _fail(message, 1 if isinstance(exc, QualityError) else 2)
     print("\n".join(lines))
     return 0
+
+
+@dataclass
+class Listing:
+    """What the export prints on stdout, and the files it has written so far (kept as each is
+    written, so a variant failing later still lists the ones before it)."""
+
+    lines: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+    def wrote(self, path: Path, detail: str) -> None:
+        self.lines.append(f"wrote     {path}  ({detail})")
+        self.written.append(path)
 
 
 def variant_paths(out: Path) -> dict[str, Path]:
@@ -203,7 +218,8 @@ def _inputs(args, card: dict):
     return Protected([args.model, args.model.with_suffix(".json"), args.labels, *data])
 
 
-def _int8(out: Path, args, metadata, keras_model, check_batch) -> list[str]:
+def _int8(out: Path, args, metadata, keras_model, check_batch, listing: Listing) -> None:
+    """Write NAME.int8.onnx (and with --tflite NAME.int8.tflite), listing each as it is written."""
     from .quantize import evaluate, load_calibration, quantize_int8, restamp
 
     calib, evaluation = load_calibration(args.calib_data, metadata.classes, args.calib_samples)
@@ -223,10 +239,9 @@ def _int8(out: Path, args, metadata, keras_model, check_batch) -> list[str]:
                 }
             ),
         )
-    lines = [
-        f"wrote     {int8}  ({int8.stat().st_size / 1e6:.2f} MB, QDQ per-channel, u8 activations / 7-bit s8 weights)",
-        f"int8      calibrated on {calib.source}",
-    ]
+    listing.wrote(int8, f"{int8.stat().st_size / 1e6:.2f} MB, QDQ per-channel, u8 activations / 7-bit s8 weights")
+    lines = listing.lines
+    lines.append(f"int8      calibrated on {calib.source}")
     if before.accuracy is not None:
         lines.append(
             f"accuracy  fp32 {before.accuracy:.4f}  int8 {after.accuracy:.4f}  "
@@ -239,11 +254,10 @@ def _int8(out: Path, args, metadata, keras_model, check_batch) -> list[str]:
         b, a = before.p50_ms[batch], after.p50_ms[batch]
         lines.append(f"latency   batch {batch}: fp32 {b:.3f} ms  int8 {a:.3f} ms  ({b / a:.2f}x, CPU p50)")
     if args.tflite:
-        lines.extend(_tflite_int8(out, keras_model, calib, evaluation, check_batch))
-    return lines
+        _tflite_int8(out, keras_model, calib, evaluation, check_batch, listing)
 
 
-def _tflite_int8(out: Path, keras_model, calib, evaluation, check_batch) -> list[str]:
+def _tflite_int8(out: Path, keras_model, calib, evaluation, check_batch, listing: Listing) -> None:
     """NAME.int8.tflite from the same calibration images as NAME.int8.onnx."""
     import numpy as np
 
@@ -258,14 +272,14 @@ def _tflite_int8(out: Path, keras_model, calib, evaluation, check_batch) -> list
     target = variant_paths(out)["int8-tflite"]
     check = check_batch if eval_inputs is None else np.concatenate([check_batch, eval_inputs[:500]])
     size, agreement = export_tflite_int8(keras_model, target, model_inputs(fp32, calib.frames), check)
-    lines = [
-        f"wrote     {target}  ({size / 1e6:.2f} MB, full-integer int8, same calibration images; "
-        f"top class as Keras on {agreement:.1%} of {len(check)} images)"
-    ]
+    listing.wrote(
+        target,
+        f"{size / 1e6:.2f} MB, full-integer int8, same calibration images; "
+        f"top class as Keras on {agreement:.1%} of {len(check)} images",
+    )
     if evaluation is not None and evaluation.labels is not None:
         accuracy = accuracy_tflite(target, eval_inputs, evaluation.labels)
-        lines.append(f"accuracy  int8 TFLite {accuracy:.4f} ({len(evaluation.labels)} labelled images)")
-    return lines
+        listing.lines.append(f"accuracy  int8 TFLite {accuracy:.4f} ({len(evaluation.labels)} labelled images)")
 
 
 def inspect_main(argv: list[str] | None = None) -> int:

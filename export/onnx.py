@@ -32,6 +32,11 @@ class ExportError(Exception):
     """The export could not be made or did not pass its checks; the message has the numbers."""
 
 
+class QualityError(ExportError):
+    """A variant was made but failed its quality check against Keras, so it was not written
+    (``edgerun export`` exits 1 for it, as for the parity gate, not 2 as for a bad input)."""
+
+
 @dataclass
 class Exported:
     path: Path

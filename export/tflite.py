@@ -16,7 +16,7 @@ import numpy as np
 
 from edgerun.runtime.outputs import AtomicFile
 
-from .onnx import INPUT_NAME, ExportError
+from .onnx import INPUT_NAME, ExportError, QualityError
 
 TFLITE_TOLERANCE = 1e-4
 #: The int8 twin must give Keras' top class on at least this share of the checked images.
@@ -50,7 +50,7 @@ def export_tflite(model, out: Path, check_batch: np.ndarray) -> tuple[int, float
             np.abs(run_tflite(staged.path, check_batch) - np.asarray(model(check_batch, training=False))).max()
         )
         if not diff <= TFLITE_TOLERANCE:
-            raise ExportError(f"the TFLite twin disagrees with Keras: max |dprob| {diff:.2e} > {TFLITE_TOLERANCE}")
+            raise QualityError(f"the TFLite twin disagrees with Keras: max |dprob| {diff:.2e} > {TFLITE_TOLERANCE}")
     return len(data), diff
 
 
@@ -75,7 +75,7 @@ def export_tflite_int8(model, out: Path, calibration: np.ndarray, check: np.ndar
         theirs = np.asarray(model(check, training=False)).reshape(len(check), -1).argmax(axis=1)
         agreement = float(np.mean(ours == theirs))
         if agreement < INT8_AGREEMENT:
-            raise ExportError(
+            raise QualityError(
                 f"the int8 TFLite twin agrees with Keras on the top class of only {agreement:.1%} of {len(check)} "
                 f"images (needs {INT8_AGREEMENT:.0%}); calibrate on more or more typical images (--calib-samples)"
             )

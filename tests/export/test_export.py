@@ -211,3 +211,24 @@ def test_no_export_output_replaces_its_inputs(trained_mnist, mnist_dir, tmp_path
         assert message in capsys.readouterr().err
     assert hashlib.sha256(images.read_bytes()).hexdigest() == before
     assert labels.read_text().startswith("0\n1") and not (tmp_path / "foo.onnx").exists()
+
+
+def test_failed_variant_check_exits_1_and_lists_what_was_written(
+    trained_mnist, mnist_dir, tmp_path, monkeypatch, capsys
+):
+    """A variant failing its check against Keras is a failed gate (exit 1, as parity), not a bad
+    input (2); the files written before it are listed and the ones after named as not written.
+    The bar is raised out of reach (an agreement above 100%) rather than the model broken."""
+    from edgerun.export import tflite
+
+    monkeypatch.setattr(tflite, "INT8_AGREEMENT", 1.01)
+    out = tmp_path / "m.onnx"
+    argv = [str(trained_mnist["keras"]), "--out", str(out), "--tflite", "--int8", "--fp16"]
+    code = cli.main(argv + ["--calib-data", str(mnist_dir), "--calib-samples", "50"])
+    captured = capsys.readouterr()
+    assert code == 1
+    for name in ("m.onnx", "m.tflite", "m.int8.onnx"):
+        assert f"wrote     {tmp_path / name}  (" in captured.out and (tmp_path / name).is_file()
+    assert "int8 TFLite twin agrees with Keras on the top class of only" in captured.err
+    assert f"not written: {tmp_path / 'm.int8.tflite'}, {tmp_path / 'm.fp16.onnx'}" in captured.err
+    assert not (tmp_path / "m.int8.tflite").exists() and not (tmp_path / "m.fp16.onnx").exists()
