@@ -70,6 +70,31 @@ def read_card(keras_path: Path) -> dict:
         raise ExportError(f"{card_path} is not valid JSON ({exc}); re-run edgerun train") from exc
 
 
+def check_card(card: dict, model, keras_path: Path) -> None:
+    """Refuse a card that describes another model (a .keras copied or renamed beside some other
+    model's NAME.json): its name, classes and preprocessing would be stamped on this export."""
+    if not card:
+        return
+    found = {
+        "parameters": int(model.count_params()),
+        "input shape": [d for d in model.input_shape[1:]],
+        "classes": model.output_shape[-1],
+    }
+    expected = {
+        "parameters": card.get("params"),
+        "input shape": (card.get("input") or {}).get("shape") if isinstance(card.get("input"), dict) else None,
+        "classes": len(card["classes"]) if isinstance(card.get("classes"), list) else None,
+    }
+    differ = [f"{key} {expected[key]} vs {found[key]}" for key in found if expected[key] not in (None, found[key])]
+    if differ:
+        card_path = Path(keras_path).with_suffix(".json")
+        raise ExportError(
+            f"{card_path} describes another model than {Path(keras_path).name} (card vs model: {'; '.join(differ)}); "
+            f"move the card away to export with the registry's or the model's own description, or re-train to "
+            f"write a matching pair"
+        )
+
+
 def metadata_for(model, keras_path: Path, card: dict, opset: int, command: str | None = None) -> ModelMetadata:
     """Build the metadata from the training card, else the registry, else the model itself."""
     name = card.get("name") or Path(keras_path).stem
@@ -200,6 +225,7 @@ def export_keras(
     """
     model = load_keras(keras_path)
     card = read_card(keras_path)
+    check_card(card, model, keras_path)
     metadata = metadata_for(model, keras_path, card, opset, command)
     if labels is not None:
         units = model.output_shape[-1]

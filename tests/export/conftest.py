@@ -30,6 +30,7 @@ def trained_mnist(mnist_dir, tmp_path_factory) -> dict:
     return {
         "keras": result.model_path,
         "card": result.card,
+        "card_path": result.card_path,
         "onnx": out / "mnist_cnn.onnx",
         "int8": out / "mnist_cnn.int8.onnx",
         "fp16": out / "mnist_cnn.fp16.onnx",

@@ -232,3 +232,20 @@ def test_failed_variant_check_exits_1_and_lists_what_was_written(
     assert "int8 TFLite twin agrees with Keras on the top class of only" in captured.err
     assert f"not written: {tmp_path / 'm.int8.tflite'}, {tmp_path / 'm.fp16.onnx'}" in captured.err
     assert not (tmp_path / "m.int8.tflite").exists() and not (tmp_path / "m.fp16.onnx").exists()
+
+
+def test_a_card_of_another_model_is_refused(trained_mnist, tmp_path, capsys):
+    """A .keras copied beside another model's NAME.json: the export would carry that model's name,
+    classes and preprocessing. Refused before converting, with what differs."""
+    import shutil
+
+    keras_path = tmp_path / "copied.keras"
+    shutil.copy(trained_mnist["keras"], keras_path)
+    card = json.loads(trained_mnist["card_path"].read_text()) | {"name": "fashion_cnn", "params": 1234}
+    card["classes"] = card["classes"][:5]
+    keras_path.with_suffix(".json").write_text(json.dumps(card))
+    assert cli.main([str(keras_path)]) == 2
+    err = capsys.readouterr().err
+    assert "describes another model than copied.keras" in err
+    assert "parameters 1234 vs " in err and "classes 5 vs 10" in err
+    assert not keras_path.with_suffix(".onnx").exists()
