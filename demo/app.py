@@ -268,11 +268,11 @@ def run_live(models_dir: Path | None, source: str, out: Path, max_frames: int | 
         src.close()
         raise DemoError(str(exc)) from exc
     sinks = [saver]
-    shown, why = has_display()
-    if shown:
+    display = has_display()
+    if display.ok:
         sinks.append(Display(on_quit=run.stop))
-    else:
-        logger.warning("no window: %s", why)
+    else:  # the live demo always offers a window: say why there is none, and where the frames go
+        logger.warning("no window (%s): the annotated frames go to %s", display.cause, saver.path)
     run.sinks = sinks
     with run:
         for result in run:
@@ -301,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     from edgerun.runtime.outputs import OutputError, check_directory
 
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
     try:
         check_directory(out, "--out")
     except OutputError as exc:
@@ -312,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args, out)
     except DemoError as exc:
         print(f"edgerun demo: error: {exc}", file=sys.stderr)
+        for folder in made:  # a refused demo leaves no empty --out folders behind (ones with files stay)
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         return 2
 
 
@@ -344,6 +350,8 @@ def _demo(args, out: Path) -> int:
         "seconds": round(time.perf_counter() - start, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    if sys.stdout is None:  # started with >&-: the lines below have nowhere to go
+        logger.warning("standard output is closed: the summary is in %s", out / "summary.json")
     tag = " (SYNTHETIC digits)" if digits.synthetic else ""
     print(
         f"edgerun demo{tag}: {summary['seconds']} s\n"

@@ -120,11 +120,13 @@ def _sinks(args, model, source, stop):
             stride = model.metadata.preprocessing.stride or 1
             sinks.append(ImageSaver(args.save, heatmaps=args.heatmaps, stride=stride, protected=protected))
     if args.show:
-        ok, why = has_display()
-        if ok:
+        display = has_display()
+        if display.ok:
             sinks.append(Display(on_quit=stop))
+        elif display.fix:
+            logger.warning("--show: %s; for a window swap it for the GUI build: %s", display.cause, display.fix)
         else:
-            logger.warning("--show: %s", why)
+            logger.warning("--show: %s; use --save to write annotated output instead", display.cause)
     return sinks
 
 

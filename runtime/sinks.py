@@ -9,6 +9,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 
@@ -160,18 +161,28 @@ class VideoSaver(Sink):
         self._file.commit()
 
 
-def has_display() -> tuple[bool, str]:
-    """Whether ``--show`` can open a window: OpenCV built with a GUI, and a display to use."""
+class DisplayCheck(NamedTuple):
+    """Whether a window can open; if not, why (``cause``) and the fix for the GUI build (``fix``:
+    empty where the fix is a display, which no package gives)."""
+
+    ok: bool
+    cause: str = ""
+    fix: str = ""
+
+
+def has_display() -> DisplayCheck:
+    """Whether a window can open: OpenCV built with a GUI, and a display to use."""
     info = cv2.getBuildInformation()
     gui = re.search(r"GUI:\s*(\S+)", info)
     if gui is None or gui.group(1).upper() in ("NONE", "NO"):
-        return False, (
-            "this OpenCV has no GUI (opencv-python-headless); for --show swap it for the GUI build: "
-            "pip uninstall -y opencv-python-headless && pip install 'edgerun[cpu-gui]' (or [gpu-gui])"
+        return DisplayCheck(
+            False,
+            "this OpenCV has no GUI (opencv-python-headless)",
+            "pip uninstall -y opencv-python-headless && pip install 'edgerun[cpu-gui]' (or [gpu-gui])",
         )
     if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False, "no display (DISPLAY is unset); use --save to write annotated output instead"
-    return True, ""
+        return DisplayCheck(False, "no display (DISPLAY is unset)")
+    return DisplayCheck(True)
 
 
 class Display(Sink):

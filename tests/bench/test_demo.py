@@ -55,16 +55,41 @@ def test_demo_falls_back_to_synthetic_digits(tmp_path, capsys):
 
 
 def test_demo_refuses_a_data_dir_without_mnist(tmp_path, capsys):
-    """--data-dir given but empty: an error, not a quiet fall-back to synthetic digits."""
-    assert demo.main(["--out", str(tmp_path / "o"), "--data-dir", str(tmp_path / "nothing")]) == 2
+    """--data-dir given but empty: an error, not a quiet fall-back to synthetic digits; the --out
+    folders it made for the run are gone again."""
+    assert demo.main(["--out", str(tmp_path / "o" / "deeper"), "--data-dir", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert f"--data-dir {tmp_path / 'nothing'} holds no MNIST test files" in err and "--synthetic" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_demo_without_models_says_how_to_make_them(tmp_path, capsys):
+    (tmp_path / "o").mkdir()
     assert demo.main(["--out", str(tmp_path / "o"), "--models", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "run `make models`" in err
+    assert (tmp_path / "o").is_dir()  # it was there before: kept
+
+
+@needs_models
+def test_demo_with_stdout_closed_says_where_the_summary_is(tmp_path):
+    """Started with >&-: the summary lines have nowhere to go; one warning points at summary.json."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", out, "--synthetic", "--digits", "50", "--scenes", "1", "--seconds", "0.02"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgerun", "-q", *map(str, argv)],
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),  # noqa: PLW1509 - the child's own descriptor, before exec
+        timeout=300,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert f"standard output is closed: the summary is in {out / 'summary.json'}" in err
+    assert json.loads((out / "summary.json").read_text())["synthetic"] is True
 
 
 @needs_models
@@ -81,3 +106,18 @@ def test_demo_out_that_is_a_file_is_refused_first(tmp_path, capsys):
     target.write_text("x")
     assert demo.main(["--out", str(target), "--synthetic"]) == 2
     assert "exists and is not a directory" in capsys.readouterr().err and target.read_text() == "x"
+
+
+@needs_models
+def test_live_demo_without_a_window_says_where_the_frames_go(tmp_path, digit_video, capsys, caplog, monkeypatch):
+    """The live demo offers no --show: without a window it says why and names its video, not the
+    run command's options."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    video = digit_video(tmp_path / "in.avi", 5)
+    with caplog.at_level("WARNING"):
+        assert demo.main(["--out", str(tmp_path / "o"), "--source", str(video), "--max-frames", "3"]) == 0
+    warning = " ".join(r.getMessage() for r in caplog.records if "no window" in r.getMessage())
+    assert f"the annotated frames go to {tmp_path / 'o' / 'live_annotated.avi'}" in warning
+    assert "--show" not in warning and "--save" not in warning
+    assert (tmp_path / "o" / "live_annotated.avi").is_file()
