@@ -13,6 +13,8 @@ from pathlib import Path
 
 from edgerun.runtime.argtypes import Parser, positive_int
 
+from .opsets import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+
 logger = logging.getLogger(__name__)
 
 
@@ -24,7 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", type=Path, help="the .keras file (its NAME.json card is read if present)")
     p.add_argument("--out", type=Path, help="output .onnx (default: beside the model, NAME.onnx)")
-    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
+    p.add_argument(
+        "--opset",
+        type=_opset,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})",
+    )
     p.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx (static QDQ)")
     p.add_argument("--calib-data", type=Path, help="directory of images or IDX files for --int8")
     p.add_argument("--calib-samples", type=positive_int, default=200, help="calibration images (default 200)")
@@ -43,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep tf2onnx's graph as it comes (shape arithmetic, flatten Transpose); for comparison",
     )
     return p
+
+
+def _opset(text: str) -> int:
+    value = positive_int(text)
+    if not MIN_OPSET <= value <= MAX_OPSET:
+        raise argparse.ArgumentTypeError(
+            f"expected an opset from {MIN_OPSET} to {MAX_OPSET} (what tf2onnx converts and edgerun checks), got {value}"
+        )
+    return value
 
 
 def _is_zip(path: Path) -> bool:

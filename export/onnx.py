@@ -19,13 +19,13 @@ from edgerun.runtime.metadata import ModelMetadata, Preprocessing
 from edgerun.runtime.outputs import write_bytes
 
 from .graph import GraphSummary, rename_dims, summarize
+from .opsets import DEFAULT_OPSET
 from .simplify import SimplifyError, SimplifyReport, simplify
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "probs"
-DEFAULT_OPSET = 17
 
 
 class ExportError(Exception):

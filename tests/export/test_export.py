@@ -186,6 +186,25 @@ def test_export_bad_arguments(argv, message, trained_mnist, tmp_path, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("opset", ["5", "8", "19", "x"])
+def test_export_opset_out_of_range_is_refused_before_tensorflow(opset, capsys):
+    """--opset 5 once failed after the conversion as 'graph simplification failed ... export with
+    --no-simplify', which then failed in onnx.checker; 19+ failed inside tf2onnx."""
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args(["m.keras", "--opset", opset])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert ("expected an opset from 9 to 18" if opset != "x" else "expected a whole number") in err
+
+
+def test_export_opset_range_is_tf2onnx_s():
+    """The upper bound is what the installed tf2onnx converts (an upgrade that adds opsets fails here)."""
+    constants = pytest.importorskip("tf2onnx.constants", reason="needs the train extra (tf2onnx)")
+    from edgerun.export.opsets import MAX_OPSET
+
+    assert max(constants.OPSET_TO_IR_VERSION) == MAX_OPSET
+
+
 def test_no_export_output_replaces_its_inputs(trained_mnist, mnist_dir, tmp_path, capsys):
     """The data it reads (--data-dir, --calib-data), the labels, and one output on another are
     refused before anything is written: once, '--out DATA/t10k-images-idx3-ubyte.gz' replaced the
