@@ -162,6 +162,12 @@ def check_outputs(metadata: ModelMetadata, output_shape: list) -> None:
     """
     width = output_shape[-1] if output_shape else None
     expected_rank = 2 if metadata.task == "classify" else 4
+    if not output_shape:  # onnxruntime reports [] when the declared shape contradicts the graph's
+        raise MetadataError(
+            f"onnxruntime knows no shape for output {metadata.output_name!r}: the shape the model declares for it "
+            "is missing or contradicts what its graph computes (edgerun inspect shows the declared one); "
+            "export the model again or fix its output's shape"
+        )
     if len(output_shape) != expected_rank:
         kind = "(batch, classes)" if metadata.task == "classify" else "(batch, height, width, classes)"
         raise MetadataError(

@@ -8,11 +8,14 @@ back through :func:`read_metadata`, the one place that knows the keys and the sc
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 SCHEMA = 1
 SCHEMA_KEY = "edgerun.schema"
@@ -205,6 +208,11 @@ class ModelMetadata:
         return replace(self, **changes)
 
 
+def _clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for a message (a hostile value can be megabytes)."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def from_props(props: dict[str, str]) -> ModelMetadata | None:
     """Parse ``metadata_props``; ``None`` when the model has no edgerun metadata (a foreign model).
 
@@ -212,11 +220,22 @@ def from_props(props: dict[str, str]) -> ModelMetadata | None:
         MetadataError: edgerun metadata of an unknown schema version, or malformed fields.
     """
     if SCHEMA_KEY not in props:
+        ours = sorted(key for key in props if key.startswith(PREFIX))
+        if ours:  # cut down by some tool, or hand-made: say it is read as foreign, not silently
+            logger.warning(
+                "the model has edgerun metadata (%s) but no %s: it is read as a foreign model, its classes, task "
+                "and preprocessing unused; export it again with edgerun export",
+                _clip(", ".join(ours)),
+                SCHEMA_KEY,
+            )
         return None
     try:
         schema = int(props[SCHEMA_KEY])
     except ValueError:
-        raise MetadataError(f"{SCHEMA_KEY} must be a number, got {props[SCHEMA_KEY]!r}") from None
+        raise MetadataError(
+            f"{SCHEMA_KEY} must be a whole number (this edgerun writes {SCHEMA}), got "
+            f"{_clip(repr(props[SCHEMA_KEY]))}; export the model again with edgerun export"
+        ) from None
     if schema != SCHEMA:
         raise MetadataError(
             f"model metadata has schema {schema}, this edgerun reads schema {SCHEMA}; "
@@ -237,6 +256,11 @@ def from_props(props: dict[str, str]) -> ModelMetadata | None:
             values[name] = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise MetadataError(f"metadata field {key} is not valid JSON: {exc}") from None
+        except RecursionError:  # json's C decoder recurses once per level of nesting
+            raise MetadataError(
+                f"metadata field {key} nests too deeply to read ({len(raw)} characters); expected the small "
+                "JSON value edgerun export writes: export the model again"
+            ) from None
     if "name" not in values:
         raise MetadataError(f"edgerun metadata has no {PREFIX}name")
     for name in ("classes", "input_shape"):
@@ -258,7 +282,13 @@ def read_metadata(model: Any) -> ModelMetadata | None:
     if isinstance(model, dict):
         props = model
     elif hasattr(model, "get_modelmeta"):
-        props = dict(model.get_modelmeta().custom_metadata_map)
+        try:
+            props = dict(model.get_modelmeta().custom_metadata_map)
+        except UnicodeDecodeError as exc:  # onnxruntime hands metadata over as UTF-8 strings only
+            raise MetadataError(
+                f"the model's metadata holds a value that is not UTF-8 text ({exc.reason} at byte {exc.start}), "
+                "so none of it can be read; remove or fix that entry (edgerun inspect lists them), or export again"
+            ) from None
     elif hasattr(model, "metadata_props"):
         props = {p.key: p.value for p in model.metadata_props}
     else:

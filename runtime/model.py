@@ -202,7 +202,9 @@ def session_options(config: SessionConfig, optimized: bool = False):
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     if not config.prepack:
         options.add_session_config_entry("session.disable_prepacking", "1")
-    options.log_severity_level = 3
+    # errors come back as exceptions, which edgerun words itself; onnxruntime's own coloured log
+    # lines only with -v
+    options.log_severity_level = 2 if logger.isEnabledFor(logging.DEBUG) else 4
     return options
 
 
@@ -224,7 +226,7 @@ def _graph_file(path: Path, graph: str | None) -> Path | None:
 def _load_failure(path: Path, text: str) -> str:
     """A one-line reason from onnxruntime's load error, without its C++ source paths."""
     first = text.splitlines()[0] if text else "unknown error"
-    reason = re.sub(r"/onnxruntime_src/\S+ \S+::\S+\(.*?\) ", "", first)
+    reason = re.sub(r"/onnxruntime_src/\S+ [^(]*\([^)]*\) ", "", first)  # its C++ file and function
     if "IR version" in first:
         return (
             f"{path} needs a newer onnxruntime ({reason.split('failed:')[-1].strip()}); "

@@ -52,6 +52,12 @@ def guess_layout(shape: list) -> str | None:
 
 def infer_foreign(inputs, outputs, overrides: Overrides) -> ModelMetadata:
     """Metadata for a model without edgerun's: from its input shape and the user's flags."""
+    if not inputs or not outputs:
+        missing = "inputs" if not inputs else "outputs"
+        raise ModelError(
+            f"the model has no {missing}; edgerun runs image models: one 4-D image input (batch, height, width, "
+            "channels) or (batch, channels, height, width) and an output of scores"
+        )
     inp = inputs[0]
     shape = list(inp.shape)
     if len(shape) != 4:
