@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from edgerun.runtime.api import load
-from edgerun.runtime.argtypes import Parser, positive_float, positive_int
+from edgerun.runtime.argtypes import Parser, positive_float, positive_int, print_error
 from edgerun.runtime.idx import IdxError, read_idx
 from edgerun.runtime.model import Model, ModelError
 from edgerun.runtime.postprocess import heatmap_images
@@ -305,14 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_directory(out, "--out")
     except OutputError as exc:
-        print(f"edgerun demo: error: {exc}", file=sys.stderr)
+        print_error("edgerun demo", exc)
         return 2
     try:
         if args.source is not None:
             return run_live(args.models, args.source, out, args.max_frames)
         return _demo(args, out)
     except DemoError as exc:
-        print(f"edgerun demo: error: {exc}", file=sys.stderr)
+        print_error("edgerun demo", exc)
         for folder in made:  # a refused demo leaves no empty --out folders behind (ones with files stay)
             try:
                 folder.rmdir()

@@ -68,11 +68,22 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
     return record.name.startswith("edgerun") or record.levelno >= logging.WARNING
 
 
+class OneLineFormatter(logging.Formatter):
+    """Log records with their control characters escaped: a file name or a model's metadata
+    holding a newline or an escape code keeps its record on one line and off the terminal's
+    controls (a traceback under -v is added after, as it is)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        from edgerun.runtime.outputs import one_line
+
+        return one_line(super().formatMessage(record))
+
+
 def configure_logging(verbosity: int) -> None:
     """INFO progress from edgerun on stderr (-q: warnings only; -v: debug and libraries' INFO)."""
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     if verbosity < 1:
         handler.addFilter(_quiet_libraries)
     root = logging.getLogger()
@@ -194,6 +205,7 @@ def _dispatch(argv: list[str], verbosity: int) -> int:
 
 def _failure(name: str, exc: BaseException, verbosity: int) -> int:
     """The exit code for ``exc`` leaving a command, after its one line on standard error."""
+    from edgerun.runtime.argtypes import print_error
     from edgerun.runtime.outputs import OutputError, StdoutClosed, silence_stdout
 
     label = f"edgerun {name}" if name else "edgerun"
@@ -204,7 +216,7 @@ def _failure(name: str, exc: BaseException, verbosity: int) -> int:
         silence_stdout()
         return EXIT_STDOUT_CLOSED
     if isinstance(exc, OutputError):  # an output refused or not written: its own message and exit code
-        print(f"{label}: error: {exc}", file=sys.stderr)
+        print_error(label, exc)
         return exc.exit_code
     # A full disk (or I/O error) that reaches here unwrapped, from no named file: edgerun's own files
     # are written by runtime.outputs, which says which file failed (an OutputError); what is left is

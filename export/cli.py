@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgerun.runtime.argtypes import Parser, positive_int
+from edgerun.runtime.argtypes import Parser, positive_int, print_error
 
 from .opsets import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
@@ -71,7 +71,7 @@ def _is_zip(path: Path) -> bool:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"edgerun export: error: {message}", file=sys.stderr)
+    print_error("edgerun export", message)
     return code
 
 
@@ -313,14 +313,14 @@ def inspect_main(argv: list[str] | None = None) -> int:
         path = resolve_model_path(args.model)
         check_model_file(path)
     except ModelError as exc:
-        print(f"edgerun inspect: error: {exc}", file=sys.stderr)
+        print_error("edgerun inspect", exc)
         return 2
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and others
         from edgerun.runtime.modelfile import unreadable_model
 
-        print(f"edgerun inspect: error: {unreadable_model(path, exc)}", file=sys.stderr)
+        print_error("edgerun inspect", unreadable_model(path, exc))
         return 2
     summary = summarize(proto, path, path.stat().st_size)
     if args.json:

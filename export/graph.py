@@ -9,6 +9,8 @@ import collections
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgerun.runtime.outputs import one_line
+
 
 def dims(value_info) -> list[int | str | None]:
     """Dims of a graph input/output: ints, symbolic names, or None where unknown."""
@@ -103,12 +105,17 @@ def summarize(model, path: str | Path = "", size_bytes: int | None = None) -> Gr
         inputs=[(i.name, elem_type_name(i), dims(i)) for i in graph.input if i.name not in init_names],
         outputs=[(o.name, elem_type_name(o), dims(o)) for o in graph.output],
         ops=dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
-        metadata={p.key: p.value for p in model.metadata_props},
+        metadata={_text(p.key): _text(p.value) for p in model.metadata_props},
         initializers=len(graph.initializer),
         parameters=sum(_elements(t) for t in weights if t.data_type not in INDEX_TYPES),
         constant_nodes=sum(1 for t in constants if t.data_type not in INDEX_TYPES),
         shape_constants=sum(1 for t in weights if t.data_type in INDEX_TYPES),
     )
+
+
+def _text(value: str | bytes) -> str:
+    """A metadata string as text: protobuf hands over a value that is not UTF-8 as bytes."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
 
 
 def rename_dims(model, renames: dict[tuple[str, int], str]) -> None:
@@ -139,7 +146,7 @@ def format_summary(summary: GraphSummary) -> str:
     lines = [
         f"file        {summary.path}",
         f"size        {summary.size_bytes / 1e6:.2f} MB ({summary.size_bytes:,} bytes)",
-        f"opset       {summary.opset}",
+        f"opset       {summary.opset if summary.opset is not None else '(none: the model imports no ai.onnx opset)'}",
         f"producer    {summary.producer or '-'}",
         f"parameters  {summary.parameters:,} in {summary.initializers} initializers and "
         f"{summary.constant_nodes} Constant nodes ({summary.shape_constants} shape constants not counted)",
@@ -154,4 +161,6 @@ def format_summary(summary: GraphSummary) -> str:
     for key, value in summary.metadata.items():
         shown = value if len(value) <= 100 else value[:97] + "..."
         lines.append(f"  {key:<26} {shown}")
-    return "\n".join(lines)
+    # names, keys and values are the file's to choose: a newline or an escape code in one must
+    # neither split a line nor reach the terminal (--json escapes them as JSON does)
+    return "\n".join(one_line(line) for line in lines)

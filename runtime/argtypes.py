@@ -82,11 +82,26 @@ def batch_size(text: str) -> int:
     return value
 
 
+def print_error(prog: str, message: object) -> None:
+    """The one-line ``PROG: error: MESSAGE`` every subcommand ends a refused run with, on standard
+    error; a file name's newline or escape code in the message is shown escaped (one line, and
+    nothing reaches the terminal's controls)."""
+    from .outputs import one_line
+
+    print(f"{prog}: error: {one_line(str(message))}", file=sys.stderr)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, except that ``--help`` or a usage message that cannot be written fails loudly:
     argparse drops the OSError and exits 0, so ``edgerun run --help | head -0`` looked like a
     success and ``> /dev/full`` lost the help without a word. The ``edgerun`` command then ends
     with 141 (reader gone) or 5 (disk full), as for every other output."""
+
+    def error(self, message: str):  # argparse's: usage, then one escaped line, exit 2
+        from .outputs import one_line
+
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
     def _print_message(self, message: str, file=None) -> None:
         if message:

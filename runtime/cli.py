@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .argtypes import Parser, SizedHelpFormatter, batch_size, positive_float, positive_int, probability
+from .argtypes import Parser, SizedHelpFormatter, batch_size, positive_float, positive_int, print_error, probability
 from .providers import CHOICES
 from .run import EXIT_USAGE, EXIT_WRITE_FAILED
 
@@ -170,14 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         source = open_source(args.source)  # cameras and streams: capture.LiveOptions' defaults
     except (ModelError, ProviderError, MetadataError, PreprocessError, SourceError) as exc:
-        print(f"edgerun run: error: {exc}", file=sys.stderr)
+        print_error("edgerun run", exc)
         return EXIT_USAGE
     try:
         run = Run(model, source, config=RunConfig(batch=args.batch, max_frames=args.max_frames, progress=args.progress))
         run.sinks = _sinks(args, model, source, run.stop)
     except (SinkError, OutputError) as exc:
         source.close()
-        print(f"edgerun run: error: {exc}", file=sys.stderr)
+        print_error("edgerun run", exc)
         return EXIT_USAGE
     logger.info("providers in use: %s", ", ".join(model.providers))
     lines = args.json != "-"  # with JSON on standard output, the records are the output
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (OutputError, SinkError) as exc:
         run.log_summary()
-        print(f"edgerun run: error: {exc}", file=sys.stderr)
+        print_error("edgerun run", exc)
         return getattr(exc, "exit_code", EXIT_WRITE_FAILED)
     run.log_summary()
     return run.exit_code

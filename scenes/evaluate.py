@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerun.runtime.api import load
+from edgerun.runtime.argtypes import print_error
 from edgerun.runtime.idx import IdxError, read_idx
 
 from . import book
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = evaluate(args)
     except EvaluateError as exc:
-        print(f"evaluate: error: {exc}", file=sys.stderr)
+        print_error("evaluate", exc)
         return 2
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

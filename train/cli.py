@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgerun.runtime.argtypes import Parser, positive_int
+from edgerun.runtime.argtypes import Parser, positive_int, print_error
 
 from .data import ENV_VAR, DataError
 from .fit import RECIPES, TrainConfig, TrainError, train
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = train(config)
     except (UnknownModelError, TrainError, DataError) as exc:
-        print(f"edgerun train: error: {exc}", file=sys.stderr)
+        print_error("edgerun train", exc)
         return 2
     except ModuleNotFoundError as exc:
         print(

@@ -58,3 +58,27 @@ def test_inspect_json_for_scripts(mnist_cnn, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["inputs"][0][0] == "input" and info["inputs"][0][2] == ["batch", 28, 28, 1]
     assert info["metadata"]["edgerun.name"] == "mnist_cnn" and info["parameters"] > 1_000_000
+
+
+def test_inspect_escapes_what_the_file_chooses(mnist_cnn, tmp_path, capsys):
+    """A file name, metadata key or value holding a newline or an escape code printed raw split
+    lines and reached the terminal (a key '\\x1b[2J...' cleared the screen); a value that is not
+    UTF-8 broke --json ('bytes is not JSON serializable'); no opset printed 'opset None'."""
+    import json
+
+    model = onnx.load(str(mnist_cnn))
+    model.metadata_props.add(key="\x1b[2Jkey", value="red\x1b[31m\nX")
+    model.metadata_props.add(key="k", value="ok")
+    del model.opset_import[:]
+    model.opset_import.add(domain="com.example", version=1)
+    path = tmp_path / "esc\x1b[31m\nname.onnx"
+    path.write_bytes(model.SerializeToString().replace(b"\x02ok", b"\x02\xff\xfe"))
+    assert inspect_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out
+    assert "file        " + str(tmp_path) + "/esc\\x1b[31m\\nname.onnx\n" in out
+    assert "\\x1b[2Jkey" in out and "red\\x1b[31m\\nX" in out and "\\xff\\xfe" in out
+    assert "opset       (none: the model imports no ai.onnx opset)" in out
+    assert inspect_main([str(path), "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["metadata"]["k"] == "\\xff\\xfe" and described["opset"] is None

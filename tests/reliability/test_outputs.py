@@ -217,6 +217,26 @@ def test_a_newline_in_a_file_name_keeps_one_line_per_record(mnist_cnn, tmp_path,
     assert "new\\nline\\x1b[31m.png" in lines[1] and "\x1b" not in proc.stdout.decode()
 
 
+def test_names_in_error_lines_and_logs_are_escaped_too(mnist_cnn, tmp_path, digits, edgerun):
+    """Standard error as well: an error line naming the file, argparse's own error, and a log
+    line carrying a model's name from its metadata (a sweep found '\x1b[2J' clearing the screen)."""
+    from reliability_cases import with_metadata
+
+    digits(tmp_path / "in", 1)
+    odd = tmp_path / "in" / "x\x1b[31m\nq.png"
+    os.rename(tmp_path / "in" / "00000.png", odd)
+    proc = edgerun("run", mnist_cnn, "--source", odd, "--json", odd)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "x\\x1b[31m\\nq.png is an input of this run" in err and "\x1b" not in err
+    proc = edgerun("run", mnist_cnn, "--source", odd, "--batch", "1\x1b[2J")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "got '1\\x1b[2J'" in err and "\x1b" not in err
+    named = with_metadata(mnist_cnn, tmp_path / "named.onnx", {"edgerun.name": "\x1b[2J\nX"})
+    proc = edgerun("run", named, "--source", odd)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0 and "(\\x1b[2J\\nX, classify)" in err and "\x1b" not in err
+
+
 def test_export_refuses_to_write_over_its_keras_model(tmp_path):
     from edgerun.export.cli import main as export_main
 
