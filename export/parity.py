@@ -104,6 +104,15 @@ def parity_inputs(metadata, card: dict, data_dir=None, seed: int = 0) -> tuple[d
         h, w = pre.size
         images = rng.integers(0, 256, size=(8, h, w, 3)).astype(np.float32) - np.float32(pre.mean)
         return {"batch 1": images[:1], "batch 8": images}, f"seeded random images (seed {seed})"
+    _, h, w, c = metadata.input_shape
+    if metadata.task == "classify" and (h, w, c) != (28, 28, 1):  # not digit-shaped: pictures of its own size
+        shape = (8, h if isinstance(h, int) else 64, w if isinstance(w, int) else 64, c if isinstance(c, int) else 3)
+        pixels = rng.integers(0, 256, size=shape).astype(np.float32)
+        images = (pixels * np.float32(pre.scale) - np.float32(pre.mean)) / np.float32(pre.std)
+        return {
+            "batch 1": images[:1],
+            "batch 8": images,
+        }, f"seeded random {shape[1]}x{shape[2]}x{shape[3]} images (seed {seed})"
     real = _real_images(card, data_dir, 16)
     if real is not None:
         digits, origin = real
