@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         "beside NAME.int8.onnx)",
     )
     p.add_argument("--keras", type=Path, help="Keras twin (default: NAME.keras beside the model)")
-    p.add_argument("--json", type=Path, help="write the report as JSON (atomic)")
+    p.add_argument(
+        "--json",
+        type=Path,
+        help="write the report as JSON (atomic); '-': to standard output, the table to standard error",
+    )
     p.add_argument("--markdown", type=Path, help="write the Markdown table")
     p.add_argument(
         "--plot",
@@ -356,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgerun.runtime.outputs import write_text
 
     from .harness import SweepConfig, run_sweep
-    from .report import markdown, write_json
+    from .report import human_stream, markdown, write_json
 
     seconds = None if args.iters else (args.seconds or ROUND_SECONDS * args.rounds)
     gate = args.gate
@@ -381,16 +385,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     report = run_sweep(config, more_rounds=gate.undecided if gate else None)
     table = markdown(report)
-    print(table)
+    human = human_stream(args.json)
+    print(table, file=human)
     rows = [r for r in report["results"] if r["batch"]]
     code = EXIT_ALL_FAILED if not rows or all(r["error"] for r in rows) else 0
     if gate is not None and code == 0:
-        code = _judge(gate, report, args)
+        code = _judge(gate, report, args, human)
     if args.json:
         write_json(report, args.json, args.protected)
     if args.save_baseline:
         write_json(report, args.save_baseline, args.protected)
-        print(f"baseline written: {args.save_baseline}")
+        print(f"baseline written: {args.save_baseline}", file=human)
     if args.markdown:
         write_text(args.markdown, table + "\n", args.protected, "--markdown")
     if args.plot:
@@ -411,17 +416,17 @@ def _plots(report: dict, target: Path, protected) -> None:
             logger.warning("no plot for %s: %s", model, exc)
 
 
-def _judge(gate, report: dict, args) -> int:
+def _judge(gate, report: dict, args, human) -> int:
     """Print the gate's table and verdict, add them to the report (``gate``), return the exit code."""
     from .gate import exit_code, summary
 
     verdicts = gate.verdicts(report["results"])
-    print()
+    print(file=human)
     for note in args.environment_notes:
-        print(note)
-    print(gate.format(verdicts))
+        print(note, file=human)
+    print(gate.format(verdicts), file=human)
     line = summary(verdicts, args.max_regression)
-    print("\n" + line)
+    print("\n" + line, file=human)
     code = exit_code(verdicts)
     if not any(v.outcome in ("pass", "regression", "inconclusive") for v in verdicts):
         print(f"edgerun bench: error: no row of this run could be compared with {args.compare}", file=sys.stderr)

@@ -65,13 +65,16 @@ def pipeline_benchmark(
         "model": str(model_path),
         "video": str(video),
     }
+    from .report import human_stream
+
     print(
         f"video {video}: {alone['frames']} frames, batch {batch}\n"
         f"decode only      {alone['decode_fps']:9.1f} fps\n"
         f"preprocess only  {alone['preprocess_fps']:9.1f} fps\n"
         f"inference only   {alone['inference_fps']:9.1f} fps\n"
         f"end-to-end       {stats.end_to_end_fps:9.1f} fps  = {ratio:.2f} x the slowest stage "
-        f"({'overlapped' if ratio >= 0.9 else 'NOT overlapped: below 0.9'})"
+        f"({'overlapped' if ratio >= 0.9 else 'NOT overlapped: below 0.9'})",
+        file=human_stream(json_out),
     )
     if json_out:
         from .report import write_json

@@ -12,15 +12,31 @@ import cv2
 import numpy as np
 
 from edgerun.runtime.files import write_json_atomic
-from edgerun.runtime.outputs import Protected, write_image
+from edgerun.runtime.outputs import STDOUT, Protected, write_image
 
 COLORS = [(200, 90, 30), (40, 160, 40), (40, 40, 210), (180, 60, 170), (20, 150, 200), (90, 90, 90)]
 
 
 def write_json(report: dict, path: Path, protected: Protected | None = None) -> None:
     """Atomically: a reader never sees half a file, an interrupted run leaves the old one; never
-    over an input (``protected``) or a device (see edgerun.runtime.outputs)."""
+    over an input (``protected``) or a device (see edgerun.runtime.outputs). ``-``: standard
+    output (the bench then prints its table and notes on standard error, see :func:`human_stream`)."""
+    if str(path) == STDOUT:
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps(report, indent=1) + "\n")
+        sys.stdout.flush()
+        return
     write_json_atomic(path, report, indent=1, protected=protected)
+
+
+def human_stream(json_target: Path | None):
+    """Where the bench prints its table and notes: standard error when the JSON report has
+    standard output (``--json -``, for scripts piping it), else standard output."""
+    import sys
+
+    return sys.stderr if str(json_target) == STDOUT else sys.stdout
 
 
 def _fmt(value, spec: str) -> str:

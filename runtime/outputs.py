@@ -189,6 +189,15 @@ def check_targets(targets: Iterable[tuple[str, str | os.PathLike]], protected: P
     seen: dict[object, tuple[str, str | os.PathLike]] = {}
     for what, target in targets:
         if str(target) == STDOUT:
+            if what != "--json":
+                raise TargetRefused(f"{what} - : only --json writes to standard output; give {what} a file path")
+            if sys.stdout is None:
+                raise TargetRefused(
+                    f"{what} - writes to standard output, which is closed (started with >&-); give a file instead"
+                )
+            if STDOUT in seen:
+                raise TargetRefused(f"{what} - and {seen[STDOUT][0]} - would both write to standard output")
+            seen[STDOUT] = (what, target)
             continue
         real = check_target(target, protected, what, stdout_ok=what == "--json")
         try:

@@ -141,6 +141,18 @@ def test_a_failing_batch_size_is_an_error_row(tmp_path, tiny_model):
     assert rows[2]["error"] and rows[2]["p50_ms"] is None
 
 
+def test_json_to_standard_output_keeps_the_table_off_it(tmp_path, tiny_model, capsys, monkeypatch):
+    """--json - wrote a file named '-' in the working folder, though bench's own message offered
+    '-' for standard output. Now stdout carries the JSON alone; the table goes to stderr."""
+    path = tiny_model(tmp_path / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([str(path), "--batch", "1", "--iters", "3", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["results"][0]["p50_ms"] > 0 and "| edgerun |" in captured.err
+    assert not (tmp_path / "-").exists()
+
+
 def test_missing_peer_is_skipped_with_a_message(tmp_path, tiny_model):
     path = tiny_model(tmp_path / "lonely.onnx")
     out = tmp_path / "r.json"
@@ -345,6 +357,8 @@ def _truncated(model, target):
         (["{model}", "--json", "{tmp}/r.json", "--markdown", "{tmp}/link.md"], "is the same file as --json"),
         (["{model}", "--json", "{tmp}/r.json", "--save-baseline", "{tmp}/r.json"], "is the same file as --json"),
         (["{model}", "{c}", "--plot", "{tmp}/p.png", "--json", "{tmp}/p_c.png"], "is the same file as --json"),
+        (["{model}", "--markdown", "-"], "only --json writes to standard output; give --markdown a file path"),
+        (["{model}", "--json", "-", "--save-baseline", "-"], "only --json writes to standard output"),
     ],
 )
 def test_bad_inputs_and_outputs_are_refused_before_measuring(
