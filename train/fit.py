@@ -156,7 +156,10 @@ def split_holdout(train: Split, count: int, seed: int) -> tuple[Split, np.ndarra
     if count <= 0:
         return train, np.zeros(0, np.int64)
     if count >= len(train):
-        raise TrainError(f"--holdout {count} leaves nothing to train on ({len(train)} training images)")
+        raise TrainError(
+            f"--holdout {count} leaves nothing to train on ({len(train)} training images); give a smaller "
+            "--holdout (0 keeps none apart) or more images (--limit)"
+        )
     order = np.random.default_rng([seed, 1]).permutation(len(train))
     held, keep = np.sort(order[:count]), np.sort(order[count:])
     return Split(train.images[keep], train.labels[keep], train.source, train.files, train.sha256), held
