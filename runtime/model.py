@@ -249,8 +249,20 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+class _ClosedSession:
+    """Stands in for the session of a closed :class:`Model`: any use says so (the hot path stays
+    free of a check; the call itself finds the session gone)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str):
+        raise ModelError(f"the model {self._path.name} was closed (Model.close); load it again with edgerun.load")
+
+
 class Model:
-    """An ONNX model ready to run. Use :meth:`load` (or ``edgerun.load``)."""
+    """An ONNX model ready to run. Use :meth:`load` (or ``edgerun.load``); ``with edgerun.load(...)
+    as model:`` closes it at the end of the block (:meth:`close`)."""
 
     def __init__(
         self,
@@ -285,6 +297,31 @@ class Model:
         self._warm: set[tuple[int, ...]] = set()
         self._lock = threading.Lock()
         self._binder = None  # CPU IO binding with pre-allocated outputs: see bind_outputs()
+
+    # -- lifetime --------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the onnxruntime session (its memory and threads) now rather than when the
+        model is garbage-collected; any later call raises :class:`ModelError`. Idempotent."""
+        if isinstance(self.session, _ClosedSession):
+            return
+        self.session = _ClosedSession(self.path)
+        self._binder = None
+
+    @property
+    def closed(self) -> bool:
+        return isinstance(self.session, _ClosedSession)
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __reduce__(self):
+        raise TypeError(
+            f"an edgerun Model holds an onnxruntime session, which cannot be pickled or copied; send the "
+            f"model's path ({self.path}) to the other process and call edgerun.load there (what --engine ray does)"
+        )
 
     def bind_outputs(self) -> None:
         """Run with the input bound and the output pre-allocated per batch shape (CPU IO binding)."""
@@ -495,6 +532,8 @@ class Model:
 
     def infer(self, items: list[Item]) -> list[Result]:
         """One Result per item, in order. Inputs of equal shape run together as one batch."""
+        if self.closed:
+            self.session.run  # noqa: B018 - the closed session's attribute raises ModelError
         outputs: list[list[np.ndarray | None]] = [[None] * len(i.prepared.tensors) if i.prepared else [] for i in items]
         latency = [0.0] * len(items)
         failed: dict[int, str] = {i: item.error for i, item in enumerate(items) if item.error is not None}
@@ -567,7 +606,10 @@ class Model:
         Raises:
             SourceError: an input of no accepted kind (the message lists them), or a source
                 that cannot be opened.
+            ModelError: the model was closed (:meth:`close`).
         """
+        if self.closed:  # not an input's fault: raise, rather than an error record per input
+            self.session.run  # noqa: B018 - the closed session's attribute raises ModelError
         if isinstance(source, (np.ndarray, list, tuple)):
             source = ArraySource(in_memory(source))
         elif not isinstance(source, Source):

@@ -183,3 +183,32 @@ def test_a_session_setting_out_of_range_says_what_is_allowed(option, message):
 
     with pytest.raises(SessionConfigError, match=message.replace("(", r"\(")):
         edgerun.load("mnist_cnn", **option)
+
+
+def test_a_model_closes_and_says_so_afterwards(mnist_cnn):
+    """close() (or a with block) releases the session; any later call is a ModelError, not an
+    error record per input; a Model cannot be pickled, and the message says what to send instead."""
+    import copy
+    import pickle
+
+    import numpy as np
+
+    import edgerun
+
+    digit = np.zeros((28, 28), np.uint8)
+    with edgerun.load(mnist_cnn, provider="cpu") as model:
+        assert model.predict(digit)[0].error is None
+    assert model.closed
+    model.close()  # twice is fine
+    for call in (
+        lambda: model.predict(digit),
+        lambda: model(digit),
+        lambda: list(model.stream([digit])),
+        lambda: model.run(np.zeros((1, 28, 28, 1), np.float32)),
+    ):
+        with pytest.raises(edgerun.ModelError, match="was closed"):
+            call()
+    other = edgerun.load(mnist_cnn, provider="cpu")
+    for copier in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(TypeError, match="cannot be pickled or copied; send the model's path"):
+            copier(other)
