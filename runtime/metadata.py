@@ -304,6 +304,8 @@ def read_labels(path: str | os.PathLike, what: str = "labels file") -> tuple[str
         MetadataError: not a regular file, unreadable, not UTF-8, or holding no names.
     """
     path = Path(path)
+    if not path.exists():
+        raise MetadataError(f"{what} {path} does not exist; expected a text file, one name per line")
     if not path.is_file():  # a FIFO would block here for ever
         raise MetadataError(f"{what} {path} is not a regular file; expected a text file, one name per line")
     try:

@@ -168,6 +168,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
             f"expected the path of an .onnx file (str or Path) or a bundled model's name such as 'mnist_cnn', "
             f"got {describe(name_or_path)}"
         )
+    if not os.fspath(name_or_path).strip():  # Path('') is '.', the working folder
+        raise ModelError("the model is an empty name; give the path of an .onnx file or a bundled model's name")
     path = Path(name_or_path)
     if path.exists() or path.suffix == ".onnx" or len(path.parts) > 1:
         return path

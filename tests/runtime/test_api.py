@@ -212,3 +212,16 @@ def test_a_model_closes_and_says_so_afterwards(mnist_cnn):
     for copier in (pickle.dumps, copy.deepcopy):
         with pytest.raises(TypeError, match="cannot be pickled or copied; send the model's path"):
             copier(other)
+
+
+def test_an_empty_model_name_and_a_missing_labels_file_say_what_they_are(mnist_cnn, capsys):
+    """'' was read as the working folder ('. is not a regular file'); a labels file that is not
+    there said 'not a regular file'."""
+    import edgerun
+    from edgerun.export.cli import inspect_main
+
+    with pytest.raises(edgerun.ModelError, match="the model is an empty name"):
+        edgerun.load("")
+    assert inspect_main([""]) == 2 and "the model is an empty name" in capsys.readouterr().err
+    with pytest.raises(edgerun.MetadataError, match="labels file nowhere.txt does not exist"):
+        edgerun.load(mnist_cnn, labels="nowhere.txt")
