@@ -171,7 +171,7 @@ def test_labels_take_a_file_as_a_str_or_a_path_as_run_labels_does(ten_labels, di
     ("options", "error", "message"),
     [
         ({"labels": 123}, MetadataError, "labels must be a list of class names or the path of a labels file.*int 123"),
-        ({"labels": "no-such-labels.txt"}, MetadataError, "^labels file no-such-labels.txt is not a regular file"),
+        ({"labels": "no-such-labels.txt"}, MetadataError, "^labels file no-such-labels.txt does not exist"),
         ({"labels": [1, 2]}, MetadataError, "labels must be class names"),
         ({"size": "a b"}, MetadataError, "size 'a b': expected a whole number, got 'a'"),
         ({"size": "1 2 3"}, MetadataError, "size '1 2 3': expected 'H W'.*got 3 numbers"),
