@@ -193,6 +193,8 @@ def _dispatch(argv: list[str], verbosity: int) -> int:
         os.environ.setdefault(key, value)  # a value the user set wins
     if verbosity < 1:  # OpenCV's own '[ WARN:0@...] cap_v4l.cpp ...' lines: edgerun says what failed (-v shows them)
         os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        # and FFmpeg's ('[mov,mp4,...] moov atom not found', '[mjpeg] error y=19'): quiet (AV_LOG_QUIET)
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         return int(getattr(importlib.import_module(module_name), function)(rest) or 0)
     except ImportError as exc:

@@ -140,3 +140,18 @@ def test_two_quiet_flags_are_still_quiet():
     finally:  # the process's logging as it was, for the tests after this one
         root.handlers[:] = handlers
         root.setLevel(before)
+
+
+def test_ffmpeg_keeps_its_own_lines_to_itself(mnist_cnn, tmp_path, digit_video):
+    """A cut-off .mp4 printed FFmpeg's '[mov,mp4,...] moov atom not found' before edgerun's own
+    message; they show with -v."""
+    video = digit_video(tmp_path / "v.mp4", 30)
+    data = video.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    run = [sys.executable, "-m", "edgerun"]
+    quiet = subprocess.run([*run, "-q", "run", str(mnist_cnn), "--source", str(cut)], capture_output=True, text=True)
+    assert quiet.returncode == 2 and "could not be opened as a video" in quiet.stderr
+    assert "moov atom" not in quiet.stderr and len(quiet.stderr.strip().splitlines()) == 1, quiet.stderr
+    loud = subprocess.run([*run, "-v", "run", str(mnist_cnn), "--source", str(cut)], capture_output=True, text=True)
+    assert "moov atom not found" in loud.stderr
