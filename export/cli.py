@@ -135,24 +135,25 @@ def main(argv: list[str] | None = None) -> int:
         staged.discard()
         raise
     summary = exported.summary
-    listing = Listing()
-    listing.wrote(out, f"{summary.size_bytes / 1e6:.2f} MB, opset {summary.opset}, layout {exported.metadata.layout}")
-    lines = listing.lines
-    lines += [
+    checked = [
         f"graph     {sum(summary.ops.values())} nodes, {summary.transposes} Transpose: "
         + ", ".join(f"{op} {n}" for op, n in summary.ops.items()),
         f"simplify  {exported.simplified.line() if exported.simplified else 'skipped (--no-simplify)'}",
         f"parity    vs Keras on {report.inputs} (tolerance {report.tolerance:g}):",
         *report.lines(),
     ]
-    if not report.passed:
+    if not report.passed:  # the graph and the gate's figures, but no 'wrote' line: nothing was
         staged.discard()
-        print("\n".join(lines), file=sys.stderr)
+        print("\n".join(checked), file=sys.stderr)
         return _fail(f"parity gate failed: max |dprob| {report.max_abs_diff:.2e}; the export was not written", 1)
     try:
         staged.commit()
     except OutputError as exc:
         return _fail(str(exc))
+    listing = Listing()
+    listing.wrote(out, f"{summary.size_bytes / 1e6:.2f} MB, opset {summary.opset}, layout {exported.metadata.layout}")
+    lines = listing.lines
+    lines += checked
 
     try:  # each variant appends its lines as it is written, so a failure still lists what was
         if args.tflite:
