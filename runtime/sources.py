@@ -145,8 +145,19 @@ class IdxImages(_Finite):
                 logger.debug("%s: closed while reading", self.name)
 
 
+#: A video ends after this many failed reads in a row. A damaged frame fails one read and the
+#: next frame decodes (each failed read consumes its frame); a file cut short fails every read
+#: from the cut on, so a run this long is taken as the end of the file, not as damaged frames.
+MAX_BAD_RUN = 30
+
+
 class VideoFile(_Finite):
-    """Every frame of a video file, in order; timestamps from the decoder's position."""
+    """Every frame of a video file, in order; timestamps from the decoder's position.
+
+    A frame that cannot be decoded is an error frame at its own index once a later frame decodes;
+    failed reads at the end (a truncated file) are the end of the video, not error frames.
+    Indices are counted here, one per read: OpenCV's ``CAP_PROP_POS_FRAMES`` skips failed reads.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -166,23 +177,47 @@ class VideoFile(_Finite):
         fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
         # Only for the output video's frame rate: measured fps always come from timestamps.
         self.nominal_fps = fps if 0 < fps < 1000 else 30.0
+        self.damaged = 0  # frames that could not be decoded, each given as an error frame
 
     def __len__(self) -> int:
         return self.frame_count
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0
-        while True:
+        index = 0  # reads so far, failed ones included: the index of the next frame
+        failed: list[int] = []  # failed reads not yet followed by a decoded frame
+        while len(failed) < MAX_BAD_RUN:
             ok, image = self._capture.read()
             if not ok:
-                break
+                if self.frame_count and index >= self.frame_count:
+                    break  # the header's count is reached: the end
+                failed.append(index)
+                index += 1
+                continue
+            for bad in failed:
+                self.damaged += 1
+                yield Frame(None, self.name, bad, bad / self.nominal_fps, error=self._damaged(bad))
+            failed.clear()
             position = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             yield Frame(image, self.name, index, position if position > 0 else index / self.nominal_fps)
             index += 1
-        if self.frame_count and index < self.frame_count:
-            self.stop_reason = f"decoded {index} of {self.frame_count} frames; the file may be truncated"
+        given = index - len(failed)  # failed reads at the end are the end of the file
+        if self.frame_count and given < self.frame_count:
+            decoded = given - self.damaged
+            damaged = f" ({self.damaged} more could not be decoded)" if self.damaged else ""
+            where = f"nothing decodes from frame {failed[0]} on: " if len(failed) >= MAX_BAD_RUN else ""
+            self.stop_reason = (
+                f"decoded {decoded} of {self.frame_count} frames{damaged}; {where}the file may be truncated"
+            )
             logger.warning("%s: %s", self.name, self.stop_reason)
+        if self.damaged:
+            logger.warning("%s: %d frames could not be decoded (each has its error record)", self.name, self.damaged)
         self.close()
+
+    def _damaged(self, index: int) -> str:
+        return (
+            f"frame {index} of {self.name} could not be decoded (damaged data in the video); "
+            "the frames after it were read"
+        )
 
     def close(self) -> None:
         self._capture.release()

@@ -101,6 +101,28 @@ def digit_video():
     return write_digit_video
 
 
+def damage_avi_frames(path: Path, *indices: int) -> Path:
+    """Zero the JPEG data of the given frames of an MJPG AVI (all but its first two bytes), as
+    damage on disk leaves it: OpenCV fails to decode those frames and decodes the next ones."""
+    data = bytearray(path.read_bytes())
+    chunks, at = [], data.find(b"00dc")
+    while at >= 0:
+        if data[at + 8 : at + 10] == b"\xff\xd8":  # a frame chunk: tag, size, then a JPEG
+            chunks.append((at + 8, int.from_bytes(data[at + 4 : at + 8], "little")))
+        at = data.find(b"00dc", at + 4)
+    for index in indices:
+        start, size = chunks[index]
+        data[start + 2 : start + size] = bytes(size - 2)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture
+def damaged_video(tmp_path):
+    """``damaged_video(frames, *bad)``: a digit video in tmp_path whose frames ``bad`` cannot be decoded."""
+    return lambda frames, *bad: damage_avi_frames(write_digit_video(tmp_path / "damaged.avi", frames), *bad)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_user_tune_cache(tmp_path_factory):
     """Before any other fixture: processes a module- or session-scoped fixture starts (the Ray

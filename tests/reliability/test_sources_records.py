@@ -210,3 +210,13 @@ def test_an_idx_labels_file_as_the_source_points_at_the_images_file(tmp_path):
 def test_an_empty_source_is_refused_not_read_as_the_working_folder(spec):
     with pytest.raises(SourceError, match=r"the source is empty .*for the current folder, give '\.'"):
         open_source(spec)
+
+
+def test_a_damaged_frame_mid_video_is_one_error_record_and_the_run_goes_on(mnist_cnn, tmp_path, damaged_video, edgerun):
+    video = damaged_video(100, 50)
+    proc = edgerun("run", mnist_cnn, "--source", video, "--json", tmp_path / "r.jsonl")
+    assert proc.returncode == 1, proc.stderr.decode()  # one input failed: not a source that ended early
+    got = records(tmp_path / "r.jsonl")
+    assert [r["index"] for r in got] == list(range(100))
+    assert [r["index"] for r in got if r.get("error")] == [50]
+    assert "ended early" not in proc.stderr.decode()

@@ -246,3 +246,25 @@ def test_open_source_reads_arrays_by_the_same_rule_as_the_model():
         open_source(np.zeros((5, 28, 28), np.uint8))  # was 5 frames here and an error in model(x)
     with pytest.raises(SourceError, match="item 1 of the inputs is None"):
         open_source([np.zeros((28, 28), np.uint8), None])
+
+
+def test_a_damaged_frame_is_an_error_frame_and_the_video_goes_on(damaged_video):
+    """A frame that cannot be decoded mid-file is one error frame at its own index; the frames
+    after it are read with their own indices and times (OpenCV's POS_FRAMES skips the failure)."""
+    source = open_source(str(damaged_video(40, 12, 25, 26)))
+    frames = list(source)
+    assert [f.index for f in frames] == list(range(40))
+    assert [f.index for f in frames if f.error] == [12, 25, 26]
+    assert "frame 12 of" in frames[12].error and "could not be decoded" in frames[12].error
+    assert all(f.image is not None for f in frames if not f.error)
+    assert frames[30].timestamp == pytest.approx(30 / 30.0)  # 30 fps: frame 30 is at 1 s
+    assert source.stop_reason is None and source.damaged == 3
+
+
+def test_a_video_that_stops_decoding_ends_without_spinning(damaged_video):
+    """From frame 10 on nothing decodes (a cut file reads the same): the run of failures is the
+    end of the file, bounded, with no error frames for frames that may not exist."""
+    source = open_source(str(damaged_video(60, *range(10, 60))))
+    frames = list(source)
+    assert [f.index for f in frames] == list(range(10)) and not any(f.error for f in frames)
+    assert "decoded 10 of 60 frames; nothing decodes from frame 10 on" in source.stop_reason
