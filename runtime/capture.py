@@ -12,6 +12,14 @@ long before each next one (at most ``backoff_max``): with the defaults 0.5, 1, 2
 server that is back within about 15 s is reached. The consumer waits as long as reconnection
 goes on: the read timeout never ends the source by itself. When every try has failed the source
 ends with the reason in :attr:`LiveCapture.stop_reason` (``edgerun run`` exits 4).
+
+The tries are one budget for an outage: a reconnection that opens the stream spends its try too,
+and the budget (and the backoff) is whole again only once a connection has delivered frames for
+``stable_after`` seconds. A server that answers, sends a few frames and drops or stalls each time
+therefore ends the source after ``reconnect_tries`` reconnections instead of looping forever.
+
+An http(s) URL whose first connection sends one picture and closes, answering with anything but a
+multipart stream (a camera's ``snapshot.jpg``), is read as that one image: no reconnection.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from dataclasses import dataclass
 import cv2
 
 from .frames import Frame, SourceError
+from .httpprobe import HttpAnswer, ask, is_http
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +45,7 @@ class LiveOptions:
     reconnect_tries: int = 5  # reconnection attempts after a loss, then the source ends
     backoff_start: float = 0.5  # seconds before the first reconnection; doubles each try
     backoff_max: float = 8.0
+    stable_after: float = 10.0  # seconds of frames on one connection that make the tries whole again
 
 
 def _open_with_timeout(factory: Callable, target, timeout: float):
@@ -87,6 +97,11 @@ class LiveCapture:
         self._generation = 0  # which capture is current; an abandoned reader sees it changed
         self._lost: str | None = None  # why the current capture is lost, set by its reader
         self._last_frame = time.monotonic()
+        self._first_frame: float | None = None  # when the current connection gave its first frame
+        self._frames_now = 0  # frames the current connection gave
+        self._tries_spent = 0  # of the budget, since the stream last ran for stable_after seconds
+        self._reopened = 0  # tries of this budget that opened the stream (which then did not last)
+        self._outage_start: float | None = None
         self._reader: threading.Thread | None = None
         self.stop_reason: str | None = None
         self.reconnects = 0
@@ -115,6 +130,9 @@ class LiveCapture:
             if self._latest is not None and self._seq > self._taken:
                 self.skipped += 1
             self._last_frame = time.monotonic()
+            if self._first_frame is None:
+                self._first_frame = self._last_frame
+            self._frames_now += 1
             self._latest = (image, self._last_frame)
             self._seq += 1
             self.grabbed += 1
@@ -159,24 +177,54 @@ class LiveCapture:
         return None
 
     def _reconnect(self, reason: str) -> bool:
-        delay = self.options.backoff_start
+        """Spend tries of the budget until one opens the stream; False when none is left."""
         tries = self.options.reconnect_tries
-        started = time.monotonic()
-        for attempt in range(1, tries + 1):
+        if self._outage_start is None:
+            self._outage_start = time.monotonic()
+        while self._tries_spent < tries:
+            self._tries_spent += 1
+            delay = min(self.options.backoff_start * 2 ** (self._tries_spent - 1), self.options.backoff_max)
             if self._stop.wait(delay):
                 return False
-            logger.warning("%s: %s; reconnecting (try %d of %d)", self.name, reason, attempt, tries)
+            logger.warning("%s: %s; reconnecting (try %d of %d)", self.name, reason, self._tries_spent, tries)
             capture, error = _open_with_timeout(self._factory, self.target, self.options.open_timeout)
             if capture is not None:
                 self._capture = capture
                 self.reconnects += 1
+                self._reopened += 1
                 logger.info("%s: reconnected", self.name)
                 return True
             logger.warning("%s: reconnection failed (%s)", self.name, error)
-            delay = min(delay * 2, self.options.backoff_max)
-        self.stop_reason = (
-            f"stream lost: {reason}, and {tries} reconnection tries failed over {time.monotonic() - started:.1f} s"
+        reopened = (
+            f" ({self._reopened} opened it, but it never gave frames for {self.options.stable_after:g} s)"
+            if self._reopened
+            else ""
         )
+        self.stop_reason = (
+            f"stream lost: {reason}, and {tries} reconnection tries failed over "
+            f"{time.monotonic() - self._outage_start:.1f} s{reopened}"
+        )
+        return False
+
+    def _ended(self) -> bool:
+        """After a loss: True when the connection was a snapshot (one picture, then closed), after
+        making the budget whole again if the connection lasted (see the module docstring)."""
+        with self._cond:
+            lost_by_read, frames = self._lost is not None, self._frames_now
+            lasted = self._first_frame is not None and self._last_frame - self._first_frame >= self.options.stable_after
+        if lasted:
+            self._tries_spent, self._reopened, self._outage_start = 0, 0, None
+        if not (is_http(self.target) and self.reconnects == 0 and lost_by_read and frames == 1):
+            return False
+        answer = ask(self.target, min(self.options.open_timeout, 2.0))
+        if isinstance(answer, HttpAnswer) and answer.status < 400 and not answer.streams:
+            logger.info(
+                "%s: the server sent one picture (%s) and closed the connection: read as one image, "
+                "not a stream; for live video give the camera's MJPEG or RTSP URL",
+                self.name,
+                answer.content_type or "no content type",
+            )
+            return True
         return False
 
     def _supervise(self) -> None:
@@ -185,6 +233,7 @@ class LiveCapture:
                 with self._cond:
                     self._lost = None
                     self._last_frame = time.monotonic()
+                    self._first_frame, self._frames_now = None, 0
                     generation = self._generation
                 self._reader = threading.Thread(
                     target=self._read_loop,
@@ -198,7 +247,7 @@ class LiveCapture:
                     break
                 with self._cond:
                     self._generation += 1  # the reader is abandoned (it may still be blocked in read)
-                if not self._reconnect(reason):
+                if self._ended() or not self._reconnect(reason):
                     break
         finally:
             with self._cond:

@@ -176,20 +176,42 @@ def edgerun_props(classes: list[str]) -> dict[str, str]:
 # -- a stream that goes away and comes back -----------------------------------------------------
 class MjpegServer:
     """An MJPEG (multipart/x-mixed-replace) server on 127.0.0.1 serving ``frames`` frames per
-    connection; stop() closes the port (connections refused), start() opens it again."""
+    connection; stop() closes the port (connections refused), start() opens it again.
 
-    def __init__(self, port: int = 0, frames: int | None = 20) -> None:
-        self.port, self.frames, self.server = port, frames, None
+    ``kind``: ``mjpeg`` closes each connection after its frames, ``stall`` keeps it open and sends
+    nothing more, ``snapshot`` answers one JPEG (image/jpeg) and closes, as a camera's snapshot.jpg.
+    ``status`` other than 200 answers that error instead (404: a wrong path)."""
+
+    def __init__(self, port: int = 0, frames: int | None = 20, kind: str = "mjpeg", status: int = 200) -> None:
+        self.port, self.frames, self.kind, self.status, self.server = port, frames, kind, status, None
         self.stopping = threading.Event()
+        self.requests = 0
 
     def start(self) -> MjpegServer:
-        frames, stopping = self.frames, self.stopping
+        frames, stopping, kind, status, owner = self.frames, self.stopping, self.kind, self.status, self
+
+        def jpeg(i: int) -> bytes:
+            image = np.zeros((28, 28, 3), np.uint8)
+            cv2.putText(image, str(i % 10), (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255,) * 3, 2)
+            return cv2.imencode(".jpg", image)[1].tobytes()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
                 return None
 
             def do_GET(self):  # noqa: N802 - http.server's name
+                owner.requests += 1
+                if status != 200:
+                    self.send_error(status)
+                    return
+                if kind == "snapshot":
+                    data = jpeg(3)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
@@ -197,9 +219,7 @@ class MjpegServer:
                     i = 0
                     while not stopping.is_set() and (frames is None or i < frames):
                         i += 1
-                        image = np.zeros((28, 28, 3), np.uint8)
-                        cv2.putText(image, str(i % 10), (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255,) * 3, 2)
-                        data = cv2.imencode(".jpg", image)[1].tobytes()
+                        data = jpeg(i)
                         self.wfile.write(
                             b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(data)
                             + data
@@ -207,6 +227,8 @@ class MjpegServer:
                         )
                         self.wfile.flush()
                         time.sleep(0.05)
+                    if kind == "stall":
+                        stopping.wait()
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

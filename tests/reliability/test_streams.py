@@ -107,3 +107,61 @@ def test_a_missing_camera_is_one_line_without_opencvs_own_warnings(edgerun, mnis
     err = proc.stderr.decode()
     assert proc.returncode == 2 and "camera 97 could not be opened" in err, err
     assert "WARN" not in err and len(err.strip().splitlines()) == 1, err
+
+
+FAST = LiveOptions(open_timeout=2.0, read_timeout=0.5, reconnect_tries=2, backoff_start=0.05, backoff_max=0.1)
+
+
+def _read_for(source, seconds: float) -> list:
+    """The frames ``source`` gives within ``seconds`` (it may end sooner); then it is closed."""
+    frames, deadline = [], time.monotonic() + seconds
+    for frame in source:
+        frames.append(frame)
+        if time.monotonic() > deadline:
+            break
+    source.close()
+    return frames
+
+
+def test_a_snapshot_url_is_read_as_one_image(mjpeg, mnist_cnn, tmp_path, edgerun):
+    """A camera's snapshot.jpg sends one JPEG and closes: one record and exit 0, not a stream
+    that reconnects (and repeats the picture) forever."""
+    server = mjpeg(kind="snapshot").start()
+    try:
+        url = server.url.replace("stream.mjpg", "snapshot.jpg")
+        proc = edgerun("run", mnist_cnn, "--source", url, "--json", tmp_path / "r.jsonl", timeout=30)
+    finally:
+        server.stop()
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 1
+    assert "read as one image" in err and "reconnect" not in err, err
+
+
+def test_reopens_that_give_a_few_frames_and_stall_spend_the_tries(mjpeg):
+    """5 frames, then silence, on every connection: each reconnection opens the stream, so each
+    used to start the tries afresh and it looped forever. Now the budget is spent and it ends."""
+    server = mjpeg(frames=5, kind="stall").start()
+    source = LiveCapture(server.url, FAST)
+    start = time.monotonic()
+    try:
+        _read_for(source, 20)
+    finally:
+        server.stop()
+    assert source.stop_reason is not None, "still reconnecting after 20 s"
+    assert "stalled" in source.stop_reason and "2 reconnection tries failed" in source.stop_reason
+    assert "2 opened it, but it never gave frames for 10 s" in source.stop_reason
+    assert server.requests == 3 and time.monotonic() - start < 10
+
+
+def test_a_flaky_stream_that_runs_between_drops_keeps_recovering(mjpeg):
+    """Each connection gives frames for 0.45 s, past stable_after (0.3 s), then drops: every drop
+    finds the tries whole again, so the stream keeps coming back beyond reconnect_tries."""
+    server = mjpeg(frames=10).start()
+    options = LiveOptions(open_timeout=2.0, read_timeout=0.5, reconnect_tries=1, backoff_start=0.05, stable_after=0.3)
+    source = LiveCapture(server.url, options)
+    try:
+        frames = _read_for(source, 3.0)
+    finally:
+        server.stop()
+    assert source.stop_reason is None and source.reconnects >= 3 and len(frames) > 20

@@ -160,17 +160,28 @@ def test_live_capture_keeps_only_the_newest_frame():
     assert source.skipped > 0
 
 
-def test_live_capture_reconnects_with_backoff_then_stops():
+@pytest.mark.parametrize(
+    ("stable_after", "opens"),
+    [
+        (10.0, 3),  # the reopened stream gave 3 frames and dropped: its try is spent, one is left
+        (0.05, 4),  # it gave frames for 0.1 s, past stable_after: both tries are back after its loss
+    ],
+    ids=["brief-reopen-spends-a-try", "lasting-reopen-restores-the-tries"],
+)
+def test_live_capture_reconnects_with_backoff_then_stops(stable_after, opens):
     opened = []
 
     def factory(target):
         opened.append(target)
-        return FakeCapture(frames=3) if len(opened) <= 2 else FakeCapture(opened=False)
+        return FakeCapture(frames=3, interval=0.05) if len(opened) <= 2 else FakeCapture(opened=False)
 
-    source = LiveCapture("rtsp://example/stream", FAST, capture_factory=factory)
+    options = LiveOptions(
+        open_timeout=1.0, read_timeout=1.0, reconnect_tries=2, backoff_start=0.01, stable_after=stable_after
+    )
+    source = LiveCapture("rtsp://example/stream", options, capture_factory=factory)
     frames = list(source)
     source.close()
-    assert len(opened) == 4  # first open, one good reconnect, two failed tries
+    assert len(opened) == opens  # the first open, one good reconnect, then the failed tries left
     assert source.reconnects == 1
     assert 1 <= len(frames) <= 6
     assert "2 reconnection tries failed" in source.stop_reason

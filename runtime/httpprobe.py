@@ -1,0 +1,75 @@
+"""What an HTTP server says of a URL, asked once with a short timeout, for what OpenCV cannot
+tell: why a stream URL did not open (404, 401, nothing listening), and whether a URL that sent
+one picture serves a single image (a camera's snapshot) or a stream. Standard library only."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+HTTP_SCHEMES = ("http://", "https://")
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """The status line and content type of a server's answer (its body is never read)."""
+
+    status: int
+    reason: str
+    content_type: str
+
+    @property
+    def streams(self) -> bool:
+        """The answer is a stream of pictures (MJPEG's multipart/x-mixed-replace)."""
+        return self.content_type.startswith("multipart/")
+
+    def describe(self) -> str:
+        """``404 Not Found``, with a hint where the status says what to fix."""
+        text = f"{self.status} {self.reason}".strip()
+        if self.status in (401, 403):
+            return f"{text}; the URL may need a user name and password (http://user:password@host/...)"
+        if self.status == 404:
+            return f"{text}; check the URL's path"
+        return text
+
+
+def is_http(target) -> bool:
+    return isinstance(target, str) and target.lower().startswith(HTTP_SCHEMES)
+
+
+def ask(url: str, timeout: float = 2.0) -> HttpAnswer | str:
+    """GET ``url`` and read only the answer's headers.
+
+    Returns:
+        The :class:`HttpAnswer`, or why there was none (``connection refused``, ``timed out``).
+    """
+    try:
+        request = _request(url)
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the user's own URL
+            return HttpAnswer(response.status, response.reason, response.headers.get_content_type())
+    except urllib.error.HTTPError as exc:
+        return HttpAnswer(exc.code, str(exc.reason), exc.headers.get_content_type() if exc.headers else "")
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        return getattr(reason, "strerror", None) or str(reason)
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        logger.debug("%s: no HTTP answer", url, exc_info=True)
+        return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _request(url: str) -> urllib.request.Request:
+    """A GET of ``url``; a user:password@host in it becomes the Basic authorization cameras take."""
+    parts = urllib.parse.urlsplit(url)
+    headers = {"User-Agent": "edgerun"}
+    if parts.username is not None:
+        login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode("ascii")
+        url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return urllib.request.Request(url, headers=headers)
