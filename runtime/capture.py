@@ -109,13 +109,7 @@ class LiveCapture:
         self.skipped = 0
         capture, error = _open_with_timeout(capture_factory, target, self.options.open_timeout)
         if capture is None:
-            kind = "camera" if isinstance(target, int) else "stream"
-            hint = (
-                "check the index (cameras are usually 0, 1, ...) and that no other program holds it"
-                if kind == "camera"
-                else "check the URL, the network, and that the server is up"
-            )
-            raise SourceError(f"{kind} {target} {error}; {hint}")
+            raise SourceError(_open_failure(target, error, self.options.open_timeout))
         self._capture = capture
         fps = capture.get(cv2.CAP_PROP_FPS) if hasattr(capture, "get") else 0.0
         # Only for the output video's frame rate; measured fps always come from timestamps.
@@ -280,3 +274,29 @@ class LiveCapture:
         reader = self._reader
         if reader is not None:
             reader.join(timeout=1.0)  # a read blocked in the driver is left to its daemon thread
+
+
+def _open_failure(target, error: str, timeout: float) -> str:
+    """Why a camera or stream did not open, with what to check; for an http(s) URL, what its
+    server answers when asked directly (OpenCV does not say)."""
+    if isinstance(target, int):
+        return (
+            f"camera {target} {error}; check the index (cameras are usually 0, 1, ...) "
+            "and that no other program holds it"
+        )
+    if is_http(target):
+        answer = ask(target, min(timeout, 2.0))
+        if isinstance(answer, HttpAnswer) and answer.status >= 400:
+            return f"stream {target} {error}: the server answered {answer.describe()}"
+        if isinstance(answer, HttpAnswer):
+            kind = answer.content_type or "no content type"
+            return (
+                f"stream {target} {error}: the server answered {answer.status} with {kind}, "
+                "which OpenCV cannot read as video or an image"
+            )
+        why = answer[:1].lower() + answer[1:]
+        return (
+            f"stream {target} {error}: no answer from the server ({why}); "
+            "check the URL, the network, and that the server is up"
+        )
+    return f"stream {target} {error}; check the URL, the network, and that the server is up"

@@ -165,3 +165,14 @@ def test_a_flaky_stream_that_runs_between_drops_keeps_recovering(mjpeg):
     finally:
         server.stop()
     assert source.stop_reason is None and source.reconnects >= 3 and len(frames) > 20
+
+
+def test_an_http_error_says_what_the_server_answered(mjpeg, mnist_cnn, edgerun):
+    server = mjpeg(status=404).start()
+    try:
+        proc = edgerun("-q", "run", mnist_cnn, "--source", server.url, timeout=30)
+    finally:
+        server.stop()
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "the server answered 404 Not Found; check the URL's path" in err, err
