@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 IDX_MARKERS = ("-idx3-ubyte", ".idx3")
+#: A printf-style number in a file name (img_%04d.png), as OpenCV and FFmpeg name image sequences.
+PRINTF_NUMBER = re.compile(r"%0?\d*d")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 __all__ = ["Frame", "Source", "SourceError", "open_source", "input_files", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
@@ -263,6 +266,9 @@ def _missing(path: Path, spec: str) -> str:
     try:
         target = os.readlink(path)
     except OSError:
+        glob = PRINTF_NUMBER.sub("*", spec)
+        if glob != spec:  # img_%04d.png: a sequence, named the way OpenCV and FFmpeg take it
+            return f"{spec} does not exist; for a numbered sequence of images give a glob: '{glob}'"
         return f"{spec} does not exist (expected a camera index, file, directory, glob or URL)"
     try:
         os.stat(path)

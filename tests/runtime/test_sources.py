@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -84,6 +85,18 @@ def test_video_file_gives_every_frame_with_timestamps(tmp_path):
 def test_sources_that_cannot_open(tmp_path, make, message):
     with pytest.raises(SourceError, match=message):
         open_source(make(tmp_path))
+
+
+def test_a_printf_sequence_name_suggests_the_glob_that_reads_it(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"img_{i:04d}.png"), np.full((10, 12), i * 50, np.uint8))
+    glob = f"{tmp_path}/img_*.png"
+    with pytest.raises(
+        SourceError,
+        match=re.escape(f"img_%04d.png does not exist; for a numbered sequence of images give a glob: '{glob}'"),
+    ):
+        open_source(f"{tmp_path}/img_%04d.png")
+    assert len(list(open_source(glob))) == 3  # the suggestion reads the sequence
 
 
 def test_unreadable_images_give_error_frames(tmp_path):
