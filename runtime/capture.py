@@ -259,7 +259,7 @@ class LiveCapture:
                     return
                 if self._seq <= self._taken:  # finished with no new frame
                     if self.stop_reason:
-                        logger.warning("%s: %s; stopping", self.name, self.stop_reason)
+                        logger.warning("%s ended early: %s; stopping", self.name, self.stop_reason)
                     return
                 image, stamp = self._latest
                 self._taken = self._seq

@@ -202,8 +202,7 @@ class Run(Lifecycle):
         )
         if s["source_fps"] and self.source.nominal_fps:  # videos, cameras, streams: images have no frame rate
             logger.info("source frame rate from timestamps: %.2f fps", s["source_fps"])
-        reason = self.source.stop_reason or self.stats.stop_reason
-        if reason:
-            logger.warning("%s ended early: %s", self.source.name, reason)
-        elif s["frames"] == 0 and not self.stats.interrupted and self.signal is None:
+        # a source that ended early has said why as it ended (the source or the pipeline logs it)
+        ended_early = self.source.stop_reason or self.stats.stop_reason
+        if not ended_early and s["frames"] == 0 and not self.stats.interrupted and self.signal is None:
             logger.warning("%s gave no inputs at all (an empty video or file?)", self.source.name)

@@ -138,7 +138,7 @@ class IdxImages(_Finite):
             yield Frame(image, self.name, index, float(index))
         if reasons:
             self.stop_reason = reasons[0]
-            logger.warning("%s: %s", self.name, self.stop_reason)
+            logger.warning("%s ended early: %s", self.name, self.stop_reason)
 
     def close(self) -> None:
         if self._records is not None:
@@ -211,9 +211,14 @@ class VideoFile(_Finite):
             self.stop_reason = (
                 f"decoded {decoded} of {self.frame_count} frames{damaged}; {where}the file may be truncated"
             )
-            logger.warning("%s: %s", self.name, self.stop_reason)
+            logger.warning("%s ended early: %s", self.name, self.stop_reason)
         if self.damaged:
-            logger.warning("%s: %d frames could not be decoded (each has its error record)", self.name, self.damaged)
+            logger.warning(
+                "%s: %d frame%s could not be decoded (each has its error record)",
+                self.name,
+                self.damaged,
+                "" if self.damaged == 1 else "s",
+            )
         self.close()
 
     def _damaged(self, index: int) -> str:
