@@ -172,8 +172,9 @@ class VideoFile(_Finite):
         if not self._capture.isOpened():
             self._capture.release()
             raise SourceError(
-                f"{path} could not be opened as a video (not a video, or a codec OpenCV lacks); "
-                f"supported: {', '.join(VIDEO_SUFFIXES)}"
+                f"{path} could not be opened as a video (not a video; cut short, which an .mp4 or .mov does "
+                f"not survive, its index being at the end; or a codec OpenCV lacks); supported: "
+                f"{', '.join(VIDEO_SUFFIXES)}"
             )
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.expected = self.frame_count or None
