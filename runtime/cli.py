@@ -96,7 +96,15 @@ def overrides_from(args) -> Overrides:
     )
 
 
-def _sinks(args, model, source, stop):
+def open_sinks(args, model, source, stop):
+    """The sinks ``--json``, ``--save`` and ``--show`` ask for, for either engine. ``source`` is
+    anything that lists the files it reads (a source, or the Ray engine's ``Inputs``): no output
+    may replace one of them, the model or the labels.
+
+    Raises:
+        OutputError: an output target refused (checked before any file is created).
+        SinkError: an output that cannot be opened.
+    """
     from .images import VIDEO_SUFFIXES
     from .outputs import Protected, check_targets
     from .sinks import Display, ImageSaver, JsonlSink, VideoSaver, has_display
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     from .heads import HeadOptions
     from .metadata import MetadataError
     from .model import Model, ModelError, SessionConfig
-    from .outputs import OutputError, StdoutClosed, silence_stdout
+    from .outputs import OutputError
     from .preprocess import PreprocessError
     from .providers import ProviderError
     from .run import Run, RunConfig
@@ -174,12 +182,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         run = Run(model, source, config=RunConfig(batch=args.batch, max_frames=args.max_frames, progress=args.progress))
-        run.sinks = _sinks(args, model, source, run.stop)
+        run.sinks = open_sinks(args, model, source, run.stop)
     except (SinkError, OutputError) as exc:
         source.close()
         print_error("edgerun run", exc)
         return EXIT_USAGE
     logger.info("providers in use: %s", ", ".join(model.providers))
+    return drive(run, args)
+
+
+def drive(run, args) -> int:
+    """Run ``run`` (either engine's) to the end, one line per input unless ``--json -`` holds the
+    records; the exit code: the run's, or an output's that failed (141 for a closed stdout)."""
+    from .outputs import OutputError, StdoutClosed, silence_stdout
+    from .sinks import SinkError
+
     lines = args.json != "-"  # with JSON on standard output, the records are the output
     try:
         with run:

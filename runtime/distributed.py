@@ -36,6 +36,7 @@ import logging
 import math
 import pickle
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,15 @@ import numpy as np
 
 from .frames import Frame, Source, SourceError
 from .images import read_image
-from .raycluster import EngineError, RayMissing, cluster, default_workers, require_ray, resources
+from .raycluster import (
+    EngineError,
+    RayMissing,
+    cluster,
+    default_workers,
+    require_ray,
+    resources,
+    stop_reader,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +73,9 @@ class Inputs:
     Column ``i`` of each list is one input: ``index`` (its position, the record's index),
     ``source`` (the record's source string), ``path`` (absolute, for the worker to read; '' for
     an image in memory), ``image`` (an image in memory as ``.npy`` bytes; b'' for a path) and
-    ``error`` (why the input is already known to be unusable; '' if it is not).
+    ``error`` (why the input is already known to be unusable; '' if it is not). ``files``
+    are the files the source reads (its images, list file or IDX file): what no output of the
+    run may replace, as :func:`~edgerun.runtime.sources.input_files` gives them for a source.
     """
 
     name: str
@@ -73,6 +84,7 @@ class Inputs:
     path: list[str] = field(default_factory=list)
     image: list[bytes] = field(default_factory=list)
     error: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -85,8 +97,10 @@ class Inputs:
         self.error.append(error)
 
     def head(self, n: int) -> Inputs:
-        """The first ``n`` inputs (``--max-frames``)."""
-        return Inputs(self.name, self.index[:n], self.source[:n], self.path[:n], self.image[:n], self.error[:n])
+        """The first ``n`` inputs (``--max-frames``); every file of the source stays protected."""
+        return Inputs(
+            self.name, self.index[:n], self.source[:n], self.path[:n], self.image[:n], self.error[:n], self.files
+        )
 
 
 def _npy(image: np.ndarray) -> bytes:
@@ -110,7 +124,7 @@ def enumerate_inputs(spec) -> Inputs:
     Raises:
         SourceError: what ``open_source`` refuses, and live sources and videos, which stay local.
     """
-    from .sources import ArraySource, IdxImages, ImageFiles, open_source, source_kind
+    from .sources import ArraySource, IdxImages, ImageFiles, input_files, open_source, source_kind
 
     if isinstance(spec, (str, Path)):
         kind = source_kind(str(spec))
@@ -140,6 +154,7 @@ def enumerate_inputs(spec) -> Inputs:
                 f"{source.name} is {reason} and stays local; the Ray engine takes image files, "
                 "directories, globs, list files, IDX files and arrays"
             )
+        inputs.files = input_files(source)
     finally:
         source.close()
     return inputs
@@ -320,9 +335,14 @@ def apply(
 def results(ds) -> Iterator:
     """The :class:`~edgerun.runtime.results.Result` of every row of a :func:`apply`'d dataset,
     as blocks complete (not in input order: ``result.index`` says where each belongs)."""
-    for block in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-        for data in block["result"]:
-            yield pickle.loads(data)  # noqa: S301 - written by our own workers in this job
+    before = set(threading.enumerate())
+    blocks = ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)
+    try:
+        for block in blocks:
+            for data in block["result"]:
+                yield pickle.loads(data)  # noqa: S301 - written by our own workers in this job
+    finally:
+        stop_reader(blocks, before)
 
 
 def predict(

@@ -20,9 +20,11 @@ import numpy as np
 
 from .distributed import Inputs, ModelFile, apply, block_rows, dataset, enumerate_inputs, results
 from .frames import SourceError
+from .outputs import OutputError
 from .raycluster import EngineError, RayMissing, cluster, default_workers, require_ray, resources
 from .results import Result
 from .run import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, Lifecycle
+from .sinks import SinkError
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +159,7 @@ class RayRun(Lifecycle):
                     stream.close()  # stops Ray Data's executor before the instance goes
         except KeyboardInterrupt:
             logger.warning("interrupted: shutting Ray down")
-        except EngineError:
+        except (EngineError, OutputError, SinkError):  # nothing ran, or an output refused or failed: the caller says
             raise
         except Exception as exc:  # noqa: BLE001 - Ray raises many types; the inputs left get error records
             if self._stop.is_set():
@@ -241,15 +243,20 @@ def _quiet_ray() -> None:
 
 
 def main(args) -> int:
-    """``edgerun run`` with ``--engine ray``; ``args`` are the run command's parsed arguments."""
-    from .cli import overrides_from
+    """``edgerun run`` with ``--engine ray``; ``args`` are the run command's parsed arguments.
+
+    Everything the local engine checks is checked here the same way, by the same code (the
+    model, the source, every output against every input: ``cli.open_sinks``), all before any
+    cluster starts; a refusal is one line and exit 2."""
+    from .cli import drive, open_sinks, overrides_from
     from .heads import HeadOptions
     from .images import VIDEO_SUFFIXES
     from .metadata import MetadataError
     from .model import Model, ModelError, SessionConfig
+    from .outputs import OutputError
     from .preprocess import PreprocessError
     from .providers import ProviderError
-    from .sinks import ImageSaver, JsonlSink, SinkError
+    from .sinks import SinkError
 
     try:
         require_ray()
@@ -273,20 +280,37 @@ def main(args) -> int:
         inputs = enumerate_inputs(args.source)
         if args.max_frames is not None:
             inputs = inputs.head(args.max_frames)
-        sinks = []
-        if args.json:
-            sinks.append(JsonlSink(args.json))
-        if args.save:
-            stride = model.metadata.preprocessing.stride or 1
-            sinks.append(ImageSaver(args.save, heatmaps=args.heatmaps, stride=stride))
+        job = RayJob(
+            str(model.path), _options(args, overrides), args.batch, args.workers, args.ray_address, bool(args.save)
+        )
+        run = RayRun(job, inputs, progress=args.progress, name=model.name)
+        run.sinks = open_sinks(args, model, inputs, run.stop)
     except RayMissing as exc:
         print(f"edgerun run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (EngineError, ModelError, ProviderError, MetadataError, PreprocessError, SourceError, SinkError) as exc:
+    except (
+        EngineError,
+        ModelError,
+        ProviderError,
+        MetadataError,
+        PreprocessError,
+        SourceError,
+        SinkError,
+        OutputError,
+    ) as exc:
         print(f"edgerun run: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _quiet_ray()
-    options = {
+    try:
+        return drive(run, args)
+    except EngineError as exc:  # the local instance cannot hold the pool: nothing ran
+        print(f"edgerun run: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _options(args, overrides) -> dict:
+    """What each worker passes to ``edgerun.load``."""
+    return {
         "provider": args.provider,
         "threads": args.threads or 1,
         "spinning": args.spin,
@@ -294,16 +318,3 @@ def main(args) -> int:
         "threshold": args.threshold,
         **{k: v for k, v in vars(overrides).items() if v is not None},
     }
-    job = RayJob(str(model.path), options, args.batch, args.workers, args.ray_address, keep_images=bool(args.save))
-    lines = args.json != "-"
-    run = RayRun(job, inputs, sinks, progress=args.progress, name=model.name)
-    try:
-        with run:
-            for result in run:
-                if lines:
-                    run.write_line(result.summary())
-    except EngineError as exc:
-        print(f"edgerun run: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    run.log_summary()
-    return run.exit_code

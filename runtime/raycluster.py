@@ -1,5 +1,6 @@
 """Ray for edgerun: connecting (a local instance started and fully shut down, or a cluster
-joined), what each actor asks of it, and the one-line message when Ray is not installed.
+joined), what each actor asks of it, stopping Ray Data's reader, and the one-line
+message when Ray is not installed.
 
 Ray is imported inside these functions only, never when this module is imported.
 """
@@ -7,12 +8,16 @@ Ray is imported inside these functions only, never when this module is imported.
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 EXTRA = "ray"
+
+#: The name of Ray Data's thread that fetches blocks for ``iter_batches`` (Ray 2.x).
+RAY_DATA_READER = "iter_threaded"
 
 
 class EngineError(Exception):
@@ -63,6 +68,21 @@ def cluster(address: str | None = None, num_cpus: int | None = None):
         started = _ray_processes(ray) if not address else []
         ray.shutdown()
         _wait_gone(started)
+
+
+def stop_reader(blocks, before: set, timeout_s: float = 30.0) -> None:
+    """Close Ray Data's block iterator and wait for its reader thread to end. Closing only asks
+    the thread to stop; one still fetching a block when Ray is shut down takes the process with
+    it ("the core worker has already been shutdown"), so a run that stops early (an output
+    refused, Ctrl-C) waits for that block first."""
+    close = getattr(blocks, "close", None)
+    if close is not None:
+        close()
+    for thread in set(threading.enumerate()) - before:
+        if thread.name == RAY_DATA_READER and thread.is_alive():
+            thread.join(timeout_s)
+            if thread.is_alive():
+                logger.warning("Ray Data's reader thread did not stop within %g s", timeout_s)
 
 
 def _ray_processes(ray) -> list:

@@ -1,0 +1,71 @@
+"""``--engine ray`` refuses what the local engine refuses, the same way and before any cluster
+starts: an output over an input (the model, an image, through a link). Only the ``--save``
+test starts Ray (a subprocess, as a user would: its clean shutdown after the refusal is part
+of what it checks).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgerun.runtime.cli import main as run_main
+
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="the ray extra is not installed (pip install 'edgerun[ray]')"
+)
+MODEL = Path(__file__).resolve().parents[2] / "models" / "mnist_cnn.onnx"
+
+
+def _digits(directory: Path, names: list[str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        cv2.imwrite(str(directory / name), rng.integers(0, 256, (28, 28), np.uint8))
+    return directory
+
+
+def _ray_started() -> bool:
+    import ray
+
+    return ray.is_initialized()
+
+
+@needs_ray
+@pytest.mark.parametrize("target", ["in/b.png", "m.onnx", "link.jsonl"])
+def test_json_over_an_input_is_refused_before_ray_starts(tmp_path, monkeypatch, capsys, target):
+    monkeypatch.chdir(tmp_path)
+    _digits(tmp_path / "in", ["a.png", "b.png"])
+    shutil.copy(MODEL, "m.onnx")
+    Path("link.jsonl").symlink_to("in/a.png")  # through a link: the same file as an input
+    before = {p: p.read_bytes() for p in (Path("in/a.png"), Path("in/b.png"), Path("m.onnx"))}
+    argv = ["m.onnx", "--source", "in", "--engine", "ray", "--workers", "1", "--json", target]
+    assert run_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--json {target} is an input of this run" in err and len(err.splitlines()) == 1, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert not _ray_started()
+
+
+@needs_ray
+def test_save_over_an_input_named_like_an_output_is_refused(tmp_path):
+    """The first annotated image would be in5/000000_0000.png, which is an input: exit 2 and the
+    local engine's line; the input is intact and Ray shuts down cleanly (its block reader
+    stopped first, else the process dies with Ray's "core worker has already been shutdown")."""
+    _digits(tmp_path / "in5", ["0000.png", "000000_0000.png", *(f"{i}.png" for i in range(1, 7))])
+    victim = tmp_path / "in5" / "000000_0000.png"
+    before = victim.read_bytes()
+    argv = ["mnist_cnn", "--source", "in5", "--save", "in5", "--engine", "ray", "--workers", "1", "--no-progress"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgerun", "run", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "edgerun run: error: --save image in5/000000_0000.png is an input of this run" in proc.stderr
+    assert victim.read_bytes() == before
