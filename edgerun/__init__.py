@@ -29,6 +29,9 @@ _EXPORTS = {
     "ProviderError": "edgerun.runtime.providers",
     "SessionConfigError": "edgerun.runtime.model",
     "HeadOptionsError": "edgerun.runtime.heads",
+    # the Ray engine's (edgerun.runtime.distributed): a cluster not reached, a setting out of range
+    "EngineError": "edgerun.runtime.raycluster",
+    "ClusterError": "edgerun.runtime.raycluster",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -46,8 +46,10 @@ import numpy as np
 from .frames import Frame, Source, SourceError
 from .images import read_image
 from .raycluster import (
+    ClusterError,
     EngineError,
     RayMissing,
+    check_address,
     cluster,
     default_workers,
     require_ray,
@@ -387,6 +389,7 @@ def predict(
 
 
 __all__ = [
+    "ClusterError",
     "EngineError",
     "Inputs",
     "ModelFile",
@@ -394,6 +397,7 @@ __all__ = [
     "RayMissing",
     "apply",
     "block_rows",
+    "check_address",
     "cluster",
     "dataset",
     "default_workers",

@@ -4,7 +4,8 @@ The same model checks, sources, sinks, records and exit codes as the local engin
 :mod:`edgerun.runtime.run`); what differs is where the inference runs (a pool of Ray actors,
 :mod:`edgerun.runtime.distributed`) and that records arrive as blocks complete, each carrying
 its input's index. Every input gets exactly one record: a duplicate is dropped, and an input
-the engine never answered (a lost worker, a failed cluster) gets an error record at the end.
+the engine never answered (a lost worker, a cluster lost mid-run) gets an error record at the end;
+a cluster that cannot be reached is refused before any record, as a bad argument is.
 A local Ray instance is started for the run and shut down on every way out, Ctrl-C included.
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 from .distributed import Inputs, ModelFile, apply, block_rows, dataset, enumerate_inputs, results
 from .frames import SourceError
 from .outputs import OutputError
-from .raycluster import EngineError, RayMissing, cluster, default_workers, require_ray, resources
+from .raycluster import EngineError, RayMissing, check_address, cluster, default_workers, require_ray, resources
 from .results import Result
 from .run import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, Lifecycle
 from .sinks import SinkError
@@ -246,8 +247,8 @@ def main(args) -> int:
     """``edgerun run`` with ``--engine ray``; ``args`` are the run command's parsed arguments.
 
     Everything the local engine checks is checked here the same way, by the same code (the
-    model, the source, every output against every input: ``cli.open_sinks``), all before any
-    cluster starts; a refusal is one line and exit 2."""
+    model, the source, every output against every input: ``cli.open_sinks``), and the cluster's
+    address answers, all before any cluster starts; a refusal is one line and exit 2."""
     from .cli import drive, open_sinks, overrides_from
     from .heads import HeadOptions
     from .images import VIDEO_SUFFIXES
@@ -280,6 +281,7 @@ def main(args) -> int:
         inputs = enumerate_inputs(args.source)
         if args.max_frames is not None:
             inputs = inputs.head(args.max_frames)
+        check_address(args.ray_address)  # before the outputs are created: a refused run leaves no empty file
         job = RayJob(
             str(model.path), _options(args, overrides), args.batch, args.workers, args.ray_address, bool(args.save)
         )
@@ -303,7 +305,7 @@ def main(args) -> int:
     _quiet_ray()
     try:
         return drive(run, args)
-    except EngineError as exc:  # the local instance cannot hold the pool: nothing ran
+    except EngineError as exc:  # the cluster could not be reached, or cannot hold the pool: nothing ran
         print(f"edgerun run: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -1,6 +1,6 @@
 """Ray for edgerun: connecting (a local instance started and fully shut down, or a cluster
-joined), what each actor asks of it, stopping Ray Data's reader, and the one-line
-message when Ray is not installed.
+joined, its address checked first), what each actor asks of it, stopping Ray Data's reader,
+and the one-line message when Ray is not installed.
 
 Ray is imported inside these functions only, never when this module is imported.
 """
@@ -8,13 +8,18 @@ Ray is imported inside these functions only, never when this module is imported.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from .outputs import os_reason
+
 logger = logging.getLogger(__name__)
 
 EXTRA = "ray"
+RAY_CLIENT = "ray://"
 
 #: The name of Ray Data's thread that fetches blocks for ``iter_batches`` (Ray 2.x).
 RAY_DATA_READER = "iter_threaded"
@@ -26,6 +31,19 @@ class EngineError(Exception):
 
 class RayMissing(EngineError):
     """Ray (with its Data library) is not installed."""
+
+
+class ClusterError(EngineError):
+    """The Ray cluster could not be reached (or a local instance started); nothing ran."""
+
+
+#: How long the reachability check waits for the cluster's address to answer (seconds).
+CONNECT_TIMEOUT_S = 5.0
+
+_ADDRESS_HELP = (
+    "give the head node's HOST:PORT (as `ray start --head` prints it), 'auto' (the cluster this "
+    "machine belongs to) or ray://HOST:PORT, or no address to start a local Ray instance"
+)
 
 
 def require_ray():
@@ -60,14 +78,97 @@ def cluster(address: str | None = None, num_cpus: int | None = None):
     if ray.is_initialized():
         yield ray
         return
+    check_address(address)
     kwargs = {"address": address} if address else {"address": "local", "num_cpus": num_cpus}
-    ray.init(**kwargs, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        ray.init(**kwargs, include_dashboard=False, logging_level=logging.WARNING)
+    except Exception as exc:  # noqa: BLE001 - ray.init's failures have no common type (ValueError, ConnectionError, ...)
+        ray.shutdown()  # whatever it had started
+        what = f"connect to the Ray cluster at {address!r}" if address else "start a local Ray instance"
+        hint = _ADDRESS_HELP if address else "run with -v for Ray's own log"
+        raise ClusterError(f"could not {what}: {_one_line(exc)}; {hint}") from exc
     try:
         yield ray
     finally:
         started = _ray_processes(ray) if not address else []
         ray.shutdown()
         _wait_gone(started)
+
+
+def check_address(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse, within about ``timeout_s``, a cluster address nothing answers at: Ray itself would
+    retry it for many minutes. ``None`` (a local instance to start) passes; ``auto`` is resolved
+    as Ray resolves it (``RAY_ADDRESS``, then the cluster this machine started last).
+
+    What answers must speak gRPC (as Ray's GCS and its client server do), so a port held by
+    another kind of server is refused too.
+
+    Raises:
+        ClusterError: the address is malformed, or nothing (or nothing speaking gRPC) answers there.
+    """
+    if not address or address == "local":
+        return
+    target = _resolve(address)
+    if not target:
+        return
+    host, port = _host_port(address, target)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else os_reason(exc)
+        raise ClusterError(f"could not connect to the Ray cluster at {address!r}: {reason}; {_ADDRESS_HELP}") from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return  # a TLS cluster's handshake needs its certificates: the TCP answer is the check
+    _check_grpc(address, f"{host}:{port}" if ":" not in host else f"[{host}]:{port}", timeout_s)
+
+
+def _resolve(address: str) -> str:
+    """``address`` as host:port (``ray://`` dropped); ``auto`` resolved the way ``ray.init`` does."""
+    if address.startswith(RAY_CLIENT):
+        return address[len(RAY_CLIENT) :]
+    if address != "auto":
+        return address
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+    except ImportError:  # another Ray: let ray.init resolve it
+        return ""
+    try:
+        return canonicalize_bootstrap_address_or_die("auto")
+    except (ConnectionError, ValueError) as exc:
+        why = "none is named by RAY_ADDRESS or runs on this machine" if isinstance(exc, ConnectionError) else exc
+        raise ClusterError(f"no Ray cluster found for 'auto': {why}; {_ADDRESS_HELP}") from None
+
+
+def _host_port(address: str, target: str) -> tuple[str, int]:
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(f"the Ray address {address!r} is not HOST:PORT; {_ADDRESS_HELP}")
+    return host, int(port)
+
+
+def _check_grpc(address: str, target: str, timeout_s: float) -> None:
+    """A gRPC channel to ``target`` becomes ready within ``timeout_s``, or :class:`ClusterError`."""
+    try:
+        import grpc  # Ray's own dependency
+    except ImportError:
+        return
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:
+        raise ClusterError(
+            f"could not connect to the Ray cluster at {address!r}: something answers there, but not Ray "
+            f"(no gRPC handshake within {timeout_s:g} s); {_ADDRESS_HELP}"
+        ) from None
+    finally:
+        channel.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, with its type."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "").rstrip(".")
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 def stop_reader(blocks, before: set, timeout_s: float = 30.0) -> None:

@@ -1,21 +1,26 @@
 """``--engine ray`` refuses what the local engine refuses, the same way and before any cluster
-starts: an output over an input (the model, an image, through a link). Only the ``--save``
-test starts Ray (a subprocess, as a user would: its clean shutdown after the refusal is part
-of what it checks).
+starts: an output over an input (the model, an image, through a link), a cluster that does not
+answer (one line, exit 2, within seconds, no per-input records). Only the ``--save`` test
+starts Ray (a subprocess, as a user would: its clean shutdown after the refusal is part of
+what it checks).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+import edgerun
 from edgerun.runtime.cli import main as run_main
 
 needs_ray = pytest.mark.skipif(
@@ -36,6 +41,13 @@ def _ray_started() -> bool:
     import ray
 
     return ray.is_initialized()
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @needs_ray
@@ -69,3 +81,54 @@ def test_save_over_an_input_named_like_an_output_is_refused(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "edgerun run: error: --save image in5/000000_0000.png is an input of this run" in proc.stderr
     assert victim.read_bytes() == before
+
+
+@needs_ray
+@pytest.mark.parametrize("address", ["::::", "ray://127.0.0.1:{port}"])  # HOST:PORT: the next test
+def test_a_cluster_that_does_not_answer_is_exit_2_and_one_line(tmp_path, capsys, address):
+    address = address.format(port=_closed_port())
+    _digits(tmp_path / "in", ["a.png", "b.png"])
+    out = tmp_path / "r.jsonl"
+    argv = ["mnist_cnn", "--source", str(tmp_path / "in"), "--engine", "ray", "--ray-address", address]
+    assert run_main([*argv, "--json", str(out), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("edgerun run: error: ") and len(err.splitlines()) == 1, err
+    assert f"{address!r}" in err and "or no address to start a local Ray instance" in err
+    assert captured.out == "" and not out.exists()  # no per-input records, no emptied output
+    assert not _ray_started()
+
+
+@needs_ray
+def test_an_address_nothing_answers_at_ends_within_seconds(tmp_path):
+    """Ray itself retries such an address for many minutes; the command ends in seconds."""
+    _digits(tmp_path / "in", ["a.png"])
+    address = f"127.0.0.1:{_closed_port()}"
+    argv = ["run", "mnist_cnn", "--source", "in", "--engine", "ray", "--ray-address", address]
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgerun", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and time.monotonic() - start < 30, proc.stderr
+    assert f"could not connect to the Ray cluster at '{address}': connection refused" in proc.stderr
+
+
+@needs_ray
+def test_a_port_that_answers_but_not_as_ray_is_refused():
+    """A server that accepts and says nothing (as a web server would to gRPC): refused in the timeout."""
+    from edgerun.runtime.distributed import check_address
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    try:
+        start = time.monotonic()
+        with pytest.raises(edgerun.ClusterError, match="something answers there, but not Ray"):
+            check_address(f"127.0.0.1:{server.getsockname()[1]}", timeout_s=1.0)
+        assert time.monotonic() - start < 10
+    finally:
+        server.close()
+        for conn, _ in accepted:
+            conn.close()
