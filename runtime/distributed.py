@@ -47,9 +47,11 @@ from .frames import Frame, Source, SourceError
 from .images import read_image
 from .raycluster import (
     ClusterError,
+    EngineConfigError,
     EngineError,
     RayMissing,
     check_address,
+    check_workers,
     cluster,
     default_workers,
     require_ray,
@@ -359,16 +361,40 @@ def predict(
 ) -> Iterator:
     """Results for every input of ``source`` from a pool of Ray actors, as they complete.
 
+    Everything is checked at the call, before any cluster starts, by the rules ``edgerun run
+    --engine ray`` uses: the model and ``options`` as :func:`edgerun.load` checks them (here,
+    with the CPU provider), ``workers`` as ``--workers``, the source, and that ``address``
+    answers. The results then come as the returned iterator is read.
+
     Args:
         model: an .onnx path or a bundled model's name.
         source: a directory, glob, list file, image, IDX file, or a list of arrays and paths.
         workers: actors (default: one per CPU of the cluster, or one per GPU with cuda).
-        batch: inputs per inference call on each actor.
+        batch: inputs per inference call on each actor (1 to 1024).
         address: a Ray cluster to join; None starts a local instance for the call.
         keep_images: return each input's image (and class maps) for ``Result.plot``.
         **options: what :func:`edgerun.load` takes (``provider``, ``threads``, ``topk``, ...).
+
+    Raises:
+        EngineConfigError: ``workers`` is not a whole number of at least 1.
+        SessionConfigError, ModelError, MetadataError, HeadOptionsError, TypeError: what
+            :func:`edgerun.load` raises for the model, ``batch`` and ``options``.
+        SourceError: the source cannot be read, or stays local (a camera, stream or video).
+        ClusterError: nothing (or nothing that speaks Ray's protocol) answers at ``address``,
+            or Ray could not connect (raised as the results are read).
+        RayMissing: Ray is not installed.
     """
+    from .api import load
+
+    require_ray()
+    check_workers(workers)
+    load(model, **{**options, "provider": "cpu", "threads": 1, "tune": False}, batch=batch)  # the workers' load, here
     inputs = enumerate_inputs(source)
+    check_address(address)
+    return _predict(model, inputs, workers, batch, address, keep_images, options)
+
+
+def _predict(model, inputs: Inputs, workers, batch, address, keep_images, options) -> Iterator:
     with cluster(address) as ray:
         num_cpus, num_gpus = resources(options.get("provider", "auto"), options.get("threads"), ray)
         workers = workers or default_workers(ray, num_cpus, num_gpus)
@@ -390,6 +416,7 @@ def predict(
 
 __all__ = [
     "ClusterError",
+    "EngineConfigError",
     "EngineError",
     "Inputs",
     "ModelFile",
@@ -398,6 +425,7 @@ __all__ = [
     "apply",
     "block_rows",
     "check_address",
+    "check_workers",
     "cluster",
     "dataset",
     "default_workers",

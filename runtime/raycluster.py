@@ -1,12 +1,13 @@
 """Ray for edgerun: connecting (a local instance started and fully shut down, or a cluster
-joined, its address checked first), what each actor asks of it, stopping Ray Data's reader,
-and the one-line message when Ray is not installed.
+joined, its address checked first), what each actor asks of it, the engine's own settings
+(``workers``), stopping Ray Data's reader, and the one-line message when Ray is not installed.
 
 Ray is imported inside these functions only, never when this module is imported.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from .argtypes import positive_int
 from .outputs import os_reason
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ class RayMissing(EngineError):
 
 class ClusterError(EngineError):
     """The Ray cluster could not be reached (or a local instance started); nothing ran."""
+
+
+class EngineConfigError(EngineError, ValueError):
+    """A setting of the engine itself out of range (``workers``); the message says what is allowed."""
 
 
 #: How long the reachability check waits for the cluster's address to answer (seconds).
@@ -169,6 +175,27 @@ def _one_line(exc: BaseException) -> str:
     """The first line of an exception's message, with its type."""
     text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "").rstrip(".")
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+def check_workers(workers: int | None) -> None:
+    """``workers`` by the rule of ``edgerun run --workers`` (a whole number, at least 1), or None.
+
+    Raises:
+        EngineConfigError: it is not.
+    """
+    from .frames import describe  # numpy and OpenCV: only when there is a value to check
+    from .modelio import whole
+
+    if workers is None:
+        return
+    problem = f"expected a whole number, got {describe(workers)}"
+    if whole(workers):
+        try:
+            positive_int(workers)
+            return
+        except argparse.ArgumentTypeError as exc:
+            problem = str(exc)
+    raise EngineConfigError(f"workers: {problem} (or None: one per CPU, or per GPU with cuda)")
 
 
 def stop_reader(blocks, before: set, timeout_s: float = 30.0) -> None:

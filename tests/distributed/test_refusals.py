@@ -1,8 +1,8 @@
 """``--engine ray`` refuses what the local engine refuses, the same way and before any cluster
 starts: an output over an input (the model, an image, through a link), a cluster that does not
-answer (one line, exit 2, within seconds, no per-input records). Only the ``--save`` test
-starts Ray (a subprocess, as a user would: its clean shutdown after the refusal is part of
-what it checks).
+answer (one line, exit 2, within seconds, no per-input records), and bad arguments to the
+Python API (edgerun's own error types, at the call). Only the ``--save`` test starts Ray (a
+subprocess, as a user would: its clean shutdown after the refusal is part of what it checks).
 """
 
 from __future__ import annotations
@@ -132,3 +132,28 @@ def test_a_port_that_answers_but_not_as_ray_is_refused():
         server.close()
         for conn, _ in accepted:
             conn.close()
+
+
+@needs_ray
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"workers": 0}, "EngineConfigError", "workers: expected a number of at least 1, got 0"),
+        ({"workers": -2}, "EngineConfigError", "workers: expected a number of at least 1, got -2"),
+        ({"workers": 2.5}, "EngineConfigError", "workers: expected a whole number, got float 2.5"),
+        ({"batch": 0}, "SessionConfigError", "batch must be a whole number from 1 to 1024, got int 0"),
+        ({"batch": 4096}, "SessionConfigError", "batch must be a whole number from 1 to 1024"),
+        ({"topk": 0}, "HeadOptionsError", "topk must be a whole number >= 1"),
+        ({"address": "::::"}, "ClusterError", "the Ray address '::::' is not HOST:PORT"),
+    ],
+)
+def test_python_api_checks_its_arguments_at_the_call(tmp_path, kwargs, error, message):
+    from edgerun.runtime import distributed
+
+    _digits(tmp_path / "in", ["a.png"])
+    errors = {"EngineConfigError": distributed.EngineConfigError, "ClusterError": edgerun.ClusterError}
+    expected = errors.get(error) or getattr(edgerun, error)
+    with pytest.raises(expected, match=message) as caught:
+        distributed.predict("mnist_cnn", tmp_path / "in", **kwargs)  # raised here, not when iterated
+    assert isinstance(caught.value, (ValueError, edgerun.EngineError))
+    assert not _ray_started()
