@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .argtypes import print_error
 from .distributed import Inputs, ModelFile, apply, block_rows, dataset, enumerate_inputs, results
 from .frames import SourceError
 from .outputs import OutputError
@@ -300,13 +301,13 @@ def main(args) -> int:
         SinkError,
         OutputError,
     ) as exc:
-        print(f"edgerun run: error: {exc}", file=sys.stderr)
+        print_error("edgerun run", exc)
         return EXIT_USAGE
     _quiet_ray()
     try:
         return drive(run, args)
     except EngineError as exc:  # the cluster could not be reached, or cannot hold the pool: nothing ran
-        print(f"edgerun run: error: {exc}", file=sys.stderr)
+        print_error("edgerun run", exc)
         return EXIT_USAGE
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import subprocess
 import sys
@@ -150,8 +151,14 @@ def test_ffmpeg_keeps_its_own_lines_to_itself(mnist_cnn, tmp_path, digit_video):
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
     run = [sys.executable, "-m", "edgerun"]
-    quiet = subprocess.run([*run, "-q", "run", str(mnist_cnn), "--source", str(cut)], capture_output=True, text=True)
+    # as a user's shell has it: in-process cli.main calls of other tests set these defaults here
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENCV_LOG_LEVEL", "OPENCV_FFMPEG_LOGLEVEL")}
+    quiet = subprocess.run(
+        [*run, "-q", "run", str(mnist_cnn), "--source", str(cut)], capture_output=True, text=True, env=env
+    )
     assert quiet.returncode == 2 and "could not be opened as a video" in quiet.stderr
     assert "moov atom" not in quiet.stderr and len(quiet.stderr.strip().splitlines()) == 1, quiet.stderr
-    loud = subprocess.run([*run, "-v", "run", str(mnist_cnn), "--source", str(cut)], capture_output=True, text=True)
+    loud = subprocess.run(
+        [*run, "-v", "run", str(mnist_cnn), "--source", str(cut)], capture_output=True, text=True, env=env
+    )
     assert "moov atom not found" in loud.stderr
