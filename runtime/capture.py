@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import cv2
 
 from .frames import Frame, SourceError
-from .httpprobe import HttpAnswer, ask, is_http
+from .httpprobe import HttpAnswer, ask, is_http, shown
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class LiveCapture:
         capture_factory: Callable = cv2.VideoCapture,
     ) -> None:
         self.target = target
-        self.name = f"camera:{target}" if isinstance(target, int) else str(target)
+        self.name = f"camera:{target}" if isinstance(target, int) else shown(str(target))
         self.options = options or LiveOptions()
         self._factory = capture_factory
         self._cond = threading.Condition()
@@ -278,14 +278,15 @@ class LiveCapture:
 
 def _open_failure(target, error: str, timeout: float) -> str:
     """Why a camera or stream did not open, with what to check; for an http(s) URL, what its
-    server answers when asked directly (OpenCV does not say)."""
+    server answers when asked directly (OpenCV does not say). The URL's password is not shown."""
     if isinstance(target, int):
         return (
             f"camera {target} {error}; check the index (cameras are usually 0, 1, ...) "
             "and that no other program holds it"
         )
-    if is_http(target):
-        answer = ask(target, min(timeout, 2.0))
+    url, target = target, shown(target)
+    if is_http(url):
+        answer = ask(url, min(timeout, 2.0))
         if isinstance(answer, HttpAnswer) and answer.status >= 400:
             return f"stream {target} {error}: the server answered {answer.describe()}"
         if isinstance(answer, HttpAnswer):

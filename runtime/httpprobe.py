@@ -1,6 +1,7 @@
 """What an HTTP server says of a URL, asked once with a short timeout, for what OpenCV cannot
 tell: why a stream URL did not open (404, 401, nothing listening), and whether a URL that sent
-one picture serves a single image (a camera's snapshot) or a stream. Standard library only."""
+one picture serves a single image (a camera's snapshot) or a stream; and how a stream URL is
+shown without its password. Standard library only."""
 
 from __future__ import annotations
 
@@ -38,6 +39,20 @@ class HttpAnswer:
         if self.status == 404:
             return f"{text}; check the URL's path"
         return text
+
+
+def shown(url: str) -> str:
+    """``url`` as edgerun shows it (log lines, messages, records' ``source``): a password in it
+    (``rtsp://user:secret@camera/...``, as cameras take them) replaced by ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return parts._replace(netloc=f"{name}:***@{host}").geturl()
 
 
 def is_http(target) -> bool:

@@ -176,3 +176,24 @@ def test_an_http_error_says_what_the_server_answered(mjpeg, mnist_cnn, edgerun):
     err = proc.stderr.decode()
     assert proc.returncode == 2, err
     assert "the server answered 404 Not Found; check the URL's path" in err, err
+
+
+def test_a_password_in_a_stream_url_is_never_shown(mjpeg, mnist_cnn, edgerun, tmp_path):
+    """Cameras take rtsp://user:password@host/...: the password stayed in every log line, error
+    message and record's source. It is shown as ***, and still sent to the server."""
+    server = mjpeg(frames=5).start()
+    missing = mjpeg(status=404).start()
+    try:
+        url = server.url.replace("://", "://viewer:s3cret-pw@", 1)
+        proc = edgerun(
+            "run", mnist_cnn, "--source", url, "--max-frames", "3", "--json", tmp_path / "r.jsonl", timeout=60
+        )
+        bad = edgerun("run", mnist_cnn, "--source", missing.url.replace("://", "://viewer:s3cret-pw@", 1), timeout=30)
+    finally:
+        server.stop()
+        missing.stop()
+    records = (tmp_path / "r.jsonl").read_text()
+    shown = proc.stdout.decode() + proc.stderr.decode() + records + bad.stdout.decode() + bad.stderr.decode()
+    assert records and "viewer:***@127.0.0.1" in records
+    assert bad.returncode == 2 and "viewer:***@" in bad.stderr.decode() and "404" in bad.stderr.decode()
+    assert "s3cret" not in shown
