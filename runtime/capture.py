@@ -211,7 +211,7 @@ class LiveCapture:
         if not (is_http(self.target) and self.reconnects == 0 and lost_by_read and frames == 1):
             return False
         answer = ask(self.target, min(self.options.open_timeout, 2.0))
-        if isinstance(answer, HttpAnswer) and answer.status < 400 and not answer.streams:
+        if isinstance(answer, HttpAnswer) and answer.status == 200 and not answer.streams:
             logger.info(
                 "%s: the server sent one picture (%s) and closed the connection: read as one image, "
                 "not a stream; for live video give the camera's MJPEG or RTSP URL",
@@ -287,7 +287,7 @@ def _open_failure(target, error: str, timeout: float) -> str:
     url, target = target, shown(target)
     if is_http(url):
         answer = ask(url, min(timeout, 2.0))
-        if isinstance(answer, HttpAnswer) and answer.status >= 400:
+        if isinstance(answer, HttpAnswer) and answer.status >= 300:
             return f"stream {target} {error}: the server answered {answer.describe()}"
         if isinstance(answer, HttpAnswer):
             kind = answer.content_type or "no content type"

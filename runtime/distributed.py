@@ -128,13 +128,14 @@ def enumerate_inputs(spec) -> Inputs:
     Raises:
         SourceError: what ``open_source`` refuses, and live sources and videos, which stay local.
     """
+    from .httpprobe import shown
     from .sources import ArraySource, IdxImages, ImageFiles, input_files, open_source, source_kind
 
     if isinstance(spec, (str, Path)):
         kind = source_kind(str(spec))
         if kind in LOCAL_ONLY:
             raise SourceError(
-                f"{spec} is a {kind} and stays local ({LOCAL_ONLY[kind]}); run it without --engine ray"
+                f"{shown(str(spec))} is a {kind} and stays local ({LOCAL_ONLY[kind]}); run it without --engine ray"
                 + (", or extract its frames to images first (ffmpeg -i IN frames/%06d.png)" if kind == "video" else "")
             )
     source: Source = open_source(spec)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import http.client
 import logging
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +26,7 @@ class HttpAnswer:
     status: int
     reason: str
     content_type: str
+    location: str = ""  # where a redirect points (it is not followed: see ask)
 
     @property
     def streams(self) -> bool:
@@ -38,21 +40,20 @@ class HttpAnswer:
             return f"{text}; the URL may need a user name and password (http://user:password@host/...)"
         if self.status == 404:
             return f"{text}; check the URL's path"
+        if 300 <= self.status < 400:
+            return f"{text}, a redirect to {shown(self.location) or 'nowhere'}; give that URL itself"
         return text
+
+
+#: scheme://user:password@ — up to the last '@', so a password holding '/' or '@', or a URL
+#: that does not parse, still loses it (masking a little more than the password is harmless).
+_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/{1,2}[^:/@]*):.*@", re.DOTALL)
 
 
 def shown(url: str) -> str:
     """``url`` as edgerun shows it (log lines, messages, records' ``source``): a password in it
     (``rtsp://user:secret@camera/...``, as cameras take them) replaced by ``***``."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.partition(":")[0]
-    return parts._replace(netloc=f"{name}:***@{host}").geturl()
+    return _CREDENTIALS.sub(r"\1:***@", url)
 
 
 def is_http(target) -> bool:
@@ -67,16 +68,27 @@ def ask(url: str, timeout: float = 2.0) -> HttpAnswer | str:
     """
     try:
         request = _request(url)
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the user's own URL
+        opener = urllib.request.build_opener(_Unfollowed)  # the credentials go to this URL's host only
+        with opener.open(request, timeout=timeout) as response:
             return HttpAnswer(response.status, response.reason, response.headers.get_content_type())
-    except urllib.error.HTTPError as exc:
-        return HttpAnswer(exc.code, str(exc.reason), exc.headers.get_content_type() if exc.headers else "")
+    except urllib.error.HTTPError as exc:  # 4xx, 5xx, and the redirects not followed
+        headers = exc.headers
+        content_type = headers.get_content_type() if headers else ""
+        return HttpAnswer(exc.code, str(exc.reason), content_type, (headers.get("Location") or "") if headers else "")
     except urllib.error.URLError as exc:
         reason = exc.reason
         return getattr(reason, "strerror", None) or str(reason)
     except (OSError, ValueError, http.client.HTTPException) as exc:
         logger.debug("%s: no HTTP answer", url, exc_info=True)
         return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+class _Unfollowed(urllib.request.HTTPRedirectHandler):
+    """Redirects are answers, not followed: urllib would send the Basic credentials of the first
+    URL on to whatever host the redirect names."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: PLR0913 - urllib's signature
+        return None
 
 
 def _request(url: str) -> urllib.request.Request:

@@ -12,6 +12,7 @@ import errno
 import fnmatch
 import logging
 import os
+import re
 from pathlib import Path
 
 from .frames import SourceError
@@ -19,6 +20,8 @@ from .images import IMAGE_SUFFIXES
 from .outputs import os_reason
 
 logger = logging.getLogger(__name__)
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def list_file(path: Path) -> list[Path]:
@@ -31,10 +34,17 @@ def list_file(path: Path) -> list[Path]:
     except OSError as exc:
         raise SourceError(f"list file {path} cannot be read: {os_reason(exc)}") from None
     entries = []
-    for line in raw.splitlines():
+    for number, line in enumerate(raw.splitlines(), 1):
         text = os.fsdecode(line.strip())
         if not text or text.startswith("#"):
             continue
+        if _URL.match(text):  # read as a path it named a file 'http:/...' that does not exist
+            from .httpprobe import shown
+
+            raise SourceError(
+                f"list file {path}, line {number}: {shown(text)} is a URL; a list file names image files, one per "
+                "line: give a stream as --source itself"
+            )
         entry = Path(text)
         entries.append(entry if entry.is_absolute() else path.parent / entry)
     if not entries:

@@ -157,3 +157,11 @@ def test_python_api_checks_its_arguments_at_the_call(tmp_path, kwargs, error, me
         distributed.predict("mnist_cnn", tmp_path / "in", **kwargs)  # raised here, not when iterated
     assert isinstance(caught.value, (ValueError, edgerun.EngineError))
     assert not _ray_started()
+
+
+@needs_ray
+def test_a_stream_refused_by_the_ray_engine_keeps_its_password_hidden(capsys):
+    assert run_main([str(MODEL), "--source", "http://admin:S3cretPW@127.0.0.1:1/x", "--engine", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert "http://admin:***@127.0.0.1:1/x is a stream and stays local" in err and "S3cret" not in err
+    assert not _ray_started()

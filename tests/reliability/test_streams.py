@@ -197,3 +197,55 @@ def test_a_password_in_a_stream_url_is_never_shown(mjpeg, mnist_cnn, edgerun, tm
     assert records and "viewer:***@127.0.0.1" in records
     assert bad.returncode == 2 and "viewer:***@" in bad.stderr.decode() and "404" in bad.stderr.decode()
     assert "s3cret" not in shown
+
+
+def test_the_probe_follows_no_redirect_so_credentials_stay_with_their_host():
+    """The probe (urllib) followed a 302 to another host and sent it the URL's Basic credentials."""
+    import http.server
+
+    from edgerun.runtime.httpprobe import ask
+
+    seen: list[str | None] = []
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            seen.append(self.headers.get("Authorization"))
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.HTTPServer(("127.0.0.1", 0), Other)
+
+    class Redirect(Other):
+        def do_GET(self):  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{other.server_port}/x.mjpg")
+            self.end_headers()
+
+    first = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (other, first)]
+    for t in threads:
+        t.start()
+    try:
+        answer = ask(f"http://viewer:s3cret@127.0.0.1:{first.server_port}/old.mjpg", timeout=5)
+    finally:
+        for s in (other, first):
+            s.shutdown()
+            s.server_close()
+    assert seen == [] and answer.status == 302
+    assert f"a redirect to http://localhost:{other.server_port}/x.mjpg; give that URL itself" in answer.describe()
+
+
+def test_passwords_are_hidden_in_urls_that_do_not_parse_and_in_list_files(mnist_cnn, tmp_path, edgerun):
+    from edgerun.runtime.httpprobe import shown
+
+    assert shown("http://admin:S3cret/PW@127.0.0.1:18113/x") == "http://admin:***@127.0.0.1:18113/x"
+    assert shown("rtsp://admin:S3cretPW@[::1/live") == "rtsp://admin:***@[::1/live"
+    assert shown("rtsp://camera.local/live") == "rtsp://camera.local/live"
+    listed = tmp_path / "urls.txt"
+    listed.write_text("http://admin:S3cretPW@127.0.0.1:1/x.mjpg\n")
+    proc = edgerun("-q", "run", mnist_cnn, "--source", listed)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "line 1: http://admin:***@127.0.0.1:1/x.mjpg is a URL" in err
+    assert "S3cret" not in err + proc.stdout.decode()
