@@ -395,10 +395,26 @@ def predict(
     return _predict(model, inputs, workers, batch, address, keep_images, options)
 
 
+def check_capacity(ray, workers: int, num_cpus: float, num_gpus: float, local: bool) -> None:
+    """Refuse a pool the local instance cannot hold (its actors would wait forever: Ray says 'the
+    job may hang forever'); on a cluster, which may add nodes, only warn."""
+    total = ray.cluster_resources()
+    needs = {"CPU": workers * num_cpus, "GPU": workers * num_gpus}
+    short = {k: (v, total.get(k, 0)) for k, v in needs.items() if v > total.get(k, 0)}
+    if not short:
+        return
+    text = ", ".join(f"{need:g} {k} (it has {have:g})" for k, (need, have) in short.items())
+    if local:
+        fix = "run on the CPU (provider cpu)" if "GPU" in short else "ask for fewer workers or threads"
+        raise EngineError(f"{workers} worker(s) need {text} on the local Ray instance; {fix}")
+    logger.warning("%d worker(s) need %s; they wait until the cluster has them", workers, text)
+
+
 def _predict(model, inputs: Inputs, workers, batch, address, keep_images, options) -> Iterator:
     with cluster(address) as ray:
         num_cpus, num_gpus = resources(options.get("provider", "auto"), options.get("threads"), ray)
         workers = workers or default_workers(ray, num_cpus, num_gpus)
+        check_capacity(ray, workers, num_cpus, num_gpus, local=address is None)
         options.setdefault("threads", 1 if not num_gpus else None)
         rows = block_rows(len(inputs), batch, workers)
         workers = min(workers, -(-len(inputs) // rows))  # no actor without a block to work on

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .argtypes import print_error
-from .distributed import Inputs, ModelFile, apply, block_rows, dataset, enumerate_inputs, results
+from .distributed import Inputs, ModelFile, apply, block_rows, check_capacity, dataset, enumerate_inputs, results
 from .frames import SourceError
 from .outputs import OutputError
 from .raycluster import EngineError, RayMissing, check_address, cluster, default_workers, require_ray, resources
@@ -123,7 +123,7 @@ class RayRun(Lifecycle):
                     return
                 num_cpus, num_gpus = resources(job.options.get("provider", "auto"), job.options.get("threads"), ray)
                 stats.workers = job.workers or default_workers(ray, num_cpus, num_gpus)
-                _check_capacity(ray, stats.workers, num_cpus, num_gpus, local=job.address is None)
+                check_capacity(ray, stats.workers, num_cpus, num_gpus, local=job.address is None)
                 rows = block_rows(len(self.inputs), job.batch, stats.workers)
                 stats.workers = min(stats.workers, -(-len(self.inputs) // rows))  # no actor without a block
                 logger.info(
@@ -210,20 +210,6 @@ class RayRun(Lifecycle):
             "-" if s.init_s is None else f"{s.init_s:.2f}",
             "-" if steady is None else f"{steady:.1f}",
         )
-
-
-def _check_capacity(ray, workers: int, num_cpus: float, num_gpus: float, local: bool) -> None:
-    """Refuse a pool the local instance cannot hold (its actors would wait forever); on a cluster,
-    which may add nodes, only warn."""
-    total = ray.cluster_resources()
-    needs = {"CPU": workers * num_cpus, "GPU": workers * num_gpus}
-    short = {k: (v, total.get(k, 0)) for k, v in needs.items() if v > total.get(k, 0)}
-    if not short:
-        return
-    text = ", ".join(f"{need:g} {k} (it has {have:g})" for k, (need, have) in short.items())
-    if local:
-        raise EngineError(f"{workers} worker(s) need {text} on the local Ray instance; lower --workers or --threads")
-    logger.warning("%d worker(s) need %s; they wait until the cluster has them", workers, text)
 
 
 def _reason(exc: BaseException) -> str:

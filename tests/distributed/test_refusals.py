@@ -165,3 +165,16 @@ def test_a_stream_refused_by_the_ray_engine_keeps_its_password_hidden(capsys):
     err = capsys.readouterr().err
     assert "http://admin:***@127.0.0.1:1/x is a stream and stays local" in err and "S3cret" not in err
     assert not _ray_started()
+
+
+@needs_ray
+def test_the_api_refuses_a_pool_the_local_instance_cannot_hold(tmp_path):
+    """provider='cuda' on a machine without a GPU: Ray waited for ever ('The job may hang
+    forever'); the CLI refused it, the API did not ask."""
+    from edgerun.runtime import distributed
+
+    _digits(tmp_path / "in", ["a.png"])
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has a GPU: a CUDA pool fits")
+    with pytest.raises(edgerun.EngineError, match=r"need 1 GPU \(it has 0\) on the local Ray instance; run on the CPU"):
+        list(distributed.predict("mnist_cnn", tmp_path / "in", workers=1, provider="cuda"))
