@@ -182,9 +182,10 @@ def convert(model, opset: int = DEFAULT_OPSET):
         raise ExportError(f"tf2onnx could not convert {model.name} at opset {opset}: {exc}") from exc
     h, w, _ = model.input_shape[1:]
     renames = {(INPUT_NAME, 0): "batch", (OUTPUT_NAME, 0): "batch"}
-    if h is None:  # the FCN: any height and width
+    if h is None:  # any height and width: the FCN, or a classifier that pools globally
         renames.update({(INPUT_NAME, 1): "height", (INPUT_NAME, 2): "width"})
-        renames.update({(OUTPUT_NAME, 1): "out_height", (OUTPUT_NAME, 2): "out_width"})
+        if len(model.output_shape) == 4:  # a map out (the FCN), not one row of scores
+            renames.update({(OUTPUT_NAME, 1): "out_height", (OUTPUT_NAME, 2): "out_width"})
     rename_dims(proto, renames)
     return proto
 
