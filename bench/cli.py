@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from edgerun.runtime.argtypes import Parser, positive_float, positive_int
+from edgerun.runtime.argtypes import Parser, given_path, positive_float, positive_int
 
 from .gate import EXIT_ALL_FAILED, EXIT_INCONCLUSIVE, EXIT_REGRESSION, EXIT_USAGE  # noqa: F401 - public codes
 
@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "an unusable baseline (before any measuring); 3 when --compare finds a regression; 4 when it is "
         "inconclusive (too noisy to decide even after extra rounds).",
     )
-    p.add_argument("models", nargs="*", type=Path, help="ONNX models to measure (files, or bundled models' names)")
+    p.add_argument(
+        "models", nargs="*", type=given_path, help="ONNX models to measure (files, or bundled models' names)"
+    )
     p.add_argument(
         "--batch", type=_batches, default=(1, 2, 4, 8, 16, 32, 64), help="e.g. 1,2,4,8, each 1-1024 (default 1..64)"
     )

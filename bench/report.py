@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edgerun.runtime.files import write_json_atomic
-from edgerun.runtime.outputs import STDOUT, Protected, write_image
+from edgerun.runtime.outputs import STDOUT, Protected, one_line, write_image
 
 COLORS = [(200, 90, 30), (40, 160, 40), (40, 40, 210), (180, 60, 170), (20, 150, 200), (90, 90, 90)]
 
@@ -104,7 +104,7 @@ def markdown(report: dict) -> str:
             "the interval leaves out 1, else level.",
             "",
         ]
-    return "\n".join(lines)
+    return "\n".join(one_line(line) for line in lines)  # a model's file name cannot split a row or reach the terminal
 
 
 class _Axes:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerun.runtime.argtypes import Parser, positive_float, positive_int
+from edgerun.runtime.argtypes import Parser, given_path, positive_float, positive_int
 from edgerun.runtime.tuning import TunedSettings
 
 logger = logging.getLogger(__name__)
@@ -355,7 +355,9 @@ def format_results(path: Path, results: list[BatchResult]) -> str:
             f"{'':{len(path.name) + 1}} {r.batch:>5} {r.default.p50_ms:>11.3f} {r.tuned.p50_ms:>9.3f} {speed:>8}  "
             f"{r.tuned.label()}"
         )
-    return "\n".join(lines)
+    from edgerun.runtime.outputs import one_line
+
+    return "\n".join(one_line(line) for line in lines)  # a file name's escape codes shown, not obeyed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         "batch size in the tune cache, which edgerun bench and the runtime use (--no-tune to ignore it). "
         "Exit 0; 2 for bad arguments or a tune cache that cannot be written (checked before any measuring).",
     )
-    p.add_argument("models", nargs="+", type=Path, help="ONNX models to tune (files, or bundled models' names)")
+    p.add_argument("models", nargs="+", type=given_path, help="ONNX models to tune (files, or bundled models' names)")
     p.add_argument("--batch", type=_batches, default=(1, 8, 64), help="batch sizes, each 1-1024, e.g. 1,8,64 (default)")
     p.add_argument("--provider", choices=("cpu",), default="cpu", help="execution provider (CPU only so far)")
     p.add_argument("--seconds", type=positive_float, default=0.25, help="per candidate per round (default 0.25)")

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgerun.runtime.argtypes import Parser, positive_int, print_error
+from edgerun.runtime.argtypes import Parser, given_path, positive_int, print_error
 
 from .opsets import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         "full-integer, calibrated on the same images as NAME.int8.onnx",
     )
     p.add_argument("--data-dir", type=Path, help="test data for the parity gate (default: the card's files)")
-    p.add_argument("--labels", type=Path, help="class names, one per line (default: the card's or the registry's)")
+    p.add_argument(
+        "--labels", type=given_path, help="class names, one per line (default: the card's or the registry's)"
+    )
     p.add_argument(
         "--no-simplify",
         action="store_true",

@@ -6,6 +6,7 @@ import argparse
 import functools
 import os
 import sys
+from pathlib import Path
 
 
 class SizedHelpFormatter(argparse.HelpFormatter):
@@ -45,6 +46,15 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
     return value
+
+
+def given_path(text: str) -> Path:
+    """A path that names something: argparse's ``type=Path`` makes '' the working folder ('.')."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "expected a path (or a bundled model's name where a model goes), got an empty string"
+        )
+    return Path(text)
 
 
 def positive_float(text: str) -> float:

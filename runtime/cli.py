@@ -11,7 +11,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .argtypes import Parser, SizedHelpFormatter, batch_size, positive_float, positive_int, print_error, probability
+from .argtypes import (
+    Parser,
+    SizedHelpFormatter,
+    batch_size,
+    given_path,
+    positive_float,
+    positive_int,
+    print_error,
+    probability,
+)
 from .providers import CHOICES
 from .run import EXIT_USAGE, EXIT_WRITE_FAILED
 
@@ -76,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scale", type=positive_float, help="multiply pixels by this first (default 1/255)")
     g.add_argument("--mean", type=float, nargs="+", help="then subtract per channel (model's channel order)")
     g.add_argument("--std", type=positive_float, nargs="+", help="then divide per channel (e.g. 0.229 0.224 0.225)")
-    g.add_argument("--labels", type=Path, help="class names, one per line, in output order")
+    g.add_argument("--labels", type=given_path, help="class names, one per line, in output order")
     return p
 
 

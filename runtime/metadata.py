@@ -303,6 +303,8 @@ def read_labels(path: str | os.PathLike, what: str = "labels file") -> tuple[str
     Raises:
         MetadataError: not a regular file, unreadable, not UTF-8, or holding no names.
     """
+    if not os.fspath(path).strip():  # Path('') is the working folder
+        raise MetadataError(f"{what} is an empty name; expected a text file, one name per line")
     path = Path(path)
     if not path.exists():
         raise MetadataError(f"{what} {path} does not exist; expected a text file, one name per line")

@@ -153,6 +153,13 @@ def test_json_to_standard_output_keeps_the_table_off_it(tmp_path, tiny_model, ca
     assert not (tmp_path / "-").exists()
 
 
+def test_a_model_name_with_escape_codes_is_shown_escaped(tmp_path, tiny_model, capsys):
+    path = tiny_model(tmp_path / "m\x1b[31m\nx.onnx")
+    assert cli.main([str(path), "--batch", "1", "--iters", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "### m\\x1b[31m\\nx.onnx\n" in out and "\x1b" not in out
+
+
 def test_missing_peer_is_skipped_with_a_message(tmp_path, tiny_model):
     path = tiny_model(tmp_path / "lonely.onnx")
     out = tmp_path / "r.json"
@@ -358,6 +365,7 @@ def _truncated(model, target):
         (["{model}", "--json", "{tmp}/r.json", "--save-baseline", "{tmp}/r.json"], "is the same file as --json"),
         (["{model}", "{c}", "--plot", "{tmp}/p.png", "--json", "{tmp}/p_c.png"], "is the same file as --json"),
         (["{model}", "--markdown", "-"], "only --json writes to standard output; give --markdown a file path"),
+        ([""], "argument models: expected a path (or a bundled model's name where a model goes), got an empty string"),
         (["{model}", "--json", "-", "--save-baseline", "-"], "only --json writes to standard output"),
     ],
 )

@@ -45,6 +45,7 @@ def test_dry_run_stores_nothing(model_file, tmp_path, capsys):
     ("argv", "message"),
     [
         (["{missing}"], "does not exist"),
+        ([""], "argument models: expected a path (or a bundled model's name where a model goes), got an empty string"),
         (["{model}", "--margin", "150"], "--margin must be"),
         (["{model}", "--batch", "0"], "batch sizes"),
     ],

@@ -225,3 +225,5 @@ def test_an_empty_model_name_and_a_missing_labels_file_say_what_they_are(mnist_c
     assert inspect_main([""]) == 2 and "the model is an empty name" in capsys.readouterr().err
     with pytest.raises(edgerun.MetadataError, match="labels file nowhere.txt does not exist"):
         edgerun.load(mnist_cnn, labels="nowhere.txt")
+    with pytest.raises(edgerun.MetadataError, match="labels file is an empty name"):
+        edgerun.load(mnist_cnn, labels="")
