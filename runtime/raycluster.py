@@ -112,6 +112,8 @@ def check_address(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> 
     Raises:
         ClusterError: the address is malformed, or nothing (or nothing speaking gRPC) answers there.
     """
+    if address is not None and not isinstance(address, str):
+        raise ClusterError(f"the Ray address must be a str such as '127.0.0.1:6379', got {type(address).__name__}")
     if not address or address == "local":
         return
     target = _resolve(address)
@@ -131,7 +133,10 @@ def check_address(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> 
 def _resolve(address: str) -> str:
     """``address`` as host:port (``ray://`` dropped); ``auto`` resolved the way ``ray.init`` does."""
     if address.startswith(RAY_CLIENT):
-        return address[len(RAY_CLIENT) :]
+        rest = address[len(RAY_CLIENT) :]
+        if not rest:
+            raise ClusterError(f"the Ray address {address!r} names no HOST:PORT; {_ADDRESS_HELP}")
+        return rest
     if address != "auto":
         return address
     try:

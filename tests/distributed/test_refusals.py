@@ -145,6 +145,8 @@ def test_a_port_that_answers_but_not_as_ray_is_refused():
         ({"batch": 4096}, "SessionConfigError", "batch must be a whole number from 1 to 1024"),
         ({"topk": 0}, "HeadOptionsError", "topk must be a whole number >= 1"),
         ({"address": "::::"}, "ClusterError", "the Ray address '::::' is not HOST:PORT"),
+        ({"address": "ray://"}, "ClusterError", "the Ray address 'ray://' names no HOST:PORT"),
+        ({"address": 6379}, "ClusterError", "the Ray address must be a str such as '127.0.0.1:6379', got int"),
     ],
 )
 def test_python_api_checks_its_arguments_at_the_call(tmp_path, kwargs, error, message):
