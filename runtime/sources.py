@@ -332,7 +332,11 @@ def _open(spec: str, live_options, capture_factory) -> Source:
     if kind in ("camera", "stream"):
         from .capture import LiveCapture
 
-        target = int(spec.strip()) if kind == "camera" else spec
+        if kind == "camera":
+            target: int | str = int(spec.strip())
+        else:  # a scheme is case-insensitive (RFC 3986), FFmpeg's protocol names are not: HTTP:// failed
+            scheme, sep, rest = spec.partition("://")
+            target = scheme.lower() + sep + rest
         return LiveCapture(target, live_options, capture_factory or cv2.VideoCapture)
     if kind == "glob":
         paths, errors = glob_files(spec)

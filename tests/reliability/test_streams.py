@@ -249,3 +249,16 @@ def test_passwords_are_hidden_in_urls_that_do_not_parse_and_in_list_files(mnist_
     err = proc.stderr.decode()
     assert proc.returncode == 2 and "line 1: http://admin:***@127.0.0.1:1/x.mjpg is a URL" in err
     assert "S3cret" not in err + proc.stdout.decode()
+
+
+def test_an_upper_case_scheme_opens_the_stream(mjpeg, mnist_cnn, edgerun, tmp_path):
+    """HTTP://host/... reached OpenCV unchanged and failed ('the server answered 200 with
+    multipart/x-mixed-replace, which OpenCV cannot read'): schemes are case-insensitive."""
+    server = mjpeg(frames=3).start()
+    try:
+        url = server.url.replace("http://", "HTTP://", 1)
+        proc = edgerun("-q", "run", mnist_cnn, "--source", url, "--max-frames", "2", "--json", tmp_path / "r.jsonl")
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 2
