@@ -27,6 +27,8 @@ def _remake(path: Path) -> str:
 def load_baseline(path: Path) -> dict:
     """The baseline report at ``path``, checked; raises :class:`BaselineError` with what is wrong."""
     path = Path(path)
+    if str(path) == "-":
+        raise BaselineError("--compare - : the baseline is read from a file; give the path --save-baseline wrote")
     if not path.exists():
         raise BaselineError(
             f"no baseline at {path}; {_remake(path)} (on the reference branch, on this kind of machine)"

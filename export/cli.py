@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _opset(text: str) -> int:
-    value = positive_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from {MIN_OPSET} to {MAX_OPSET}, got {text!r}"
+        ) from None
     if not MIN_OPSET <= value <= MAX_OPSET:
         raise argparse.ArgumentTypeError(
             f"expected an opset from {MIN_OPSET} to {MAX_OPSET} (what tf2onnx converts and edgerun checks), got {value}"

@@ -288,7 +288,7 @@ def _open_failure(target, error: str, timeout: float) -> str:
     if is_http(url):
         answer = ask(url, min(timeout, 2.0))
         if isinstance(answer, HttpAnswer) and answer.status >= 300:
-            return f"stream {target} {error}: the server answered {answer.describe()}"
+            return f"stream {target} {error}: the server answered {answer.describe(credentials=target != url)}"
         if isinstance(answer, HttpAnswer):
             kind = answer.content_type or "no content type"
             return (

@@ -33,11 +33,16 @@ class HttpAnswer:
         """The answer is a stream of pictures (MJPEG's multipart/x-mixed-replace)."""
         return self.content_type.startswith("multipart/")
 
-    def describe(self) -> str:
-        """``404 Not Found``, with a hint where the status says what to fix."""
+    def describe(self, credentials: bool = False) -> str:
+        """``404 Not Found``, with a hint where the status says what to fix; ``credentials``: the
+        URL carried a user name and password already."""
         text = f"{self.status} {self.reason}".strip()
         if self.status in (401, 403):
+            if credentials:
+                return f"{text}; check the user name and password in the URL, and that this user may watch"
             return f"{text}; the URL may need a user name and password (http://user:password@host/...)"
+        if self.status >= 500:
+            return f"{text}; the server failed: check the camera or server itself, or try again later"
         if self.status == 404:
             return f"{text}; check the URL's path"
         if 300 <= self.status < 400:

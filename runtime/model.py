@@ -314,6 +314,8 @@ class Model:
         return isinstance(self.session, _ClosedSession)
 
     def __enter__(self) -> Model:
+        if self.closed:
+            self.session.run  # noqa: B018 - the closed session's attribute raises ModelError
         return self
 
     def __exit__(self, *exc_info) -> None:

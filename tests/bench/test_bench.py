@@ -365,6 +365,7 @@ def _truncated(model, target):
         (["{model}", "--json", "{tmp}/r.json", "--save-baseline", "{tmp}/r.json"], "is the same file as --json"),
         (["{model}", "{c}", "--plot", "{tmp}/p.png", "--json", "{tmp}/p_c.png"], "is the same file as --json"),
         (["{model}", "--markdown", "-"], "only --json writes to standard output; give --markdown a file path"),
+        (["{model}", "--compare", "-"], "the baseline is read from a file; give the path --save-baseline wrote"),
         ([""], "argument models: expected a path (or a bundled model's name where a model goes), got an empty string"),
         (["{model}", "--json", "-", "--save-baseline", "-"], "only --json writes to standard output"),
     ],

@@ -205,6 +205,7 @@ def test_a_model_closes_and_says_so_afterwards(mnist_cnn):
         lambda: model(digit),
         lambda: list(model.stream([digit])),
         lambda: model.run(np.zeros((1, 28, 28, 1), np.float32)),
+        lambda: model.__enter__(),  # a with block on a closed model
     ):
         with pytest.raises(edgerun.ModelError, match="was closed"):
             call()
