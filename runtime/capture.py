@@ -190,7 +190,7 @@ class LiveCapture:
                 return True
             logger.warning("%s: reconnection failed (%s)", self.name, error)
         reopened = (
-            f" ({self._reopened} opened it, but it never gave frames for {self.options.stable_after:g} s)"
+            f" ({self._reopened} of them opened it, but it never then gave frames for {self.options.stable_after:g} s)"
             if self._reopened
             else ""
         )

@@ -167,6 +167,8 @@ def _read(path: Path) -> np.ndarray:
     _check_complete(path, data)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
+        if Path(path).suffix.lower() in VIDEO_SUFFIXES:  # named in a list file or given to predict()
+            raise SourceError(f"{path} is a video, read here as one image; give the video itself as the source")
         raise SourceError(
             f"{path} could not be decoded as an image (truncated, corrupt, or not an image); "
             f"supported: {', '.join(IMAGE_SUFFIXES)}"

@@ -292,3 +292,12 @@ def test_a_video_that_stops_decoding_ends_without_spinning(damaged_video):
     frames = list(source)
     assert [f.index for f in frames] == list(range(10)) and not any(f.error for f in frames)
     assert "decoded 10 of 60 frames; nothing decodes from frame 10 on" in source.stop_reason
+
+
+def test_a_video_named_in_a_list_file_says_to_give_it_as_the_source(tmp_path, digit_video):
+    from edgerun.runtime.sources import open_source
+
+    digit_video(tmp_path / "clip.avi", 3)
+    (tmp_path / "list.txt").write_text("clip.avi\n")
+    (frame,) = open_source(str(tmp_path / "list.txt"))
+    assert "clip.avi is a video, read here as one image; give the video itself as the source" in frame.error
