@@ -102,6 +102,7 @@ class LiveCapture:
         self._tries_spent = 0  # of the budget, since the stream last ran for stable_after seconds
         self._reopened = 0  # tries of this budget that opened the stream (which then did not last)
         self._outage_start: float | None = None
+        self._last_answer = ""  # what an http(s) server last answered a failed reconnection
         self._reader: threading.Thread | None = None
         self.stop_reason: str | None = None
         self.reconnects = 0
@@ -188,15 +189,18 @@ class LiveCapture:
                 self._reopened += 1
                 logger.info("%s: reconnected", self.name)
                 return True
-            logger.warning("%s: reconnection failed (%s)", self.name, error)
+            answer = _server_answer(self.target, self.options.open_timeout)  # '' but for http(s)
+            self._last_answer = answer or self._last_answer
+            logger.warning("%s: reconnection failed (%s%s)", self.name, error, f": {answer}" if answer else "")
         reopened = (
             f" ({self._reopened} of them opened it, but it never then gave frames for {self.options.stable_after:g} s)"
             if self._reopened
             else ""
         )
+        last = f"; last, {self._last_answer}" if self._last_answer else ""
         self.stop_reason = (
             f"stream lost: {reason}, and {tries} reconnection tries failed over "
-            f"{time.monotonic() - self._outage_start:.1f} s{reopened}"
+            f"{time.monotonic() - self._outage_start:.1f} s{reopened}{last}"
         )
         return False
 
@@ -284,20 +288,22 @@ def _open_failure(target, error: str, timeout: float) -> str:
             f"camera {target} {error}; check the index (cameras are usually 0, 1, ...) "
             "and that no other program holds it"
         )
-    url, target = target, shown(target)
-    if is_http(url):
-        answer = ask(url, min(timeout, 2.0))
-        if isinstance(answer, HttpAnswer) and answer.status >= 300:
-            return f"stream {target} {error}: the server answered {answer.describe(credentials=target != url)}"
-        if isinstance(answer, HttpAnswer):
-            kind = answer.content_type or "no content type"
-            return (
-                f"stream {target} {error}: the server answered {answer.status} with {kind}, "
-                "which OpenCV cannot read as video or an image"
-            )
-        why = answer[:1].lower() + answer[1:]
-        return (
-            f"stream {target} {error}: no answer from the server ({why}); "
-            "check the URL, the network, and that the server is up"
-        )
-    return f"stream {target} {error}; check the URL, the network, and that the server is up"
+    answer = _server_answer(target, timeout)
+    if answer:
+        return f"stream {shown(target)} {error}: {answer}"
+    return f"stream {shown(target)} {error}; check the URL, the network, and that the server is up"
+
+
+def _server_answer(url: str, timeout: float) -> str:
+    """What an http(s) URL's server answers, asked directly, as a clause with what to check; ''
+    for other URLs."""
+    if not is_http(url):
+        return ""
+    answer = ask(url, min(timeout, 2.0))
+    if isinstance(answer, HttpAnswer) and answer.status >= 300:
+        return f"the server answered {answer.describe(credentials=shown(url) != url)}"
+    if isinstance(answer, HttpAnswer):
+        kind = answer.content_type or "no content type"
+        return f"the server answered {answer.status} with {kind}, which OpenCV cannot read as video or an image"
+    why = answer[:1].lower() + answer[1:]
+    return f"no answer from the server ({why}); check the URL, the network, and that the server is up"

@@ -262,3 +262,25 @@ def test_an_upper_case_scheme_opens_the_stream(mjpeg, mnist_cnn, edgerun, tmp_pa
         server.stop()
     assert proc.returncode == 0, proc.stderr.decode()
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 2
+
+
+def test_failed_reconnections_say_what_the_server_answered(mjpeg):
+    """The tries logged 'reconnection failed (could not be opened)' while the server answered
+    404 each time: the answer is in each line and in the stop reason."""
+    server = mjpeg(frames=3).start()
+    port = server.port
+    options = LiveOptions(open_timeout=2.0, read_timeout=0.5, reconnect_tries=2, backoff_start=0.2, backoff_max=0.4)
+    source = LiveCapture(server.url, options)
+    gone = None
+    try:
+        frames = iter(source)
+        next(frames)
+        server.stop()
+        gone = mjpeg(port=port, status=404).start()
+        list(frames)
+    finally:
+        source.close()
+        if gone is not None:
+            gone.stop()
+    assert "2 reconnection tries failed" in source.stop_reason
+    assert "last, the server answered 404 Not Found; check the URL's path" in source.stop_reason
