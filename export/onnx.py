@@ -227,6 +227,14 @@ def export_keras(
     model = load_keras(keras_path)
     card = read_card(keras_path)
     check_card(card, model, keras_path)
+    channels = model.input_shape[-1]
+    if channels not in (1, 3):  # exported all the same: other runtimes may feed it
+        logger.warning(
+            "%s takes %s-channel images; edgerun run feeds 1 (gray) or 3 (colour) channels, so it will refuse "
+            "the exported model (other runtimes can still use it)",
+            Path(keras_path).name,
+            channels,
+        )
     metadata = metadata_for(model, keras_path, card, opset, command)
     if labels is not None:
         units = model.output_shape[-1]

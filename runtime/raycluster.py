@@ -124,7 +124,8 @@ def check_address(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> 
         socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as exc:
         reason = f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else os_reason(exc)
-        raise ClusterError(f"could not connect to the Ray cluster at {address!r}: {reason}; {_ADDRESS_HELP}") from None
+        where = f"{address!r}" if target == address else f"{address!r} ({target})"  # 'auto' names what it found
+        raise ClusterError(f"could not connect to the Ray cluster at {where}: {reason}; {_ADDRESS_HELP}") from None
     if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
         return  # a TLS cluster's handshake needs its certificates: the TCP answer is the check
     _check_grpc(address, f"{host}:{port}" if ":" not in host else f"[{host}]:{port}", timeout_s)
