@@ -180,3 +180,12 @@ def test_the_api_refuses_a_pool_the_local_instance_cannot_hold(tmp_path):
         pytest.skip("this machine has a GPU: a CUDA pool fits")
     with pytest.raises(edgerun.EngineError, match=r"need 1 GPU \(it has 0\) on the local Ray instance; run on the CPU"):
         list(distributed.predict("mnist_cnn", tmp_path / "in", workers=1, provider="cuda"))
+
+
+@needs_ray
+def test_auto_names_the_address_it_resolved(monkeypatch):
+    from edgerun.runtime.raycluster import check_address
+
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_closed_port()}")
+    with pytest.raises(edgerun.ClusterError, match=r"could not connect to the Ray cluster at 'auto' \(\S+:\d+\)"):
+        check_address("auto")

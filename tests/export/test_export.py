@@ -270,8 +270,10 @@ def test_a_card_of_another_model_is_refused(trained_mnist, tmp_path, capsys):
     assert not keras_path.with_suffix(".onnx").exists()
 
 
-@pytest.mark.parametrize(("shape", "fed"), [((32, 32, 3), "32x32x3"), ((None, None, 3), "64x64x3")])
-def test_any_keras_classifier_exports_with_its_own_input_size(tmp_path, capsys, shape, fed):
+@pytest.mark.parametrize(
+    ("shape", "fed"), [((32, 32, 3), "32x32x3"), ((None, None, 3), "64x64x3"), ((16, 16, 4), "16x16x4")]
+)
+def test_any_keras_classifier_exports_with_its_own_input_size(tmp_path, capsys, caplog, shape, fed):
     """README: 'edgerun export my.keras works on any Keras classifier with a 4-D image input'. A
     32x32 RGB one stopped with 'unexpected error: ValueError' (the gate fed it 28x28 digits), one
     of any size (global pooling) with 'IndexError' (its scores were named like an FCN's map)."""
@@ -292,3 +294,5 @@ def test_any_keras_classifier_exports_with_its_own_input_size(tmp_path, capsys, 
     out = capsys.readouterr().out
     assert f"seeded random {fed} images (seed 0)" in out and "argmax agree 100.00%" in out
     assert read_metadata(onnx.load(str(tmp_path / "my.onnx"))).classes == ("cat", "dog", "bird")
+    warned = "takes 4-channel images; edgerun run feeds 1 (gray) or 3 (colour) channels" in caplog.text
+    assert warned == (shape[-1] == 4)
