@@ -259,7 +259,11 @@ class _ClosedSession:
         self._path = path
 
     def __getattr__(self, name: str):
-        raise ModelError(f"the model {self._path.name} was closed (Model.close); load it again with edgerun.load")
+        raise closed_error(self._path)
+
+
+def closed_error(path: Path) -> ModelError:
+    return ModelError(f"the model {path.name} was closed (Model.close); load it again with edgerun.load")
 
 
 class Model:
@@ -315,7 +319,7 @@ class Model:
 
     def __enter__(self) -> Model:
         if self.closed:
-            self.session.run  # noqa: B018 - the closed session's attribute raises ModelError
+            raise closed_error(self.path)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -537,7 +541,7 @@ class Model:
     def infer(self, items: list[Item]) -> list[Result]:
         """One Result per item, in order. Inputs of equal shape run together as one batch."""
         if self.closed:
-            self.session.run  # noqa: B018 - the closed session's attribute raises ModelError
+            raise closed_error(self.path)
         outputs: list[list[np.ndarray | None]] = [[None] * len(i.prepared.tensors) if i.prepared else [] for i in items]
         latency = [0.0] * len(items)
         failed: dict[int, str] = {i: item.error for i, item in enumerate(items) if item.error is not None}
@@ -613,7 +617,7 @@ class Model:
             ModelError: the model was closed (:meth:`close`).
         """
         if self.closed:  # not an input's fault: raise, rather than an error record per input
-            self.session.run  # noqa: B018 - the closed session's attribute raises ModelError
+            raise closed_error(self.path)
         if isinstance(source, (np.ndarray, list, tuple)):
             source = ArraySource(in_memory(source))
         elif not isinstance(source, Source):
