@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 from pathlib import Path
 
-from edgerun.runtime.argtypes import Parser, given_path, positive_float, positive_int
+from edgerun.runtime.argtypes import Parser, given_path, positive_float, positive_int, print_error
 
 from .gate import EXIT_ALL_FAILED, EXIT_INCONCLUSIVE, EXIT_REGRESSION, EXIT_USAGE  # noqa: F401 - public codes
 
@@ -403,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         _plots(report, args.plot, args.protected)
     if code == EXIT_ALL_FAILED:
-        print("edgerun bench: error: every row failed; nothing was measured (see the errors above)", file=sys.stderr)
+        print_error("edgerun bench", "every row failed; nothing was measured (see the errors above)")
     return code
 
 
@@ -431,7 +430,7 @@ def _judge(gate, report: dict, args, human) -> int:
     print("\n" + line, file=human)
     code = exit_code(verdicts)
     if not any(v.outcome in ("pass", "regression", "inconclusive") for v in verdicts):
-        print(f"edgerun bench: error: no row of this run could be compared with {args.compare}", file=sys.stderr)
+        print_error("edgerun bench", f"no row of this run could be compared with {args.compare}")
         code = EXIT_USAGE
     report["gate"] = {
         "baseline": str(args.compare),

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerun.runtime.argtypes import Parser, given_path, positive_float, positive_int
+from edgerun.runtime.argtypes import Parser, given_path, positive_float, positive_int, print_error
 from edgerun.runtime.tuning import TunedSettings
 
 logger = logging.getLogger(__name__)
@@ -466,7 +465,7 @@ def _tune_all(args, config: TuneConfig, cache: Path) -> int:
             written = record(path, sha256_file(path), args.provider, {r.batch: r.tuned for r in results}, cache)
             prune_graphs(cache)
         except (OSError, TuningCacheError) as exc:
-            print(f"edgerun tune: error: cannot write the tune cache {cache}: {exc}", file=sys.stderr)
+            print_error("edgerun tune", f"cannot write the tune cache {cache}: {exc}")
             return 2
         print(f"{'':{len(path.name) + 1}} stored in {written}")
     return 0
