@@ -61,6 +61,13 @@ class Prepared:
 
     tensors: list[np.ndarray]
     context: Any = None
+    blank: bool = False  # the picture is one flat value after preprocessing: nothing in it to answer
+
+
+def is_blank(tensor: np.ndarray) -> bool:
+    """Whether a prepared input holds one value everywhere (a blank page, a covered lens, a
+    digit normaliser that found no ink): any answer to it is the model's guess for nothing."""
+    return tensor.size > 0 and bool(tensor.min() == tensor.max())
 
 
 class OutputError(ValueError):
@@ -104,14 +111,20 @@ class ClassifyHead:
         self._prep = preprocessor(metadata.preprocessing)
 
     def prepare(self, image: np.ndarray) -> Prepared:
-        return Prepared([self._prep(image)])
+        tensor = self._prep(image)
+        return Prepared([tensor], blank=is_blank(tensor))
 
     def finish(self, outputs: list[np.ndarray], prepared: Prepared, frame: Frame, latency_ms: float) -> Result:
         probs = outputs[0]
         check_finite(probs)
         _check_width(probs.reshape(-1).size, self.classes)
         return Result(
-            frame.source, frame.index, latency_ms, top=top_k(probs, self.classes, self.topk), image=frame.image
+            frame.source,
+            frame.index,
+            latency_ms,
+            top=top_k(probs, self.classes, self.topk),
+            image=frame.image,
+            blank=prepared.blank,
         )
 
 

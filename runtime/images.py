@@ -9,10 +9,17 @@ file whose size no header reader can tell is refused if OpenCV would decode it. 
 limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, read once when OpenCV loads; the ``edgerun`` command sets
 it) is a second line. Every way a file can fail to be read (permission, a link loop, a name too
 long, an I/O error) is one :class:`SourceError` naming the file and the reason.
+
+A picture is returned the way it is shown: OpenCV's ``IMREAD_UNCHANGED`` (which keeps alpha and
+16-bit depth) ignores the EXIF orientation tag, so a phone photo taken upright would reach the
+model on its side. The tag is read with Pillow, only from files that carry EXIF, and applied
+as every viewer applies it (:func:`orientation`, :func:`apply_orientation`).
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
 import stat
@@ -26,6 +33,8 @@ import numpy as np
 from .frames import SourceError
 from .outputs import os_reason
 
+logger = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
 
@@ -33,6 +42,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpe
 MAX_IMAGE_PIXELS = 64_000_000
 #: Files larger than this are not read at all (64 Mpx of 16-bit RGBA, uncompressed, is 512 MB).
 MAX_IMAGE_FILE_BYTES = 1 << 30
+#: The EXIF tag of how the stored pixels must be turned to be shown upright (1: as stored).
+EXIF_ORIENTATION = 0x0112
 
 
 def is_image_path(path: str | Path) -> bool:
@@ -173,4 +184,60 @@ def _read(path: Path) -> np.ndarray:
             f"{path} could not be decoded as an image (truncated, corrupt, or not an image); "
             f"supported: {', '.join(IMAGE_SUFFIXES)}"
         )
-    return image
+    turn = orientation(data)
+    if turn != 1:
+        logger.debug("%s: EXIF orientation %d applied", path, turn)
+    return apply_orientation(image, turn)
+
+
+def _may_carry_exif(data: np.ndarray) -> bool:
+    """Whether the file can hold an EXIF block (a byte check: Pillow is asked only then)."""
+    head = data[:12].tobytes()
+    if head[:2] == b"\xff\xd8":  # JPEG: EXIF is an APP1 segment before the image data
+        return b"Exif\x00\x00" in data[: 128 * 1024].tobytes()
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"eXIf" in data.tobytes()
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return b"EXIF" in data.tobytes()
+    return False  # TIFF: OpenCV's decoder applies the tag itself; other formats carry no EXIF
+
+
+def orientation(data: np.ndarray) -> int:
+    """The EXIF orientation (1-8) of an encoded image, 1 when it has none or it cannot be read
+    (a broken EXIF block never refuses a picture OpenCV decoded)."""
+    if not _may_carry_exif(data):
+        return 1
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data.tobytes())) as image:  # the header only, no pixels
+                value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - whatever Pillow makes of a broken EXIF block: shown as stored
+        logger.debug("EXIF orientation unreadable", exc_info=True)
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(image: np.ndarray, value: int) -> np.ndarray:
+    """The stored pixels turned as EXIF orientation ``value`` says (what Pillow's
+    ``ImageOps.exif_transpose`` and every viewer do): 2 mirror, 3 half turn, 4 flip, 5
+    transpose, 6 quarter turn clockwise, 7 transverse, 8 quarter turn anticlockwise."""
+    if value == 2:
+        turned = image[:, ::-1]
+    elif value == 3:
+        turned = image[::-1, ::-1]
+    elif value == 4:
+        turned = image[::-1]
+    elif value == 5:
+        turned = image.swapaxes(0, 1)
+    elif value == 6:
+        turned = image.swapaxes(0, 1)[:, ::-1]
+    elif value == 7:
+        turned = image[::-1, ::-1].swapaxes(0, 1)
+    elif value == 8:
+        turned = image.swapaxes(0, 1)[::-1]
+    else:
+        return image
+    return np.ascontiguousarray(turned)

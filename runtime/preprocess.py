@@ -65,22 +65,44 @@ def _check_frame(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+def flatten_alpha(frame: np.ndarray) -> np.ndarray:
+    """A uint8 BGRA frame as it is seen: composited on white, or on black when what it shows is
+    light (white ink on a clear background), so the drawing stays visible.
+
+    Dropping the alpha channel (what ``cv2.COLOR_BGRA2BGR`` does) shows the colour stored under
+    transparent pixels, which drawing apps and HTML canvases leave black: a black digit on a
+    clear background became a black square. An opaque frame only loses its alpha channel.
+    """
+    alpha = frame[:, :, 3]
+    bgr = np.ascontiguousarray(frame[:, :, :3])
+    if int(alpha.min()) == 255:
+        return bgr
+    weight = alpha.astype(np.float32) * np.float32(1 / 255)
+    total = float(weight.sum())
+    shown = float((cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) * weight).sum()) / total if total > 0 else 0.0
+    background = np.float32(0.0 if shown > 127 else 255.0)
+    weight = weight[:, :, None]
+    mixed = bgr * weight + background * (np.float32(1.0) - weight)
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
 def to_gray(frame: np.ndarray) -> np.ndarray:
-    """Any frame to uint8 HxW grayscale."""
+    """Any frame to uint8 HxW grayscale (a transparent one as :func:`flatten_alpha` shows it)."""
     frame = to_uint8(_check_frame(frame))
     if frame.ndim == 2:
         return frame
-    code = cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-    return cv2.cvtColor(frame, code)
+    if frame.shape[2] == 4:
+        frame = flatten_alpha(frame)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
 
 
 def to_bgr(frame: np.ndarray) -> np.ndarray:
-    """Any frame to uint8 HxWx3 BGR."""
+    """Any frame to uint8 HxWx3 BGR (a transparent one as :func:`flatten_alpha` shows it)."""
     frame = to_uint8(_check_frame(frame))
     if frame.ndim == 2:
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        return flatten_alpha(frame)
     return frame
 
 

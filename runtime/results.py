@@ -71,6 +71,8 @@ class Result:
         error: why this input has no answer (unreadable, bad shape, failed inference).
         image: the input frame as read (kept for :meth:`plot`; None for failed reads).
         heat: localize models: the raw class maps (H', W', classes), for heatmap pictures.
+        blank: classify models: the input was one flat value after preprocessing (a blank page,
+            a covered lens, no ink found), so ``top`` is the model's guess for an empty picture.
     """
 
     source: str
@@ -81,6 +83,7 @@ class Result:
     error: str | None = None
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
     heat: np.ndarray | None = field(default=None, repr=False, compare=False)
+    blank: bool = False
 
     @property
     def ok(self) -> bool:
@@ -111,6 +114,8 @@ class Result:
             record["top"] = [
                 {"class_id": t.class_id, "label": t.label, "prob": _finite(round(t.prob, 6))} for t in self.top
             ]
+        if self.blank:
+            record["blank"] = True
         if self.detections is not None:
             record["detections"] = [d.to_dict() for d in self.detections]
         record["latency_ms"] = None if self.latency_ms is None else round(self.latency_ms, 3)
@@ -123,7 +128,7 @@ class Result:
             return f"{head}: ERROR {printable(self.error)}"
         if self.top is not None:
             best = ", ".join(f"{t.label} {t.prob:.3f}" for t in self.top)
-            return f"{head}: {best}"
+            return f"{head}: {best}" + (" (blank picture: nothing to classify)" if self.blank else "")
         found = ", ".join(
             f"{d.label}@({d.center[0]:.0f},{d.center[1]:.0f}) {d.score:.3f}" for d in self.detections or []
         )

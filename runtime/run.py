@@ -200,6 +200,13 @@ class Run(Lifecycle):
             s["preprocess_fps"],
             s["inference_fps"],
         )
+        if s["blank"]:
+            logger.warning(
+                "%d input(s) were blank pictures (one flat value after preprocessing: a blank page, a covered "
+                "lens, no ink found); their answers are the model's guess for an empty picture and their "
+                'records say "blank": true',
+                s["blank"],
+            )
         if s["source_fps"] and self.source.nominal_fps:  # videos, cameras, streams: images have no frame rate
             logger.info("source frame rate from timestamps: %.2f fps", s["source_fps"])
         # a source that ended early has said why as it ended (the source or the pipeline logs it)
