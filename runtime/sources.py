@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .containers import is_whole
 from .frames import Frame, Source, SourceError, check_items, split_frames
 from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
 from .listing import glob_files, images_in, list_file
@@ -157,8 +158,9 @@ MAX_BAD_RUN = 30
 class VideoFile(_Finite):
     """Every frame of a video file, in order; timestamps from the decoder's position.
 
-    A frame that cannot be decoded is an error frame at its own index once a later frame decodes;
-    failed reads at the end (a truncated file) are the end of the video, not error frames.
+    A frame that cannot be decoded is an error frame at its own index once a later frame decodes,
+    or, at the end, when the container is whole (:func:`~edgerun.runtime.containers.is_whole`):
+    failed reads at the end of a cut file are the end of the video, not error frames.
     Indices are counted here, one per read: OpenCV's ``CAP_PROP_POS_FRAMES`` skips failed reads.
     """
 
@@ -193,14 +195,13 @@ class VideoFile(_Finite):
             ok, image = self._capture.read()
             if not ok:
                 if self.frame_count and index >= self.frame_count:
+                    if failed and is_whole(self.path):  # the last frames' data is there, only broken
+                        yield from self._damaged_frames(failed)
                     break  # the header's count is reached: the end
                 failed.append(index)
                 index += 1
                 continue
-            for bad in failed:
-                self.damaged += 1
-                yield Frame(None, self.name, bad, bad / self.nominal_fps, error=self._damaged(bad))
-            failed.clear()
+            yield from self._damaged_frames(failed)
             position = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             yield Frame(image, self.name, index, position if position > 0 else index / self.nominal_fps)
             index += 1
@@ -222,11 +223,14 @@ class VideoFile(_Finite):
             )
         self.close()
 
-    def _damaged(self, index: int) -> str:
-        return (
-            f"frame {index} of {self.name} could not be decoded (damaged data in the video); "
-            "the frames after it were read"
-        )
+    def _damaged_frames(self, failed: list[int]) -> Iterator[Frame]:
+        """One error frame for each failed read in ``failed`` (emptied): damaged, not missing."""
+        for bad in failed:
+            self.damaged += 1
+            after = "the frames after it were read" if bad < self.frame_count - 1 else "it is the video's last frame"
+            error = f"frame {bad} of {self.name} could not be decoded (damaged data in the video); {after}"
+            yield Frame(None, self.name, bad, bad / self.nominal_fps, error=error)
+        failed.clear()
 
     def close(self) -> None:
         self._capture.release()

@@ -301,3 +301,36 @@ def test_a_video_named_in_a_list_file_says_to_give_it_as_the_source(tmp_path, di
     (tmp_path / "list.txt").write_text("clip.avi\n")
     (frame,) = open_source(str(tmp_path / "list.txt"))
     assert "clip.avi is a video, read here as one image; give the video itself as the source" in frame.error
+
+
+@pytest.mark.parametrize("bad", [(39,), (37, 38, 39)], ids=["last", "last-three"])
+def test_damaged_last_frames_are_error_frames_not_a_cut_file(damaged_video, bad):
+    """The last frames' data is in the file (its AVI chunks are whole) but does not decode:
+    one error frame each, like a damaged frame mid-file; not 'the file may be truncated'."""
+    source = open_source(str(damaged_video(40, *bad)))
+    frames = list(source)
+    assert [f.index for f in frames] == list(range(40))
+    assert [f.index for f in frames if f.error] == list(bad)
+    assert "it is the video's last frame" in frames[39].error
+    assert source.stop_reason is None and source.damaged == len(bad)
+
+
+def test_a_cut_video_is_told_from_a_damaged_one(tmp_path, digit_video):
+    from edgerun.runtime.containers import is_whole
+
+    video = digit_video(tmp_path / "v.avi", 12)
+    assert is_whole(video) is True
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(video.read_bytes()[:-100])
+    assert is_whole(cut) is False
+    writer = cv2.VideoWriter(str(tmp_path / "v.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 64))
+    for i in range(5):
+        writer.write(np.full((64, 64, 3), i * 40, np.uint8))
+    writer.release()
+    mp4 = (tmp_path / "v.mp4").read_bytes()
+    assert is_whole(tmp_path / "v.mp4") is True
+    (tmp_path / "cut.mp4").write_bytes(mp4[: len(mp4) // 2])
+    assert is_whole(tmp_path / "cut.mp4") is False
+    (tmp_path / "other.mkv").write_bytes(b"\x1a\x45\xdf\xa3" + bytes(60))
+    assert is_whole(tmp_path / "other.mkv") is None
+    assert is_whole(tmp_path / "missing.avi") is None
