@@ -304,7 +304,7 @@ def _check_outputs(args, parser) -> None:
 
 def _load_gate(args, parser):
     """The baseline, checked before any measuring: exit 2 with what is wrong."""
-    from edgerun.runtime.model import default_threads
+    from edgerun.runtime.session import default_threads
 
     from .baseline import BaselineError, load_baseline
     from .gate import Gate

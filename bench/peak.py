@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgerun.runtime.model import SessionConfig, session_options
+from edgerun.runtime.session import SessionConfig, session_options
 
 logger = logging.getLogger(__name__)
 

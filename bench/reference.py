@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-from edgerun.runtime.model import SessionConfig, session_options
+from edgerun.runtime.session import SessionConfig, session_options
 from edgerun.runtime.timing import measure
 
 from .backends import Prepared

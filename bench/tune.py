@@ -220,7 +220,7 @@ def input_shape(path: Path) -> tuple[int, int, int]:
 
 
 def tune(path: Path, config: TuneConfig) -> list[BatchResult]:
-    from edgerun.runtime.model import default_threads
+    from edgerun.runtime.session import default_threads
 
     graph_path = graph_paths(path, config.graphs) if config.graphs else None
     variants = write_variants(path, graph_path) if graph_path else {}

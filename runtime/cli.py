@@ -25,7 +25,7 @@ from .providers import CHOICES
 from .run import EXIT_USAGE, EXIT_WRITE_FAILED
 
 if TYPE_CHECKING:
-    from .model import Overrides
+    from .modelio import Overrides
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 def overrides_from(args) -> Overrides:
     """What the command line says about the model, over what the model says of itself."""
     from .metadata import read_labels
-    from .model import Overrides
+    from .modelio import Overrides
 
     return Overrides(
         layout=args.layout,

@@ -16,25 +16,22 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .frames import IN_MEMORY_INPUTS, Frame, Source, SourceError, describe, holds_numbers, in_memory, openable
 from .heads import HeadOptions, OutputError, make_head
-from .metadata import MetadataError, ModelMetadata, read_metadata
-from .modelfile import ModelError, check_model_file
+from .metadata import ModelMetadata, read_metadata
+from .modelfile import ModelError, check_model_file, resolve_model_path
 from .modelio import (
     INPUT_DTYPES,
-    LAYOUTS,
+    Overrides,
     apply_overrides,
     check_io,
-    finite_number,
     fixed_batch,
     infer_foreign,
     input_spec,
@@ -42,213 +39,43 @@ from .modelio import (
     whole,
 )
 from .pipeline import MAX_BATCH, Item, Pipeline, PipelineConfig
+from .postprocess import softmax
 from .preprocess import PreprocessError
 from .providers import check_ort_install, plan_providers, verify_providers
 from .results import Result
+from .session import (
+    EXECUTION_MODES,
+    OPTIMIZATION_LEVELS,
+    SessionConfig,
+    SessionConfigError,
+    default_threads,
+    import_onnxruntime,
+    load_failure,
+    session_options,
+    tuned_graph,
+)
 from .sources import ArraySource, open_source
 
+# What this module has always offered (the session settings and model-file helpers now live in
+# session.py, modelio.py, modelfile.py and postprocess.py): importers of edgerun.runtime.model keep working.
+__all__ = [
+    "EXECUTION_MODES",
+    "OPTIMIZATION_LEVELS",
+    "Model",
+    "ModelError",
+    "Overrides",
+    "SessionConfig",
+    "SessionConfigError",
+    "check_model_file",
+    "closed_error",
+    "default_threads",
+    "import_onnxruntime",
+    "resolve_model_path",
+    "session_options",
+    "softmax",
+]
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """What a user tells edgerun about a model (``None``: read it from the model).
-
-    For foreign models (no edgerun metadata) these are how the input is described; for
-    edgerun's own they replace what the metadata says.
-    """
-
-    layout: str | None = None  # "nchw" | "nhwc"
-    size: tuple[int, int] | None = None
-    gray: bool | None = None
-    scale: float | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    labels: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.layout is not None and (not isinstance(self.layout, str) or self.layout.lower() not in LAYOUTS):
-            raise MetadataError(f"layout must be one of {', '.join(LAYOUTS)}, got {describe(self.layout)}")
-        if self.size is not None and not (
-            isinstance(self.size, tuple) and len(self.size) == 2 and all(whole(v) and v >= 1 for v in self.size)
-        ):
-            raise MetadataError(f"size must be (height, width), two whole numbers >= 1, got {describe(self.size)}")
-        if self.gray is not None and not isinstance(self.gray, bool):
-            raise MetadataError(
-                f"gray must be True or False (or None: read it from the model), got {describe(self.gray)}"
-            )
-        if self.scale is not None and not (finite_number(self.scale) and self.scale > 0):
-            raise MetadataError(
-                f"scale must be a number above 0 (pixels are multiplied by it), got {describe(self.scale)}"
-            )
-        for name, positive in (("mean", False), ("std", True)):
-            values = getattr(self, name)
-            if values is not None and not (
-                isinstance(values, tuple)
-                and values
-                and all(finite_number(v) and (v > 0 or not positive) for v in values)
-            ):
-                kind = "numbers above 0" if positive else "numbers"
-                raise MetadataError(f"{name} must be one or more {kind}, one per channel, got {describe(values)}")
-        if self.labels is not None and not (
-            isinstance(self.labels, tuple) and self.labels and all(isinstance(v, str) and v for v in self.labels)
-        ):
-            raise MetadataError(
-                f"labels must be class names (non-empty strings), one per output, got {describe(self.labels)}"
-            )
-
-
-OPTIMIZATION_LEVELS = ("basic", "extended", "all")
-EXECUTION_MODES = ("sequential", "parallel")
-
-
-class SessionConfigError(ValueError):
-    """A session setting out of range: the message says what was given and what is allowed."""
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    """onnxruntime session settings.
-
-    Defaults measured on a 2-core CPU: intra-op threads = all cores with spinning on is the
-    fastest for both MNIST-sized and ResNet50-sized models (see README, Benchmarks).
-    """
-
-    provider: str = "auto"
-    threads: int | None = None  # None: os.cpu_count()
-    spinning: bool = True
-    optimization: str = "all"  # "basic" | "extended" | "all"
-    execution_mode: str = "sequential"  # "sequential" | "parallel" (edgerun tune measures both)
-    io_binding: bool = False  # CPU: bind the input and a pre-allocated output (runtime/binding.py)
-    # an equivalent graph file to open instead of the model, saved as onnxruntime optimised it
-    # here (edgerun tune writes them): opened with optimisation off, it does not redo that work
-    graph: str | None = None
-    # onnxruntime's weight prepacking: it pays back over many runs; a session that runs once
-    # (edgerun run on one image) starts ~4 ms sooner without it (README, Cold start)
-    prepack: bool = True
-
-    def __post_init__(self) -> None:
-        threads = self.threads
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise SessionConfigError(f"threads must be a whole number >= 1 (or None: all cores), got {threads!r}")
-        if self.optimization not in OPTIMIZATION_LEVELS:
-            raise SessionConfigError(
-                f"optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {self.optimization!r}"
-            )
-        if self.execution_mode not in EXECUTION_MODES:
-            raise SessionConfigError(
-                f"execution_mode must be one of {', '.join(EXECUTION_MODES)}, got {self.execution_mode!r}"
-            )
-
-
-def import_onnxruntime():
-    """onnxruntime, or an ImportError naming the extra that installs it (``pip install 'edgerun[cpu]'``)."""
-    try:
-        import onnxruntime
-    except ModuleNotFoundError as exc:
-        from edgerun import missing_extra
-
-        raise missing_extra(exc) from None
-    return onnxruntime
-
-
-def default_threads() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
-def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A path as given, or the bundled model of that name (``mnist_cnn``) when no such file exists.
-
-    Raises:
-        ModelError: neither a file nor a bundled model (the bundled names are listed), or not
-            a path at all.
-    """
-    if not isinstance(name_or_path, (str, os.PathLike)) or isinstance(name_or_path, bytes):
-        raise ModelError(
-            f"expected the path of an .onnx file (str or Path) or a bundled model's name such as 'mnist_cnn', "
-            f"got {describe(name_or_path)}"
-        )
-    if not os.fspath(name_or_path).strip():  # Path('') is '.', the working folder
-        raise ModelError("the model is an empty name; give the path of an .onnx file or a bundled model's name")
-    path = Path(name_or_path)
-    if path.exists() or path.suffix == ".onnx" or len(path.parts) > 1:
-        return path
-    try:
-        from edgerun.models import path as bundled  # data, not code: the runtime depends on no room
-    except ModuleNotFoundError:
-        return path
-    try:
-        return bundled(str(name_or_path))
-    except FileNotFoundError as exc:
-        raise ModelError(f"{name_or_path!r} is neither a file nor a bundled model: {exc}") from None
-
-
-def session_options(config: SessionConfig, optimized: bool = False):
-    """onnxruntime's options for ``config``; ``optimized``: the graph was saved optimised already."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = config.threads or default_threads()
-    options.inter_op_num_threads = (config.threads or default_threads()) if config.execution_mode == "parallel" else 1
-    options.execution_mode = (
-        ort.ExecutionMode.ORT_PARALLEL if config.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
-    )
-    levels = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
-    options.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_DISABLE_ALL if optimized else levels[config.optimization]
-    )
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
-    if not config.prepack:
-        options.add_session_config_entry("session.disable_prepacking", "1")
-    # errors come back as exceptions, which edgerun words itself; onnxruntime's own coloured log
-    # lines only with -v
-    options.log_severity_level = 2 if logger.isEnabledFor(logging.DEBUG) else 4
-    return options
-
-
-def _graph_file(path: Path, graph: str | None) -> Path | None:
-    """The tuned graph file (a variant, or the model saved optimised) to open instead of the
-    model, while that file exists."""
-    if graph is None:
-        return None
-    variant = Path(graph)
-    if variant.is_file():
-        logger.info("%s: opening the tuned graph %s (saved optimised for this machine)", path.name, variant.name)
-        return variant
-    logger.warning(
-        "%s: the tuned graph %s is gone; running the model itself (edgerun tune makes it again)", path.name, variant
-    )
-    return None
-
-
-def _load_failure(path: Path, text: str) -> str:
-    """A one-line reason from onnxruntime's load error, without its C++ source paths."""
-    first = text.splitlines()[0] if text else "unknown error"
-    reason = re.sub(r"/onnxruntime_src/\S+ [^(]*\([^)]*\) ", "", first)  # its C++ file and function
-    if "IR version" in first:
-        return (
-            f"{path} needs a newer onnxruntime ({reason.split('failed:')[-1].strip()}); "
-            "upgrade onnxruntime or export with an older opset"
-        )
-    lower = first.lower()
-    if "external data" in lower or "outside" in lower or "external_data" in lower:
-        return f"{path}: refused external data ({reason[:300]}); external files must sit beside the model"
-    if "protobuf parsing failed" in lower:  # not an ONNX file at all, or a cut-off one
-        return (
-            f"{path} is not a loadable ONNX model: the file is not a complete ONNX protobuf (truncated "
-            "download or copy, or another format); fetch or export it again"
-        )
-    return f"{path} is not a loadable ONNX model: {reason[:300]}"
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 class _ClosedSession:
@@ -377,20 +204,20 @@ class Model:
 
             config, _ = tuned_config(path, batch, config, provider=tuned_for, keep=keep)
         session = None
-        variant = _graph_file(path, config.graph)
+        variant = tuned_graph(path, config.graph)
         if variant is not None:
             optimized = session_options(config, optimized=True)
             try:
                 session = ort.InferenceSession(str(variant), sess_options=optimized, providers=plan.providers)
             except Exception as exc:  # noqa: BLE001 - a damaged variant must not stop a model that works
                 logger.warning("%s: the tuned graph %s cannot be opened (%s); running the model itself",
-                               path.name, variant.name, _load_failure(variant, str(exc)))  # fmt: skip
+                               path.name, variant.name, load_failure(variant, str(exc)))  # fmt: skip
         if session is None:
             try:
                 plain = session_options(config)
                 session = ort.InferenceSession(str(path), sess_options=plain, providers=plan.providers)
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-                raise ModelError(_load_failure(path, str(exc))) from exc
+                raise ModelError(load_failure(path, str(exc))) from exc
         verify_providers(plan, session.get_providers())
         metadata = read_metadata(session)
         foreign = metadata is None

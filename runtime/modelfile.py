@@ -20,6 +20,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from .frames import describe
+
 LFS_SIGNATURE = b"version https://git-lfs.github.com/spec/"
 
 
@@ -227,3 +229,30 @@ def unreadable_model(path, exc: BaseException) -> str:
         f"{path} is not a complete ONNX model ({type(exc).__name__}: {detail}); a truncated download or "
         "copy, or another format: fetch or export it again"
     )
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A path as given, or the bundled model of that name (``mnist_cnn``) when no such file exists.
+
+    Raises:
+        ModelError: neither a file nor a bundled model (the bundled names are listed), or not
+            a path at all.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)) or isinstance(name_or_path, bytes):
+        raise ModelError(
+            f"expected the path of an .onnx file (str or Path) or a bundled model's name such as 'mnist_cnn', "
+            f"got {describe(name_or_path)}"
+        )
+    if not os.fspath(name_or_path).strip():  # Path('') is '.', the working folder
+        raise ModelError("the model is an empty name; give the path of an .onnx file or a bundled model's name")
+    path = Path(name_or_path)
+    if path.exists() or path.suffix == ".onnx" or len(path.parts) > 1:
+        return path
+    try:
+        from edgerun.models import path as bundled  # data, not code: the runtime depends on no room
+    except ModuleNotFoundError:
+        return path
+    try:
+        return bundled(str(name_or_path))
+    except FileNotFoundError as exc:
+        raise ModelError(f"{name_or_path!r} is neither a file nor a bundled model: {exc}") from None

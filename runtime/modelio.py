@@ -3,25 +3,21 @@
 What the graph says (its input's type, layout and fixed dimensions, its output's shape) and what
 edgerun will feed it (the preprocessing) must agree before a session is used: :func:`check_io`
 refuses a model edgerun cannot feed, with what to do. A model without edgerun's metadata gets
-it from its input shape (:func:`infer_foreign`), and the user's :class:`~.model.Overrides`
+it from its input shape (:func:`infer_foreign`), and the user's :class:`Overrides`
 replace what the model says in one place (:func:`apply_overrides`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .frames import describe
 from .heads import check_outputs
 from .metadata import MetadataError, ModelMetadata, Preprocessing
 from .modelfile import ModelError
-
-if TYPE_CHECKING:
-    from .model import Overrides
-
 
 LAYOUTS = ("nchw", "nhwc")
 
@@ -180,3 +176,51 @@ def check_input(spec, metadata: ModelMetadata) -> None:
         raise MetadataError(
             f"input {spec.name!r} takes {c} channel(s) (shape {shape}), but the preprocessing makes {channels}; {fix}"
         )
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What a user tells edgerun about a model (``None``: read it from the model).
+
+    For foreign models (no edgerun metadata) these are how the input is described; for
+    edgerun's own they replace what the metadata says.
+    """
+
+    layout: str | None = None  # "nchw" | "nhwc"
+    size: tuple[int, int] | None = None
+    gray: bool | None = None
+    scale: float | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    labels: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout is not None and (not isinstance(self.layout, str) or self.layout.lower() not in LAYOUTS):
+            raise MetadataError(f"layout must be one of {', '.join(LAYOUTS)}, got {describe(self.layout)}")
+        if self.size is not None and not (
+            isinstance(self.size, tuple) and len(self.size) == 2 and all(whole(v) and v >= 1 for v in self.size)
+        ):
+            raise MetadataError(f"size must be (height, width), two whole numbers >= 1, got {describe(self.size)}")
+        if self.gray is not None and not isinstance(self.gray, bool):
+            raise MetadataError(
+                f"gray must be True or False (or None: read it from the model), got {describe(self.gray)}"
+            )
+        if self.scale is not None and not (finite_number(self.scale) and self.scale > 0):
+            raise MetadataError(
+                f"scale must be a number above 0 (pixels are multiplied by it), got {describe(self.scale)}"
+            )
+        for name, positive in (("mean", False), ("std", True)):
+            values = getattr(self, name)
+            if values is not None and not (
+                isinstance(values, tuple)
+                and values
+                and all(finite_number(v) and (v > 0 or not positive) for v in values)
+            ):
+                kind = "numbers above 0" if positive else "numbers"
+                raise MetadataError(f"{name} must be one or more {kind}, one per channel, got {describe(values)}")
+        if self.labels is not None and not (
+            isinstance(self.labels, tuple) and self.labels and all(isinstance(v, str) and v for v in self.labels)
+        ):
+            raise MetadataError(
+                f"labels must be class names (non-empty strings), one per output, got {describe(self.labels)}"
+            )

@@ -104,3 +104,9 @@ def heatmap_images(heat: np.ndarray, input_shape: tuple[int, int], stride: int) 
         canvas[top : top + ph, left : left + pw] = plane[:ph, :pw]
         out.append(np.clip(canvas * 255, 0, 255).astype(np.uint8))
     return out
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

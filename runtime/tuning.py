@@ -25,7 +25,7 @@ import platform
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .model import SessionConfig, SessionConfigError
+from .session import SessionConfig, SessionConfigError
 
 logger = logging.getLogger(__name__)
 
