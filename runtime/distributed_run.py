@@ -210,6 +210,7 @@ class RayRun(Lifecycle):
             "-" if s.init_s is None else f"{s.init_s:.2f}",
             "-" if steady is None else f"{steady:.1f}",
         )
+        self.log_blank()
 
 
 def _reason(exc: BaseException) -> str:

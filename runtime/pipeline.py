@@ -128,7 +128,6 @@ class RunStats:
 
     frames: int = 0
     errors: int = 0
-    blank: int = 0  # classify results of blank pictures (Result.blank)
     wall_s: float = 0.0
     decode: StageClock = field(default_factory=StageClock)
     preprocess: StageClock = field(default_factory=StageClock)
@@ -155,7 +154,6 @@ class RunStats:
         return {
             "frames": self.frames,
             "errors": self.errors,
-            "blank": self.blank,
             "wall_s": round(self.wall_s, 3),
             "end_to_end_fps": round(self.end_to_end_fps, 2),
             "decode_fps": round(self.decode.fps, 2),
@@ -229,7 +227,6 @@ class Pipeline:
         for result, item in zip(results, items, strict=True):
             stats.frames += 1
             stats.errors += result.error is not None
-            stats.blank += result.blank
             if result.latency_ms is not None:
                 stats.latencies_ms.add(result.latency_ms)
             if item.frame.error is None:

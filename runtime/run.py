@@ -65,6 +65,7 @@ class Lifecycle:
         self._previous: dict = {}
         self._bar = None
         self._stdout = LineWriter("-", optional=True)  # human lines: skipped if stdout was closed (>&-)
+        self.blank = 0  # results of blank pictures written (Result.blank)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -111,11 +112,22 @@ class Lifecycle:
         return progress_bar(total, self.name, enabled=self._progress)
 
     def _write(self, result: Result) -> Result:
+        self.blank += result.blank
         for sink in self.sinks:
             sink.write(result)
         if self._bar is not None:
             self._bar.update(1)
         return result
+
+    def log_blank(self) -> None:
+        """One warning at the end for the blank pictures answered (each record says so too)."""
+        if self.blank:
+            logger.warning(
+                "%d input(s) were blank pictures (one flat value after preprocessing: a blank page, a covered "
+                "lens, no ink found); their answers are the model's guess for an empty picture and their "
+                'records say "blank": true',
+                self.blank,
+            )
 
     def write_line(self, text: str) -> None:
         """Print a line to stdout without breaking the progress bar; whole lines, flushed; a
@@ -200,13 +212,7 @@ class Run(Lifecycle):
             s["preprocess_fps"],
             s["inference_fps"],
         )
-        if s["blank"]:
-            logger.warning(
-                "%d input(s) were blank pictures (one flat value after preprocessing: a blank page, a covered "
-                "lens, no ink found); their answers are the model's guess for an empty picture and their "
-                'records say "blank": true',
-                s["blank"],
-            )
+        self.log_blank()
         if s["source_fps"] and self.source.nominal_fps:  # videos, cameras, streams: images have no frame rate
             logger.info("source frame rate from timestamps: %.2f fps", s["source_fps"])
         # a source that ended early has said why as it ended (the source or the pipeline logs it)
