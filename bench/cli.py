@@ -163,8 +163,13 @@ def _validate(args, parser) -> None:
 def _check_models(given: list[Path], parser) -> tuple[list[Path], dict]:
     """Each model's file (a path, or a bundled model's name as ``edgerun run`` takes it) and the
     input the sweep will feed it, read now: a model the runtime cannot run is exit 2 before any
-    measuring, with the runtime's own message."""
-    import onnx
+    measuring, with the runtime's own message. The onnx package parses the file where it is installed
+    (the tools extra); the runtime install has none, and onnxruntime's reading in ``model_input``
+    judges the file instead."""
+    try:
+        import onnx
+    except ImportError:
+        onnx = None
 
     from edgerun.runtime.metadata import MetadataError
     from edgerun.runtime.model import ModelError, check_model_file, resolve_model_path
@@ -179,7 +184,8 @@ def _check_models(given: list[Path], parser) -> tuple[list[Path], dict]:
         try:
             path = resolve_model_path(str(spec))
             check_model_file(path)
-            onnx.load(str(path), load_external_data=False)
+            if onnx is not None:
+                onnx.load(str(path), load_external_data=False)
         except ModelError as exc:
             parser.error(str(exc))
         except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and others

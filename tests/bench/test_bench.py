@@ -407,3 +407,33 @@ def test_plots_of_several_models_keep_the_asked_format(tmp_path, tiny_model):
     assert cli.main([*argv, "--plot", str(tmp_path / "p.jpg")]) == 0
     assert sorted(p.name for p in tmp_path.glob("p_*")) == ["p_a.jpg", "p_b.jpg"]
     assert (tmp_path / "p_a.jpg").read_bytes()[:2] == b"\xff\xd8"  # JPEG, not PNG under a .jpg name
+
+
+def test_bench_runs_on_the_runtime_install_without_onnx(tmp_path, tiny_model):
+    """`pip install 'edgerun[cpu]'` (no onnx) is the README's install for bench, but bench refused
+    every model: 'onnx is not installed'. Now it measures; a file that is not a model is still
+    refused before measuring, by onnxruntime's reading."""
+    import subprocess
+    import sys
+
+    path = tiny_model(tmp_path / "m.onnx")
+    (tmp_path / "text.onnx").write_text("not a model")
+    out = tmp_path / "r.json"
+    code = (
+        "import sys\n"
+        "sys.modules['onnx'] = None  # the runtime install: no onnx package\n"
+        "from edgerun.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+
+    def bench(*argv):
+        cmd = [sys.executable, "-c", code, "bench", *argv, "--batch", "1", "--iters", "3", "--no-tune"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    done = bench(str(path), "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    row = json.loads(out.read_text())["results"][0]
+    assert row["error"] is None and row["p50_ms"] > 0
+    refused = bench(str(tmp_path / "text.onnx"))
+    assert refused.returncode == 2 and "text.onnx" in refused.stderr and "Traceback" not in refused.stderr
+    assert "onnx is not installed" not in refused.stderr
