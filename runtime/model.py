@@ -33,6 +33,7 @@ from .modelio import (
     apply_overrides,
     check_io,
     fixed_batch,
+    foreign_summary,
     infer_foreign,
     input_spec,
     nhwc,
@@ -225,6 +226,8 @@ class Model:
             metadata = infer_foreign(session.get_inputs(), session.get_outputs(), overrides)
         metadata = apply_overrides(metadata, overrides)
         check_io(session, metadata)
+        if foreign:
+            logger.info("%s: %s", path.name, foreign_summary(metadata, input_spec(session, metadata).shape, overrides))
         fixed = fixed_batch(session, metadata)
         if fixed is not None and fixed != batch:
             logger.warning(

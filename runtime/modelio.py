@@ -65,13 +65,17 @@ def infer_foreign(inputs, outputs, overrides: Overrides) -> ModelMetadata:
     if layout is None:
         raise ModelError(
             f"cannot tell the layout of input {inp.name!r} with shape {shape}; "
-            "pass --layout nchw or --layout nhwc (and --size H W if it is dynamic)"
+            "pass --layout nchw or --layout nhwc (and --size H W if it is dynamic; in edgerun.load: layout='nchw', "
+            "size=(H, W))"
         )
     c, h, w = (shape[1], shape[2], shape[3]) if layout == "NCHW" else (shape[3], shape[1], shape[2])
     if overrides.size:
         h, w = overrides.size
     if not isinstance(h, int) or not isinstance(w, int):
-        raise ModelError(f"input {inp.name!r} has dynamic size {shape}; pass --size H W")
+        raise ModelError(
+            f"input {inp.name!r} has dynamic size {shape}; pass the size the model was trained at: --size H W "
+            "(in edgerun.load: size=(H, W))"
+        )
     gray = overrides.gray if overrides.gray is not None else c == 1
     n_out = outputs[0].shape[-1] if outputs[0].shape and isinstance(outputs[0].shape[-1], int) else 0
     return ModelMetadata(
@@ -85,6 +89,35 @@ def infer_foreign(inputs, outputs, overrides: Overrides) -> ModelMetadata:
             recipe="generic", size=(h, w), color="gray" if gray else "RGB", scale=1 / 255.0, resize="area"
         ),
         output_kind="logits",  # checked per batch: rows that already sum to 1 are left alone
+    )
+
+
+def foreign_summary(metadata: ModelMetadata, shape: list, overrides: Overrides) -> str:
+    """What edgerun will feed a model without its metadata, in one line: each guess with the option
+    that changes it, each value the user gave marked so. A user can check it before trusting answers."""
+    pre = metadata.preprocessing
+
+    def part(text: str, given: object, option: str) -> str:
+        return f"{text} ({'given' if given is not None else option})"
+
+    scale = "1/255" if math.isclose(pre.scale, 1 / 255.0) else f"{pre.scale:g}"
+    mean, std = (", ".join(f"{v:g}" for v in values) for values in (pre.mean, pre.std))
+    h, w = pre.size
+    labels = "given" if overrides.labels is not None else "named by index; --labels FILE names them"
+    return (
+        f"no edgerun metadata, input {list(shape)} read as: "
+        + ", ".join(
+            (
+                part(metadata.layout, overrides.layout, "--layout"),
+                part(f"{h}x{w}, each frame stretched to it", overrides.size, "--size"),
+                part("gray" if pre.color == "gray" else "RGB", overrides.gray, "--gray"),
+                part(f"pixels x {scale}", overrides.scale, "--scale"),
+                part(f"- mean {mean}", overrides.mean, "--mean"),
+                part(f"/ std {std}", overrides.std, "--std"),
+                f"{len(metadata.classes)} classes ({labels})",
+            )
+        )
+        + "; softmax unless the output is already probabilities. The same options are edgerun.load keywords"
     )
 
 

@@ -182,3 +182,31 @@ def test_the_installed_onnxruntime_is_found():
     from edgerun.runtime import providers
 
     assert f"onnxruntime {version('onnxruntime')}" in providers.installed_ort_packages()
+
+
+def test_a_foreign_model_says_what_was_guessed_and_how_to_change_it(tmp_path, caplog):
+    """A model without edgerun's metadata loaded with one line, '(foreign, classify)': nothing said
+    that frames would be stretched to 224x224 as RGB x 1/255 with no mean, nor which option changes
+    what. Now the load logs the reading, each guess beside its option, each given value marked."""
+    path = make_model(tmp_path / "f.onnx", [1, 3, 8, 8])
+    with caplog.at_level("INFO", logger="edgerun.runtime.model"):
+        Model.load(path, SessionConfig(provider="cpu"))
+    (line,) = [r.getMessage() for r in caplog.records if "no edgerun metadata" in r.getMessage()]
+    guesses = ("[1, 3, 8, 8]", "NCHW (--layout)", "8x8, each frame stretched to it (--size)", "RGB (--gray)")
+    guesses += ("pixels x 1/255 (--scale)", "- mean 0 (--mean)", "/ std 1 (--std)", "10 classes (named by index")
+    for part in guesses:
+        assert part in line, (part, line)
+    caplog.clear()
+    given = Overrides(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), labels=tuple("abcdefghij"))
+    with caplog.at_level("INFO", logger="edgerun.runtime.model"):
+        Model.load(path, SessionConfig(provider="cpu"), overrides=given)
+    (line,) = [r.getMessage() for r in caplog.records if "no edgerun metadata" in r.getMessage()]
+    assert "- mean 0.5, 0.5, 0.5 (given)" in line and "/ std 0.25, 0.25, 0.25 (given)" in line
+    assert "10 classes (given)" in line and "RGB (--gray)" in line
+
+
+def test_a_dynamic_size_refusal_names_the_api_keyword_too(tmp_path):
+    """edgerun.load users were told '--size H W', a command-line flag they cannot pass."""
+    path = make_model(tmp_path / "f.onnx", ["batch", 1, "h", "w"])
+    with pytest.raises(ModelError, match=r"--size H W \(in edgerun.load: size=\(H, W\)\)"):
+        Model.load(path)
