@@ -20,6 +20,7 @@ import numpy as np
 from edgerun.runtime.files import sha256_file
 from edgerun.runtime.metadata import ANY_SIZE_PROBE
 from edgerun.runtime.model import SessionConfig, default_threads
+from edgerun.runtime.modelio import fixed_batch
 from edgerun.runtime.timing import Timings, measure, measure_blocks
 
 from .backends import EdgerunBackend, PeerUnavailable, make_backend
@@ -97,6 +98,7 @@ class ModelInput:
     dynamic: tuple[int, int] | None  # the size used for a model of any size
     opset: int | None
     precision: str
+    fixed_batch: int | None = None  # the batch size the model's batch axis is fixed at, if it is
 
 
 def model_input(path: Path) -> ModelInput:
@@ -110,13 +112,15 @@ def model_input(path: Path) -> ModelInput:
     dynamic = ANY_SIZE_PROBE if None in meta.preprocessing.size else None
     h, w = dynamic or meta.preprocessing.size
     kind = meta.variant if not model.foreign and meta.variant in ("fp32", "int8", "fp16") else "fp32"
+    fixed = fixed_batch(model.session, meta)
     try:
         import onnx
     except ImportError:
-        return ModelInput((h, w, model.input_channels), dynamic, None, kind)
+        return ModelInput((h, w, model.input_channels), dynamic, None, kind, fixed)
     proto = onnx.load(str(path), load_external_data=False)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    return ModelInput((h, w, model.input_channels), dynamic, opset, precision(proto) if model.foreign else kind)
+    kind = precision(proto) if model.foreign else kind
+    return ModelInput((h, w, model.input_channels), dynamic, opset, kind, fixed)
 
 
 def run_sweep(
@@ -173,7 +177,17 @@ def run_sweep(
                 model_rows.append(Row(name, backend_name, config.provider, 0, inp.precision, error=f"skipped: {exc}"))
             except Exception as exc:  # noqa: BLE001 - record, go on with the next backend
                 model_rows.append(Row(name, backend_name, config.provider, 0, inp.precision, error=_failure(exc)))
+        fixed = [b for b in config.batches if inp.fixed_batch is not None and b != inp.fixed_batch]
+        if fixed:
+            logger.warning(
+                "%s: the model's batch axis is fixed at %d: batch %s skipped (re-export it with a dynamic batch "
+                "axis to measure them)", name, inp.fixed_batch, ",".join(map(str, fixed)),
+            )  # fmt: skip
         for batch in config.batches:
+            if batch in fixed:
+                why = f"skipped: the model's batch axis is fixed at {inp.fixed_batch}"
+                model_rows.extend(Row(name, b.name, config.provider, batch, b.precision, error=why) for b in backends)
+                continue
             if progress:
                 progress(name, batch)
             names = [b.name for b in backends] + (["reference"] if reference else [])

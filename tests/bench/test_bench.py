@@ -437,3 +437,22 @@ def test_bench_runs_on_the_runtime_install_without_onnx(tmp_path, tiny_model):
     refused = bench(str(tmp_path / "text.onnx"))
     assert refused.returncode == 2 and "text.onnx" in refused.stderr and "Traceback" not in refused.stderr
     assert "onnx is not installed" not in refused.stderr
+
+
+def test_batch_sizes_a_fixed_batch_model_cannot_run_are_skipped_in_one_line(tmp_path, tiny_model, caplog):
+    """A model exported with its batch fixed at 1 (PyTorch's default) gave a 300-character
+    ModelError row and a warning per batch size for every size but 1 of bench's default list.
+    Now those sizes are skipped with one warning naming them, and their rows say why."""
+    path = tiny_model(tmp_path / "fixed.onnx", batch=1)
+    out = tmp_path / "r.json"
+    with caplog.at_level("WARNING"):
+        assert cli.main([str(path), "--batch", "1,2,4", "--iters", "3", "--no-tune", "--json", str(out)]) == 0
+    rows = {r["batch"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows[1]["error"] is None and rows[1]["p50_ms"] > 0
+    for batch in (2, 4):
+        assert rows[batch]["error"] == "skipped: the model's batch axis is fixed at 1" and rows[batch]["p50_ms"] is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "fixed.onnx: the model's batch axis is fixed at 1: batch 2,4 skipped (re-export it with a dynamic batch axis "
+        "to measure them)"
+    ]
