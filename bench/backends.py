@@ -23,7 +23,7 @@ import numpy as np
 
 from edgerun.runtime.model import Model, SessionConfig
 from edgerun.runtime.modelfile import check_model_file
-from edgerun.runtime.modelio import guess_layout
+from edgerun.runtime.modelio import INPUT_DTYPES, guess_layout
 
 PEERS = ("ort-raw", "tflite", "opencv", "openvino", "keras")
 #: edgerun with its built-in defaults, shown beside the tuned ``edgerun`` row when a tune cache applies.
@@ -105,6 +105,7 @@ class OrtRawBackend(Backend):
     def prepare(self, x: np.ndarray) -> Prepared:
         nchw = guess_layout(list(self.input.shape)) == "NCHW"  # the runtime's one layout guess
         feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if nchw else x
+        feed = feed.astype(INPUT_DTYPES.get(self.input.type, np.float32), copy=False)  # the model's own type, once
         session, name = self.session, self.input.name
         return Prepared(lambda: session.run(None, {name: feed}), self.session.get_providers())
 
@@ -197,6 +198,7 @@ class OpenvinoBackend(Backend):
         shape = [d.get_length() if d.is_static else None for d in self.input.get_partial_shape()]
         nchw = guess_layout(shape) == "NCHW"  # the runtime's one layout guess, as for ort-raw
         feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if nchw else np.ascontiguousarray(x)
+        feed = feed.astype(self.input.get_element_type().to_dtype(), copy=False)  # the model's own type, once
         self.model.reshape({self.input: list(feed.shape)})
         config = {
             "PERFORMANCE_HINT": "LATENCY",

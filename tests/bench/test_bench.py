@@ -456,3 +456,33 @@ def test_batch_sizes_a_fixed_batch_model_cannot_run_are_skipped_in_one_line(tmp_
         "fixed.onnx: the model's batch axis is fixed at 1: batch 2,4 skipped (re-export it with a dynamic batch axis "
         "to measure them)"
     ]
+
+
+def test_peers_feed_a_float16_input_model_its_own_type(tmp_path):
+    """A user's model with a float16 input: edgerun ran it, but ort-raw and OpenVINO were fed the
+    sweep's float32 batch and failed ('Unexpected input data type'). Now each feeds the model's type."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("W", TensorProto.FLOAT, [3 * 8 * 8, 4], np.linspace(-1, 1, 768, dtype=np.float32))
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+            helper.make_node("Flatten", ["xf"], ["f"]),
+            helper.make_node("MatMul", ["f", "W"], ["y"]),
+        ],
+        "half",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [weight],
+    )
+    path = tmp_path / "half.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    out = tmp_path / "r.json"
+    peers = "ort-raw,openvino" if importlib.util.find_spec("openvino") is not None else "ort-raw"
+    argv = [str(path), "--batch", "1,2", "--iters", "3", "--no-tune", "--vs", peers, "--json", str(out)]
+    assert cli.main(argv) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 2 * (1 + peers.count(",") + 1)
+    for row in rows:
+        assert row["error"] is None and row["p50_ms"] > 0, row
