@@ -227,7 +227,7 @@ class Model:
         metadata = apply_overrides(metadata, overrides)
         check_io(session, metadata)
         if foreign:
-            logger.info("%s: %s", path.name, foreign_summary(metadata, input_spec(session, metadata).shape, overrides))
+            logger.info("%s: %s", path.name, foreign_summary(metadata, input_spec(session, metadata), overrides))
         fixed = fixed_batch(session, metadata)
         if fixed is not None and fixed != batch:
             logger.warning(
@@ -287,6 +287,8 @@ class Model:
             self._check_batch(batch)
         if self._nchw:
             batch = batch.transpose(0, 3, 1, 2)
+        if self._dtype == np.uint8 and batch.dtype != np.uint8:  # pixels: rounded and held to 0-255, never wrapped
+            batch = np.clip(np.rint(batch), 0, 255)
         if batch.dtype != self._dtype or not batch.flags.c_contiguous:
             batch = np.ascontiguousarray(batch, dtype=self._dtype)
         return batch

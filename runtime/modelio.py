@@ -22,8 +22,15 @@ from .modelfile import ModelError
 LAYOUTS = ("nchw", "nhwc")
 
 
-#: onnxruntime input types edgerun can feed: its float32 images, cast to the model's float type.
-INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+#: onnxruntime input types edgerun can feed: its float32 images, cast to the model's type. A uint8
+#: input takes the pixels 0-255 as they are (the model scales them itself: scale 1, no mean or std).
+INPUT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+}
+PIXELS_IN = "tensor(uint8)"
 
 
 def whole(value: object) -> bool:
@@ -86,13 +93,17 @@ def infer_foreign(inputs, outputs, overrides: Overrides) -> ModelMetadata:
         output_name=outputs[0].name,
         input_shape=tuple(shape),
         preprocessing=Preprocessing(
-            recipe="generic", size=(h, w), color="gray" if gray else "RGB", scale=1 / 255.0, resize="area"
+            recipe="generic",
+            size=(h, w),
+            color="gray" if gray else "RGB",
+            scale=1.0 if inp.type == PIXELS_IN else 1 / 255.0,  # uint8: the pixels themselves
+            resize="area",
         ),
         output_kind="logits",  # checked per batch: rows that already sum to 1 are left alone
     )
 
 
-def foreign_summary(metadata: ModelMetadata, shape: list, overrides: Overrides) -> str:
+def foreign_summary(metadata: ModelMetadata, spec, overrides: Overrides) -> str:
     """What edgerun will feed a model without its metadata, in one line: each guess with the option
     that changes it, each value the user gave marked so. A user can check it before trusting answers."""
     pre = metadata.preprocessing
@@ -105,15 +116,21 @@ def foreign_summary(metadata: ModelMetadata, shape: list, overrides: Overrides) 
     h, w = pre.size
     labels = "given" if overrides.labels is not None else "named by index; --labels FILE names them"
     return (
-        f"no edgerun metadata, input {list(shape)} read as: "
+        f"no edgerun metadata, input {list(spec.shape)} read as: "
         + ", ".join(
             (
                 part(metadata.layout, overrides.layout, "--layout"),
                 part(f"{h}x{w}, each frame stretched to it", overrides.size, "--size"),
                 part("gray" if pre.color == "gray" else "RGB", overrides.gray, "--gray"),
-                part(f"pixels x {scale}", overrides.scale, "--scale"),
-                part(f"- mean {mean}", overrides.mean, "--mean"),
-                part(f"/ std {std}", overrides.std, "--std"),
+                *(
+                    ("uint8 pixels 0-255 as they are (the model scales them)",)
+                    if spec.type == PIXELS_IN
+                    else (
+                        part(f"pixels x {scale}", overrides.scale, "--scale"),
+                        part(f"- mean {mean}", overrides.mean, "--mean"),
+                        part(f"/ std {std}", overrides.std, "--std"),
+                    )
+                ),
                 f"{len(metadata.classes)} classes ({labels})",
             )
         )
@@ -178,19 +195,26 @@ def check_io(session, metadata: ModelMetadata) -> None:
 
 
 def check_input(spec, metadata: ModelMetadata) -> None:
-    """Refuse an input edgerun cannot feed: a type that is not float, or a fixed size or channel
+    """Refuse an input edgerun cannot feed: a type that is not float or uint8 (scaled by the model itself),
+    or a fixed size or channel
     count that the preprocessing (the model's metadata and the user's options) would not make."""
     if spec.type not in INPUT_DTYPES:
         raise ModelError(
             f"input {spec.name!r} takes {spec.type}, but edgerun feeds images as float32 (pixels x scale, "
-            "- mean, / std); re-export the model with a float input (put the cast and scaling inside the "
-            "graph), or run it with onnxruntime directly"
+            "- mean, / std) or uint8 pixels; re-export the model with a float or uint8 input (put the cast and "
+            "scaling inside the graph), or run it with onnxruntime directly"
+        )
+    pre = metadata.preprocessing
+    if spec.type == PIXELS_IN and (pre.scale != 1.0 or any(pre.mean) or any(v != 1.0 for v in pre.std)):
+        raise MetadataError(
+            f"input {spec.name!r} takes uint8 pixels 0-255 as they are, but the preprocessing makes pixels x "
+            f"{pre.scale:g} - mean {list(pre.mean)} / std {list(pre.std)}; a uint8 input scales them itself: "
+            "leave --scale, --mean and --std unset (scale=, mean=, std= in edgerun.load)"
         )
     shape = list(spec.shape)
     if len(shape) != 4:
         return
     _, h, w, c = nhwc(shape, metadata)
-    pre = metadata.preprocessing
     made = tuple(pre.size) if pre.size else (None, None)
     for axis, fixed, ours in (("height", h, made[0]), ("width", w, made[1])):
         if whole(fixed) and whole(ours) and fixed != ours:

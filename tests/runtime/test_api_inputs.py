@@ -252,11 +252,33 @@ def typed_input_model(path, elem_type, batch="batch"):
     return _save(graph, path)
 
 
-@pytest.mark.parametrize(("elem_type", "name"), [(TensorProto.UINT8, "uint8"), (TensorProto.INT64, "int64")])
-def test_a_model_with_an_integer_input_is_refused_at_load(tmp_path, elem_type, name):
-    path = typed_input_model(tmp_path / "u8.onnx", elem_type)
-    with pytest.raises(ModelError, match=rf"input 'x' takes tensor\({name}\), but edgerun feeds images as float32"):
+@pytest.mark.parametrize(("elem_type", "name"), [(TensorProto.INT64, "int64"), (TensorProto.INT8, "int8")])
+def test_a_model_with_another_integer_input_is_refused_at_load(tmp_path, elem_type, name):
+    path = typed_input_model(tmp_path / "i.onnx", elem_type)
+    with pytest.raises(ModelError, match=rf"input 'x' takes tensor\({name}\), but edgerun feeds .* or uint8 pixels"):
         edgerun.load(path, tune=False)
+
+
+def test_a_model_with_a_uint8_input_is_fed_the_pixels_as_onnxruntime_would_be(tmp_path):
+    """Models that scale their own input take uint8 pixels (TFLite conversions, vendor models); they
+    were refused at load. Now they get the pixels 0-255 as they are and answer as onnxruntime does."""
+    import onnxruntime as ort
+
+    path = typed_input_model(tmp_path / "u8.onnx", TensorProto.UINT8)
+    frame = (np.arange(28 * 28).reshape(28, 28) * 7 % 256).astype(np.uint8)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"x": frame[None, :, :, None]})[0][0].astype(np.float64)
+    want = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    model = edgerun.load(path, tune=False)
+    (got,) = model(frame)
+    assert got.ok and got.class_id == int(np.argmax(want)) and got.score == pytest.approx(want.max(), rel=1e-5)
+    # Model.run's float batch is rounded and held to 0-255, never wrapped around
+    batch = np.full((1, 28, 28, 1), 300.0, np.float32)
+    clipped = session.run(None, {"x": np.full((1, 28, 28, 1), 255, np.uint8)})[0]
+    np.testing.assert_allclose(model.run(batch), model.run(np.full((1, 28, 28, 1), 255, np.uint8)), rtol=1e-6)
+    assert np.argmax(model.run(batch)) == np.argmax(clipped)
+    with pytest.raises(MetadataError, match="takes uint8 pixels 0-255 as they are.*leave --scale, --mean and --std"):
+        edgerun.load(path, mean=0.5, tune=False)
 
 
 @pytest.mark.parametrize("elem_type", [TensorProto.FLOAT16, TensorProto.DOUBLE])
