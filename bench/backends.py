@@ -83,7 +83,8 @@ class EdgerunBackend(Backend):
                 logger.info("%s: batch %d runs tuned: %s", self.path.name, x.shape[0], settings.label())
                 model = self._load(settings.apply(self.config))
         model.warmup(x.shape)
-        return Prepared(lambda: model.run(x), model.providers)
+        feed = model.feed(x)  # the model's own layout and type, once, as the peers are fed
+        return Prepared(lambda: model.run(feed), model.providers)
 
 
 class OrtRawBackend(Backend):

@@ -128,6 +128,9 @@ class Model:
         # The hot path's one comparison: (H, W, C) when the model fixes all three, else None.
         tail = tuple(self._expected[1:]) if self._expected is not None else ()
         self._tail = tail if len(tail) == 3 and all(whole(d) for d in tail) else None
+        # The model's own (C, H, W) where it differs from NHWC's: run() takes such a batch as is (see feed()).
+        native = (self._tail[2], self._tail[0], self._tail[1]) if self._nchw and self._tail else None
+        self._native_tail = native if native != self._tail else None
         self._warm: set[tuple[int, ...]] = set()
         self._lock = threading.Lock()
         self._binder = None  # CPU IO binding with pre-allocated outputs: see bind_outputs()
@@ -277,7 +280,26 @@ class Model:
             f"got {got}{hint or '; to run frames or files, call the model: model(x) or model.predict(frames)'}"
         )
 
+    def feed(self, batch: np.ndarray) -> np.ndarray:
+        """``batch`` (NHWC float32, as :meth:`run` takes it) in the model's own layout and input type:
+        what onnxruntime is given. :meth:`run` takes such a batch as it is, so a caller that runs one
+        batch many times (``edgerun bench``, as its peers are fed) converts it once.
+
+        Raises:
+            ModelError: as :meth:`run`.
+        """
+        return self._feed(batch)
+
     def _feed(self, batch: np.ndarray) -> np.ndarray:
+        if (  # already the model's own NCHW input (feed()): as it is
+            self._native_tail is not None
+            and type(batch) is np.ndarray
+            and batch.shape[1:] == self._native_tail
+            and batch.dtype == self._dtype
+            and batch.flags.c_contiguous
+            and (batch.shape[0] == self._fixed_batch if self._fixed_batch else batch.shape[0] > 0)
+        ):
+            return batch
         if not (  # the common case in one test (a batch-1 call is ~170 us: the full checks cost 2%)
             type(batch) is np.ndarray
             and batch.dtype == self._dtype
@@ -316,6 +338,7 @@ class Model:
         """Run a preprocessed NHWC float32 batch; returns probabilities (softmax applied to logits).
 
         One onnxruntime call: the batch's shape must be the model's (see :meth:`expected_batch`).
+        A batch already in the model's own layout and type (:meth:`feed`) goes in as it is.
 
         Raises:
             ModelError: not a numeric 4-D array of the model's input shape (the message gives it).

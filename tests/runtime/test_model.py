@@ -210,3 +210,17 @@ def test_a_dynamic_size_refusal_names_the_api_keyword_too(tmp_path):
     path = make_model(tmp_path / "f.onnx", ["batch", 1, "h", "w"])
     with pytest.raises(ModelError, match=r"--size H W \(in edgerun.load: size=\(H, W\)\)"):
         Model.load(path)
+
+
+def test_a_batch_in_the_models_own_layout_and_type_goes_in_as_it_is(tmp_path):
+    """feed() converts NHWC float32 to what onnxruntime is given (NCHW here); run() takes that
+    as it is, so a benchmark converts once, as its peers are fed (it transposed every call)."""
+    model = Model.load(make_model(tmp_path / "f.onnx", ["batch", 3, 8, 6]), SessionConfig(provider="cpu"))
+    x = np.random.default_rng(2).random((4, 8, 6, 3), dtype=np.float32)
+    native = model.feed(x)
+    assert native.shape == (4, 3, 8, 6) and native.flags.c_contiguous
+    np.testing.assert_array_equal(native, x.transpose(0, 3, 1, 2))
+    assert model._feed(native) is native  # no copy, no transpose
+    np.testing.assert_allclose(model.run(native), model.run(x), rtol=1e-6)
+    with pytest.raises(ModelError, match=r"NHWC"):
+        model.run(native[:, :2])  # neither layout: refused as before
