@@ -79,6 +79,25 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+def check_batch(batch: object) -> int:
+    """``batch`` as an int: inputs per inference call, 1 to :data:`MAX_BATCH` (a numpy integer too).
+
+    Raises:
+        SessionConfigError: anything else (0, -1, True, 1.5, "4", 2000), saying what is allowed.
+    """
+    if not whole(batch) or not 1 <= batch <= MAX_BATCH:
+        raise SessionConfigError(f"batch must be a whole number from 1 to {MAX_BATCH}, got {describe(batch)}")
+    return int(batch)
+
+
+def _check_max_frames(max_frames: object) -> int | None:
+    if max_frames is not None and not (whole(max_frames) and max_frames >= 1):
+        raise SessionConfigError(
+            f"max_frames must be a whole number >= 1 (or None: every input), got {describe(max_frames)}"
+        )
+    return None if max_frames is None else int(max_frames)
+
+
 class _ClosedSession:
     """Stands in for the session of a closed :class:`Model`: any use says so (the hot path stays
     free of a check; the call itself finds the session gone)."""
@@ -193,8 +212,7 @@ class Model:
                 with the graph (class names vs output width, task vs output shape).
         """
         ort = import_onnxruntime()
-        if not whole(batch) or not 1 <= batch <= MAX_BATCH:
-            raise SessionConfigError(f"batch must be a whole number from 1 to {MAX_BATCH}, got {describe(batch)}")
+        batch = check_batch(batch)
         config = config or SessionConfig()
         overrides = overrides or Overrides()
         path = resolve_model_path(path)
@@ -448,7 +466,10 @@ class Model:
 
         Raises:
             SourceError: anything else (a path string, None, an item that is no frame or path).
+            SessionConfigError: ``batch`` not a whole number from 1 to 1024 (None: the model's own).
         """
+        if batch is not None:
+            check_batch(batch)
         items = in_memory(frames)
         if items is None:
             hint = ""
@@ -470,14 +491,19 @@ class Model:
             SourceError: an input of no accepted kind (the message lists them), or a source
                 that cannot be opened.
             ModelError: the model was closed (:meth:`close`).
+            SessionConfigError: ``batch`` not a whole number from 1 to 1024 (None: the model's
+                own), or ``max_frames`` not a whole number >= 1 (None: every input).
         """
         if self.closed:  # not an input's fault: raise, rather than an error record per input
             raise closed_error(self.path)
+        # None is the model's own; 0 or False once fell back to it silently, and -1 was a bare ValueError
+        batch = self.batch if batch is None else check_batch(batch)
+        max_frames = _check_max_frames(max_frames)
         if isinstance(source, (np.ndarray, list, tuple)):
             source = ArraySource(in_memory(source))
         elif not isinstance(source, Source):
             source = open_source(openable(source, "model.stream"))
-        config = PipelineConfig(batch=batch or self.batch, max_frames=max_frames, threaded=threaded)
+        config = PipelineConfig(batch=batch, max_frames=max_frames, threaded=threaded)
         return Pipeline(self, config).results(source)
 
     def __call__(self, x, batch: int | None = None) -> list[Result]:
@@ -487,8 +513,11 @@ class Model:
         directory; a glob; a stream URL; a camera index (int); a numpy frame (HxW, or HxWxC
         with C 1, 3 or 4); a 4-D array NxHxWxC (N frames); or a list, tuple or other iterable
         (a generator: read to its end first) of frames and image paths. An input that cannot
-        be read is an error result; ``x`` of none of these kinds raises :class:`SourceError`.
+        be read is an error result; ``x`` of none of these kinds raises :class:`SourceError`,
+        and ``batch`` other than None or a whole number from 1 to 1024 :class:`SessionConfigError`.
         """
+        if batch is not None:  # before a source is opened (a camera, a stream)
+            check_batch(batch)
         items = in_memory(x)
         if items is not None:
             return list(self.stream(ArraySource(items), batch=batch, threaded=False))

@@ -1,0 +1,47 @@
+"""A hostile-input sweep of the Python API: each test is an input a user passed that was misread,
+silently ignored, or refused with a bare Python, numpy or onnxruntime error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgerun
+from edgerun.runtime.model import SessionConfigError
+
+
+@pytest.fixture(scope="module")
+def model():
+    return edgerun.load("mnist_cnn", tune=False)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_test):
+    images, labels = mnist_test
+    return images[:5, ..., None], [str(v) for v in labels[:5]]
+
+
+@pytest.mark.parametrize("batch", [0, False, True, -1, 1.5, 2.0, "4", 1025])
+@pytest.mark.parametrize("call", ["__call__", "predict", "stream"])
+def test_a_per_call_batch_out_of_range_is_refused_as_load_refuses_it(model, digits, call, batch):
+    # 0 and False fell back to the model's batch silently, True ran as 1, the rest were bare ValueErrors
+    with pytest.raises(SessionConfigError, match=r"batch must be a whole number from 1 to 1024, got"):
+        list(getattr(model, call)(digits[0], batch=batch))
+
+
+@pytest.mark.parametrize("call", ["__call__", "predict", "stream"])
+def test_a_per_call_batch_may_be_a_numpy_integer_as_at_load(model, digits, call):
+    images, labels = digits
+    assert [r.label for r in getattr(model, call)(images, batch=np.int64(4))] == labels
+
+
+@pytest.mark.parametrize("max_frames", [0, -1, 1.5, "2", True])
+def test_stream_max_frames_out_of_range_is_refused_not_a_crash_in_the_reader_thread(model, digits, max_frames):
+    # '2' killed the reader thread with a TypeError traceback and gave no results; -1 gave none, silently
+    with pytest.raises(SessionConfigError, match="max_frames must be a whole number >= 1"):
+        model.stream(digits[0], max_frames=max_frames)
+
+
+def test_stream_max_frames_stops_after_that_many(model, digits):
+    images, labels = digits
+    assert [r.label for r in model.stream(images, max_frames=np.int64(2))] == labels[:2]
