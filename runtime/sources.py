@@ -316,7 +316,8 @@ def open_source(spec, live_options=None, capture_factory=None) -> Source:
         return ArraySource(check_items(spec))
     if isinstance(spec, Source) and not isinstance(spec, (str, Path)):
         return spec
-    spec = str(spec)
+    # the path an os.PathLike names (str() of one that is not a Path is its repr); bytes decoded as os does
+    spec = os.fsdecode(spec) if isinstance(spec, os.PathLike) else str(spec)
     if not spec.strip():  # '' would read the working folder, as Path('') is '.'
         raise SourceError(
             f"the source is empty ({spec!r}); expected a camera index, file, directory, glob or URL "

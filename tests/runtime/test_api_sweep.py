@@ -45,3 +45,33 @@ def test_stream_max_frames_out_of_range_is_refused_not_a_crash_in_the_reader_thr
 def test_stream_max_frames_stops_after_that_many(model, digits):
     images, labels = digits
     assert [r.label for r in model.stream(images, max_frames=np.int64(2))] == labels[:2]
+
+
+class _PathLike:
+    """An os.PathLike that is not a pathlib.Path (a user's own path type, a pytest LocalPath...)."""
+
+    def __init__(self, path) -> None:
+        self._path = path
+
+    def __fspath__(self):
+        return self._path
+
+
+@pytest.fixture(scope="module")
+def png_dir(digits, tmp_path_factory):
+    import cv2
+
+    folder = tmp_path_factory.mktemp("pngs")
+    for i, image in enumerate(digits[0]):
+        cv2.imwrite(str(folder / f"{i}.png"), image)
+    return folder
+
+
+@pytest.mark.parametrize("encode", [False, True])
+def test_any_os_pathlike_names_its_path_not_its_repr(model, digits, png_dir, encode):
+    # was "<...PL object at 0x...> does not exist": open_source took str() of it
+    path = str(png_dir)
+    for source in (_PathLike(path.encode() if encode else path), _PathLike(str(png_dir / "0.png"))):
+        results = model(source)
+        assert results and all(r.ok for r in results), [r.error for r in results]
+    assert [r.label for r in model(_PathLike(path))] == digits[1]
