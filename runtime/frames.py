@@ -8,8 +8,9 @@ of no accepted kind (:func:`openable`), so every entry point accepts and refuses
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -157,9 +158,17 @@ def in_memory(x) -> list | None:
         SourceError: an array of no frame shape, or an item that is neither a frame nor a path.
     """
     if isinstance(x, np.ndarray):
-        return split_frames(x)
-    if isinstance(x, (str, bytes, bytearray, memoryview, os.PathLike, Mapping, Source)) or not isinstance(x, Iterable):
+        # np.matrix stays 2-D under every operation: its frames failed in preprocessing with numpy's words
+        return split_frames(np.asarray(x) if isinstance(x, np.matrix) else x)
+    # an open file iterates its lines, which are no frames: openable says what to pass instead
+    unopened = (str, bytes, bytearray, memoryview, os.PathLike, Mapping, Source, io.IOBase)
+    if isinstance(x, unopened) or not isinstance(x, Iterable):
         return None
+    if isinstance(x, Set):
+        raise SourceError(
+            f"got {describe(x)}: a set has no order, so its results could not be told apart; "
+            "pass a list (sorted(inputs)) to get one result per input, in that order"
+        )
     return check_items(x)
 
 
@@ -176,6 +185,11 @@ def openable(x, caller: str):
         return int(x)
     if whole:
         hint = "; a camera index is 0 or more"
+    elif isinstance(x, io.IOBase):
+        hint = (
+            "; an open file: pass its path (model(f.name)), or decode its bytes "
+            "(cv2.imdecode(np.frombuffer(f.read(), np.uint8), -1))"
+        )
     elif isinstance(x, (bytes, bytearray, memoryview)):
         hint = (
             "; a path given as bytes: decode it (data.decode()); encoded image bytes: decode the image "

@@ -75,3 +75,30 @@ def test_any_os_pathlike_names_its_path_not_its_repr(model, digits, png_dir, enc
         results = model(source)
         assert results and all(r.ok for r in results), [r.error for r in results]
     assert [r.label for r in model(_PathLike(path))] == digits[1]
+
+
+def test_an_open_file_is_refused_with_what_to_pass_instead(model, png_dir):
+    # a file object iterates its lines: "item 0 of the inputs is bytes (128 bytes)"
+    import io
+
+    with open(png_dir / "0.png", "rb") as handle:
+        for x in (handle, io.BytesIO(handle.read())):
+            with pytest.raises(edgerun.SourceError, match=r"an open file: pass its path \(model\(f.name\)\)"):
+                model(x)
+            with pytest.raises(edgerun.SourceError, match="predict takes frames in memory"):
+                model.predict(x)
+
+
+@pytest.mark.parametrize("make", [set, frozenset])
+def test_a_set_is_refused_as_it_has_no_order(model, png_dir, make):
+    paths = make(str(p) for p in png_dir.glob("*.png"))
+    with pytest.raises(edgerun.SourceError, match=r"a set has no order.*pass a list \(sorted\(inputs\)\)"):
+        model(paths)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_a_numpy_matrix_is_one_frame_like_any_2d_array(model, digits):
+    # np.matrix stays 2-D when indexed: preprocessing failed with numpy's own concatenate message
+    image = digits[0][0, :, :, 0]
+    (result,) = model(np.asmatrix(image))
+    assert result.ok and result.label == digits[1][0]
