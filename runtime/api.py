@@ -10,7 +10,7 @@ from dataclasses import fields
 from .frames import describe
 from .heads import HeadOptions
 from .metadata import MetadataError, read_labels
-from .model import Model, Overrides, SessionConfig
+from .model import Model, Overrides, SessionConfig, SessionConfigError
 
 
 def _labels(value) -> tuple[str, ...]:
@@ -93,12 +93,17 @@ def load(model: str | os.PathLike, **options) -> Model:
         MetadataError: the model's metadata, or a describing option (``labels``, ``size``...)
             that is malformed or disagrees with the graph.
         ProviderError: an explicit GPU provider that cannot run here.
-        SessionConfigError: ``batch``, ``threads``, ``optimization`` or ``execution_mode`` out of range.
+        SessionConfigError: ``batch``, ``threads``, ``optimization`` or ``execution_mode`` out of
+            range, or ``tune``, ``spinning``, ``io_binding`` or ``prepack`` not True or False.
         HeadOptionsError: ``topk`` or ``threshold`` out of range.
         ImportError: onnxruntime or OpenCV missing (the message names the extra to install).
         TypeError: an unknown option.
     """
-    tune = bool(options.pop("tune", True))
+    tune = options.pop("tune", True)
+    if not isinstance(tune, bool):  # bool("no") is True
+        raise SessionConfigError(
+            f"tune must be True (use what edgerun tune measured here) or False, got {describe(tune)}"
+        )
     config, overrides, head, batch = _split(options)
     keep = tuple(
         name for name in ("threads", "spinning", "optimization", "execution_mode", "io_binding") if name in options

@@ -14,6 +14,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from .frames import describe
+
 logger = logging.getLogger(__name__)
 
 OPTIMIZATION_LEVELS = ("basic", "extended", "all")
@@ -47,8 +51,21 @@ class SessionConfig:
 
     def __post_init__(self) -> None:
         threads = self.threads
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        whole = isinstance(threads, (int, np.integer)) and not isinstance(threads, bool)
+        if threads is not None and not (whole and threads >= 1):
             raise SessionConfigError(f"threads must be a whole number >= 1 (or None: all cores), got {threads!r}")
+        if threads is not None:  # np.int64(2) as 2: onnxruntime's options take a Python int
+            object.__setattr__(self, "threads", int(threads))
+        for name in ("spinning", "io_binding", "prepack"):  # "no" is truthy: it switched spinning on
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise SessionConfigError(f"{name} must be True or False, got {describe(getattr(self, name))}")
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        if self.graph is not None:
+            if not isinstance(self.graph, (str, os.PathLike)) or isinstance(os.fspath(self.graph), bytes):
+                raise SessionConfigError(
+                    f"graph must be the path of a tuned graph file (str or Path) or None, got {describe(self.graph)}"
+                )
+            object.__setattr__(self, "graph", os.fspath(self.graph))
         if self.optimization not in OPTIMIZATION_LEVELS:
             raise SessionConfigError(
                 f"optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {self.optimization!r}"

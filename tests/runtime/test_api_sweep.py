@@ -102,3 +102,25 @@ def test_a_numpy_matrix_is_one_frame_like_any_2d_array(model, digits):
     image = digits[0][0, :, :, 0]
     (result,) = model(np.asmatrix(image))
     assert result.ok and result.label == digits[1][0]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"spinning": "no"}, "spinning must be True or False, got str 'no'"),  # "no" switched spinning on
+        ({"io_binding": "yes"}, "io_binding must be True or False"),
+        ({"prepack": 0}, "prepack must be True or False, got int 0"),
+        ({"tune": "no"}, "tune must be True .* or False, got str 'no'"),
+        ({"tune": None}, "tune must be True .* or False, got None"),
+        ({"graph": 1}, r"graph must be the path of a tuned graph file \(str or Path\) or None, got int 1"),
+    ],
+)
+def test_switches_and_the_graph_file_are_checked_at_load(options, message):
+    with pytest.raises(SessionConfigError, match=message):
+        edgerun.load("mnist_cnn", **options)
+
+
+def test_threads_may_be_a_numpy_integer_as_batch_and_topk_may(digits):
+    images, labels = digits
+    model = edgerun.load("mnist_cnn", tune=False, threads=np.int64(1), spinning=np.bool_(False), batch=np.int64(2))
+    assert [r.label for r in model(images)] == labels
