@@ -7,10 +7,13 @@ import os
 import re
 from dataclasses import fields
 
+import numpy as np
+
 from .frames import describe
 from .heads import HeadOptions
 from .metadata import MetadataError, read_labels
 from .model import Model, Overrides, SessionConfig, SessionConfigError
+from .modelio import whole
 
 
 def _labels(value) -> tuple[str, ...]:
@@ -18,6 +21,8 @@ def _labels(value) -> tuple[str, ...]:
     blank lines and ``#`` comments skipped) read as ``edgerun run --labels`` reads it."""
     if isinstance(value, (str, os.PathLike)):
         return read_labels(value)
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
     if isinstance(value, (list, tuple)):
         return tuple(value)  # each a non-empty string: Overrides checks
     raise MetadataError(
@@ -40,16 +45,47 @@ def _size(value) -> tuple[int, int]:
                 f"size {value!r}: expected 'H W' (or one number for a square), got {len(sizes)} numbers"
             )
         return (sizes[0], sizes[-1])
-    if isinstance(value, int) and not isinstance(value, bool):
+    if whole(value):
         return (value, value)  # Overrides checks it is at least 1
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
     if isinstance(value, (list, tuple)):
         return tuple(value)
     raise MetadataError(f"size must be an int (a square), (height, width) or 'H W', got {describe(value)}")
 
 
 def _per_channel(value) -> tuple:
-    """Per-channel values: one number (every channel), or a list or tuple of them."""
+    """Per-channel values: one number (every channel), or a list, tuple or 1-D array of them."""
+    if isinstance(value, np.ndarray) and value.ndim <= 1:  # np.zeros(1) was one 'value', an array
+        value = value.tolist()
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+
+#: Other libraries' names for edgerun's options (Ultralytics, timm, onnxruntime).
+ALIASES = {
+    "batch_size": "batch",
+    "device": "provider",
+    "providers": "provider",
+    "conf": "threshold",
+    "k": "topk",
+    "top_k": "topk",
+    "imgsz": "size",
+    "input_size": "size",
+    "names": "labels",
+    "classes": "labels",
+    "num_threads": "threads",
+    "intra_op_num_threads": "threads",
+}
+
+
+def _nearest(name: str, known: set[str]) -> str | None:
+    """The known option a mistyped or foreign ``name`` most likely means, if any."""
+    import difflib
+
+    if name in ALIASES:
+        return ALIASES[name]
+    close = difflib.get_close_matches(name.lower(), sorted(known), n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _split(options: dict) -> tuple[SessionConfig, Overrides, HeadOptions, int]:
@@ -57,7 +93,11 @@ def _split(options: dict) -> tuple[SessionConfig, Overrides, HeadOptions, int]:
     known = set().union(*groups.values(), {"batch"})
     unknown = sorted(set(options) - known)
     if unknown:
-        raise TypeError(f"edgerun.load() got unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        hints = [f"{name!r}: did you mean {_nearest(name, known)!r}?" for name in unknown if _nearest(name, known)]
+        raise TypeError(
+            f"edgerun.load() got unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            + (f" ({'; '.join(hints)})" if hints else "")
+        )
     values = {cls: {k: v for k, v in options.items() if k in names} for cls, names in groups.items()}
     convert = {"size": _size, "labels": _labels, "mean": _per_channel, "std": _per_channel}
     for key, parse in convert.items():

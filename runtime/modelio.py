@@ -281,3 +281,13 @@ class Overrides:
             raise MetadataError(
                 f"labels must be class names (non-empty strings), one per output, got {describe(self.labels)}"
             )
+        # numpy numbers pass the checks above but not the metadata's (np.float32(0.5) was refused there)
+        if self.size is not None:
+            object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+        if self.scale is not None:
+            object.__setattr__(self, "scale", float(self.scale))
+        for name in ("mean", "std"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(str(v) for v in self.labels))

@@ -124,3 +124,30 @@ def test_threads_may_be_a_numpy_integer_as_batch_and_topk_may(digits):
     images, labels = digits
     model = edgerun.load("mnist_cnn", tune=False, threads=np.int64(1), spinning=np.bool_(False), batch=np.int64(2))
     assert [r.label for r in model(images)] == labels
+
+
+def test_describing_options_take_numpy_values(digits):
+    # size (np.int64(28), 28) and mean np.float32 passed edgerun.load's checks, then the metadata refused
+    # them ("must be [height, width] of whole numbers"); mean=np.zeros(1) was read as one value, an array
+    images, labels = digits
+    model = edgerun.load(
+        "mnist_cnn",
+        tune=False,
+        size=(np.int64(28), 28),
+        scale=np.float32(1 / 255),
+        mean=np.zeros(1),
+        std=np.float64(1.0),
+        labels=np.array([str(i) for i in range(10)]),
+    )
+    assert model.metadata.preprocessing.size == (28, 28) and model.classes == tuple("0123456789")
+    assert [r.label for r in model(images)] == labels
+    assert edgerun.load("mnist_cnn", tune=False, size=np.array([28, 28])).metadata.preprocessing.size == (28, 28)
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [("Topk", "topk"), ("top_k", "topk"), ("batch_size", "batch"), ("device", "provider"), ("treshold", "threshold")],
+)
+def test_an_unknown_option_says_which_known_one_it_may_mean(name, meant):
+    with pytest.raises(TypeError, match=rf"unknown option\(s\) {name}; known: .*'{name}': did you mean '{meant}'\?"):
+        edgerun.load("mnist_cnn", **{name: 1})
