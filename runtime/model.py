@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -359,19 +360,25 @@ class Model:
         A batch already in the model's own layout and type (:meth:`feed`) goes in as it is.
 
         Raises:
-            ModelError: not a numeric 4-D array of the model's input shape (the message gives it).
+            ModelError: not a numeric 4-D array of the model's input shape (the message gives it),
+                or onnxruntime could not run it (an input smaller than the model can take, ...).
         """
         feed = self._feed(batch)
-        if self._iobinding:
-            binding = self.session.io_binding()
-            binding.bind_cpu_input(self._input, feed)
-            binding.bind_output(self._outputs[0], "cuda")
-            self.session.run_with_iobinding(binding)
-            out = binding.copy_outputs_to_cpu()[0]
-        elif self._binder is not None:
-            out = self._binder.run(feed)
-        else:
-            out = self.session.run(self._outputs, {self._input: feed})[0]
+        try:  # free unless it raises (Python 3.11)
+            if self._iobinding:
+                binding = self.session.io_binding()
+                binding.bind_cpu_input(self._input, feed)
+                binding.bind_output(self._outputs[0], "cuda")
+                self.session.run_with_iobinding(binding)
+                out = binding.copy_outputs_to_cpu()[0]
+            elif self._binder is not None:
+                out = self._binder.run(feed)
+            else:
+                out = self.session.run(self._outputs, {self._input: feed})[0]
+        except ModelError:  # closed
+            raise
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise self._run_failure(feed, exc) from exc
         if out.ndim < 2 or out.shape[0] != len(feed):
             raise ModelError(
                 f"the model returned shape {out.shape} for a batch of {len(feed)}; expected one row per input "
@@ -386,6 +393,17 @@ class Model:
             if not is_prob:
                 out = softmax(out)
         return out
+
+    def _run_failure(self, feed: np.ndarray, exc: Exception) -> ModelError:
+        """onnxruntime's refusal of a batch that passed edgerun's checks, in one line, with the
+        smallest input a model of any input size takes where its metadata says (its window)."""
+        reason = re.sub(r"/onnxruntime_src/\S+ [^(]*\([^)]*\) ", "", _short(exc))
+        shape = tuple(feed.transpose(0, 2, 3, 1).shape) if self._nchw else tuple(feed.shape)
+        window = self.metadata.preprocessing.window
+        hint = ""
+        if self._tail is None and window and min(shape[1:3]) < window:
+            hint = f"; this model needs inputs of at least {window}x{window} pixels (its window)"
+        return ModelError(f"onnxruntime could not run a batch of shape {shape} (NHWC): {reason}{hint}")
 
     def warmup(self, batch_shape: tuple[int, ...]) -> None:
         """Run once per new input shape so the first real call is not the slow one."""

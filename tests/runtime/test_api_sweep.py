@@ -3,6 +3,8 @@ silently ignored, or refused with a bare Python, numpy or onnxruntime error."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -151,3 +153,13 @@ def test_describing_options_take_numpy_values(digits):
 def test_an_unknown_option_says_which_known_one_it_may_mean(name, meant):
     with pytest.raises(TypeError, match=rf"unknown option\(s\) {name}; known: .*'{name}': did you mean '{meant}'\?"):
         edgerun.load("mnist_cnn", **{name: 1})
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 9, 1), (2, 27, 100, 1), (1, 1, 1, 1)])
+def test_run_on_a_batch_onnxruntime_refuses_is_a_model_error_saying_the_smallest_input(mnist_fcn, shape):
+    # was onnxruntime's own InvalidArgument ("Non-zero status code returned while running Conv node")
+    localizer = edgerun.load(mnist_fcn, tune=False)
+    pattern = rf"could not run a batch of shape {re.escape(str(shape))} .* at least 28x28 pixels"
+    with pytest.raises(edgerun.ModelError, match=pattern):
+        localizer.run(np.zeros(shape, np.float32))
+    assert localizer.run(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 1, 1, 10)
