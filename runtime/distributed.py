@@ -128,11 +128,21 @@ def enumerate_inputs(spec) -> Inputs:
     Raises:
         SourceError: what ``open_source`` refuses, and live sources and videos, which stay local.
     """
+    import os
+
+    from .frames import in_memory, openable
     from .httpprobe import shown
     from .sources import ArraySource, IdxImages, ImageFiles, input_files, open_source, source_kind
 
-    if isinstance(spec, (str, Path)):
-        kind = source_kind(str(spec))
+    items = in_memory(spec)  # arrays, lists and generators as model(x) takes them
+    spec = ArraySource(items) if items is not None else openable(spec, "the Ray engine")
+    if isinstance(spec, int):  # a camera index: refused before the camera is opened
+        raise SourceError(
+            f"camera {spec} is a camera and stays local ({LOCAL_ONLY['camera']}); run it without the Ray engine"
+        )
+    if isinstance(spec, (str, os.PathLike)):
+        spec = os.fsdecode(spec)
+        kind = source_kind(spec)
         if kind in LOCAL_ONLY:
             raise SourceError(
                 f"{shown(str(spec))} is a {kind} and stays local ({LOCAL_ONLY[kind]}); run it without --engine ray"
@@ -385,10 +395,12 @@ def predict(
             or Ray could not connect (raised as the results are read).
         RayMissing: Ray is not installed.
     """
-    from .api import load
+    from .api import _split, load
 
     require_ray()
     check_workers(workers)
+    # the options as given: threads=0 passed here (overridden below) and failed on every worker
+    _split({**{k: v for k, v in options.items() if k != "tune"}, "batch": batch})
     load(model, **{**options, "provider": "cpu", "threads": 1, "tune": False}, batch=batch)  # the workers' load, here
     inputs = enumerate_inputs(source)
     check_address(address)

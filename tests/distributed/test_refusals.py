@@ -147,6 +147,9 @@ def test_a_port_that_answers_but_not_as_ray_is_refused():
         ({"address": "::::"}, "ClusterError", "the Ray address '::::' is not HOST:PORT"),
         ({"address": "ray://"}, "ClusterError", "the Ray address 'ray://' names no HOST:PORT"),
         ({"address": 6379}, "ClusterError", "the Ray address must be a str such as '127.0.0.1:6379', got int"),
+        # these passed at the call (it loads with threads=1) and failed on every worker
+        ({"threads": 0}, "SessionConfigError", "threads must be a whole number >= 1"),
+        ({"spinning": "no"}, "SessionConfigError", "spinning must be True or False"),
     ],
 )
 def test_python_api_checks_its_arguments_at_the_call(tmp_path, kwargs, error, message):
@@ -159,6 +162,41 @@ def test_python_api_checks_its_arguments_at_the_call(tmp_path, kwargs, error, me
         distributed.predict("mnist_cnn", tmp_path / "in", **kwargs)  # raised here, not when iterated
     assert isinstance(caught.value, (ValueError, edgerun.EngineError))
     assert not _ray_started()
+
+
+@needs_ray
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (None, r"the Ray engine cannot run None: expected .*path"),  # was "None does not exist"
+        ({"a": 1}, "the Ray engine cannot run a dict"),
+        (0, "camera 0 is a camera and stays local"),  # was opened first: "camera 0 could not be opened"
+        ({"a.png"}, "a set has no order"),
+        ([None], "item 0 of the inputs is None"),
+    ],
+)
+def test_python_api_refuses_a_source_as_the_local_model_does(source, message):
+    from edgerun.runtime import distributed
+
+    with pytest.raises(edgerun.SourceError, match=message):
+        distributed.predict("mnist_cnn", source)
+    assert not _ray_started()
+
+
+@needs_ray
+def test_python_api_reads_a_generator_of_frames_as_the_local_model_does(tmp_path):
+    # was "<generator object ...> does not exist"
+    from edgerun.runtime import distributed
+
+    inputs = distributed.enumerate_inputs(f for f in [np.zeros((28, 28), np.uint8)] * 2)
+    assert inputs.source == ["array[0]", "array[1]"] and all(inputs.image)
+    png = _digits(tmp_path / "in", ["a.png"]) / "a.png"
+
+    class PathLike:
+        def __fspath__(self):
+            return str(png)
+
+    assert distributed.enumerate_inputs(PathLike()).path == [str(png)]
 
 
 @needs_ray
