@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,16 +244,46 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
             f"expected the path of an .onnx file (str or Path) or a bundled model's name such as 'mnist_cnn', "
             f"got {describe(name_or_path)}"
         )
-    if not os.fspath(name_or_path).strip():  # Path('') is '.', the working folder
+    text = os.fsdecode(name_or_path)  # an os.PathLike may name bytes; Path() refused them with a TypeError
+    if not text.strip():  # Path('') is '.', the working folder
         raise ModelError("the model is an empty name; give the path of an .onnx file or a bundled model's name")
-    path = Path(name_or_path)
-    if path.exists() or path.suffix == ".onnx" or len(path.parts) > 1:
+    if "\x00" in text:
+        raise ModelError(f"{text!r} contains a NUL byte; give the path of an .onnx file or a bundled model's name")
+    if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", text):  # Path() folds '//': 'https:/x/m.onnx does not exist'
+        from .httpprobe import shown
+
+        raise ModelError(
+            f"{shown(text)} is a URL; edgerun loads a local .onnx file: download it first "
+            "(curl -LO URL) and give its path"
+        )
+    path = Path(text)
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name too long, a folder that may not be searched
+        from .outputs import os_reason
+
+        raise ModelError(f"model file {text[:200]!r} cannot be used: {os_reason(exc)}") from None
+    if not exists and len(path.parts) == 1 and path.suffix == ".onnx" and _bundled(path.stem) is not None:
+        raise ModelError(f"model file {text} does not exist here; for the bundled model give its name: {path.stem!r}")
+    if exists or path.suffix == ".onnx" or len(path.parts) > 1:
         return path
     try:
         from edgerun.models import path as bundled  # data, not code: the runtime depends on no room
     except ModuleNotFoundError:
         return path
     try:
-        return bundled(str(name_or_path))
+        return bundled(text)
     except FileNotFoundError as exc:
-        raise ModelError(f"{name_or_path!r} is neither a file nor a bundled model: {exc}") from None
+        raise ModelError(f"{text!r} is neither a file nor a bundled model: {exc}") from None
+
+
+def _bundled(name: str) -> Path | None:
+    """The bundled model named ``name``, or None (none of that name, or no models installed)."""
+    try:
+        from edgerun.models import path as bundled  # data, not code: the runtime depends on no room
+    except ModuleNotFoundError:
+        return None
+    try:
+        return bundled(name)
+    except FileNotFoundError:
+        return None

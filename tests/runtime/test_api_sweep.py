@@ -163,3 +163,22 @@ def test_run_on_a_batch_onnxruntime_refuses_is_a_model_error_saying_the_smallest
     with pytest.raises(edgerun.ModelError, match=pattern):
         localizer.run(np.zeros(shape, np.float32))
     assert localizer.run(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 1, 1, 10)
+
+
+@pytest.mark.parametrize(
+    ("model_arg", "message"),
+    [
+        ("/tmp/a\x00.onnx", r"contains a NUL byte"),  # was ValueError: embedded null byte
+        ("/tmp/" + "a" * 5000 + ".onnx", r"cannot be used: .*\(ENAMETOOLONG\)"),  # was a bare OSError
+        ("https://user:pw@example.com/m.onnx", r"https://user:\*\*\*@example.com/m.onnx is a URL; .*download it first"),
+        ("mnist_cnn.onnx", r"does not exist here; for the bundled model give its name: 'mnist_cnn'"),
+    ],
+)
+def test_load_refuses_a_name_that_is_no_local_file_with_what_to_give(model_arg, message):
+    with pytest.raises(edgerun.ModelError, match=message):
+        edgerun.load(model_arg, tune=False)
+
+
+def test_load_takes_a_pathlike_naming_bytes(mnist_cnn):
+    # was TypeError: argument should be a str object or an os.PathLike object returning str
+    assert edgerun.load(_PathLike(bytes(mnist_cnn)), tune=False).name == "mnist_cnn"
