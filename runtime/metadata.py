@@ -311,7 +311,7 @@ def read_labels(path: str | os.PathLike, what: str = "labels file") -> tuple[str
     if not path.is_file():  # a FIFO would block here for ever
         raise MetadataError(f"{what} {path} is not a regular file; expected a text file, one name per line")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Notepad starts UTF-8 with a BOM: it was in the first name
     except (OSError, UnicodeDecodeError) as exc:
         raise MetadataError(f"{what} {path} cannot be read ({exc}); expected a text file, one name per line") from None
     names = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))

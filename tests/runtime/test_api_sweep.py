@@ -182,3 +182,13 @@ def test_load_refuses_a_name_that_is_no_local_file_with_what_to_give(model_arg, 
 def test_load_takes_a_pathlike_naming_bytes(mnist_cnn):
     # was TypeError: argument should be a str object or an os.PathLike object returning str
     assert edgerun.load(_PathLike(bytes(mnist_cnn)), tune=False).name == "mnist_cnn"
+
+
+def test_a_labels_file_saved_with_a_byte_order_mark_reads_the_first_name_plain(tmp_path, digits):
+    # Windows Notepad writes UTF-8 with a BOM: the first class was '\ufeffzero'
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\r\n".join(names), encoding="utf-8-sig")
+    model = edgerun.load("mnist_cnn", tune=False, labels=labels)
+    assert model.classes == tuple(names)
+    assert [r.label for r in model(digits[0])] == [names[int(v)] for v in digits[1]]
