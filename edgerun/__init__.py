@@ -29,6 +29,7 @@ _EXPORTS = {
     "ProviderError": "edgerun.runtime.providers",
     "SessionConfigError": "edgerun.runtime.model",
     "HeadOptionsError": "edgerun.runtime.heads",
+    "PlotError": "edgerun.runtime.annotate",
     # the Ray engine's (edgerun.runtime.distributed): a cluster not reached, a setting out of range
     "EngineError": "edgerun.runtime.raycluster",
     "ClusterError": "edgerun.runtime.raycluster",

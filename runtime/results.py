@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .annotate import Annotator
+from .annotate import Annotator, PlotError
 from .outputs import printable
+
+#: What :meth:`Result.plot` takes as ``style``: :class:`~edgerun.runtime.annotate.Annotator`'s settings.
+STYLES = ("zoom", "thickness", "font_scale")
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,15 @@ class Result:
 
         ``image`` defaults to the frame the result came from; ``style`` goes to
         :class:`~edgerun.runtime.annotate.Annotator` (``zoom``, ``thickness``, ``font_scale``).
+
+        Raises:
+            PlotError: no image to draw on, ``image`` of no frame shape, or a style out of range.
+            TypeError: a style of another name.
         """
         base = self.image if image is None else image
         if base is None:
-            raise ValueError(f"{self.source}: no image to draw on (the input could not be read); pass image=")
+            raise PlotError(f"{self.source}: no image to draw on (the input could not be read); pass image=")
+        unknown = sorted(set(style) - set(STYLES))
+        if unknown:  # Annotator.__init__'s own TypeError named a class the caller never used
+            raise TypeError(f"Result.plot() got unknown style(s) {', '.join(unknown)}; known: {', '.join(STYLES)}")
         return Annotator(**style).annotate(base, self)

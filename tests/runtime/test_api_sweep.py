@@ -192,3 +192,33 @@ def test_a_labels_file_saved_with_a_byte_order_mark_reads_the_first_name_plain(t
     model = edgerun.load("mnist_cnn", tune=False, labels=labels)
     assert model.classes == tuple(names)
     assert [r.label for r in model(digits[0])] == [names[int(v)] for v in digits[1]]
+
+
+@pytest.mark.parametrize(
+    ("style", "message"),
+    [
+        ({"thickness": -1}, "thickness must be a whole number of pixels >= 1, got -1"),  # filled every box
+        ({"thickness": 0}, "thickness must be a whole number"),
+        ({"zoom": 0}, "zoom must be a number >= 1"),  # 0, -1 and NaN were ignored
+        ({"zoom": float("nan")}, "zoom must be a number >= 1"),
+        ({"zoom": 1000}, "larger than 16384 pixels a side"),  # a 2.3 GB picture of one digit
+        ({"font_scale": 0}, "font_scale must be a number above 0"),
+        ({"image": "page.png"}, "cannot draw on str 'page.png': a frame must be a numpy array"),
+        ({"image": np.zeros((0, 28), np.uint8)}, "cannot draw on a numpy array of shape"),
+        ({"image": np.zeros((28, 28, 5), np.uint8)}, r"HxW, HxWx1, HxWx3 or HxWx4, got shape \(28, 28, 5\)"),
+    ],
+)
+def test_plot_refuses_a_style_or_image_it_cannot_draw_with_a_plot_error(model, digits, style, message):
+    (result,) = model(digits[0][0])
+    with pytest.raises(edgerun.PlotError, match=message):
+        result.plot(**style)
+
+
+def test_plot_names_its_own_styles_for_an_unknown_one_and_draws_with_the_known(model, digits):
+    (result,) = model(digits[0][0])
+    with pytest.raises(TypeError, match=r"Result.plot\(\) got unknown style\(s\) color; known: zoom, thickness"):
+        result.plot(color=(0, 0, 255))  # was "Annotator.__init__() got an unexpected keyword argument"
+    assert result.plot(zoom=2, thickness=np.int64(2), font_scale=0.6).shape == (56, 56, 3)
+    (failed,) = model(["missing.png"])
+    with pytest.raises(edgerun.PlotError, match="no image to draw on"):
+        failed.plot()
