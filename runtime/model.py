@@ -294,6 +294,8 @@ class Model:
 
     def _refuse(self, got: str, hint: str = "") -> ModelError:
         layout = " (edgerun transposes it to the model's NCHW)" if self._nchw else ""
+        if self._native_tail is not None:
+            layout += f", or the model's own (N, {', '.join(map(str, self._native_tail))}) as Model.feed gives it"
         return ModelError(
             f"Model.run takes one preprocessed batch: a numpy array {self._batch_text()}, NHWC{layout}, float32; "
             f"got {got}{hint or '; to run frames or files, call the model: model(x) or model.predict(frames)'}"

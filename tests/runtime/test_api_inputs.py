@@ -144,11 +144,14 @@ def test_run_checks_the_batch_against_the_model_input_before_onnxruntime(model, 
         model.run(batch)
 
 
-def test_run_on_an_nchw_model_still_takes_nhwc_and_says_so(tmp_path):
+def test_run_on_an_nchw_model_takes_nhwc_or_its_own_layout_and_says_so(tmp_path):
     nchw = Model.load(make_model(tmp_path / "f.onnx", ["batch", 1, 28, 28]), SessionConfig(provider="cpu"))
-    assert nchw.run(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
+    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    assert nchw.run(x).shape == (2, 10)
+    # the model's own layout (what Model.feed gives) goes in as it is: the same answers
+    np.testing.assert_allclose(nchw.run(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), nchw.run(x), rtol=1e-6)
     with pytest.raises(ModelError, match=r"\(N, 28, 28, 1\), NHWC \(edgerun transposes it to the model's NCHW\)"):
-        nchw.run(np.zeros((1, 1, 28, 28), np.float32))
+        nchw.run(np.zeros((1, 28, 1, 28), np.float32))  # neither layout
 
 
 # -- load's options --------------------------------------------------------------------------------
