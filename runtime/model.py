@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .frames import IN_MEMORY_INPUTS, Frame, Source, SourceError, describe, holds_numbers, in_memory, openable
+from .batchinput import BatchInput
+from .frames import IN_MEMORY_INPUTS, Frame, Source, SourceError, describe, in_memory, openable
 from .heads import HeadOptions, OutputError, make_head
 from .metadata import ModelMetadata, read_metadata
 from .modelfile import ModelError, check_model_file, resolve_model_path
 from .modelio import (
-    INPUT_DTYPES,
     Overrides,
     apply_overrides,
     check_io,
@@ -37,7 +37,6 @@ from .modelio import (
     foreign_summary,
     infer_foreign,
     input_spec,
-    nhwc,
     whole,
 )
 from .pipeline import MAX_BATCH, Item, Pipeline, PipelineConfig
@@ -138,19 +137,8 @@ class Model:
         self._iobinding = self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
         # The hot path reads these instead of walking the metadata on every call.
         self._input, self._outputs = metadata.input_name, [metadata.output_name]
-        self._nchw, self._logits = metadata.layout == "NCHW", metadata.output_kind == "logits"
-        spec = input_spec(session, metadata)
-        self._dtype = INPUT_DTYPES.get(spec.type, np.float32)
-        shape = list(spec.shape)
-        # What run() takes, NHWC: an int is a fixed size, anything else (a name, None) any size.
-        self._expected = nhwc(shape, metadata) if len(shape) == 4 else None
-        self._fixed_batch = fixed_batch(session, metadata)
-        # The hot path's one comparison: (H, W, C) when the model fixes all three, else None.
-        tail = tuple(self._expected[1:]) if self._expected is not None else ()
-        self._tail = tail if len(tail) == 3 and all(whole(d) for d in tail) else None
-        # The model's own (C, H, W) where it differs from NHWC's: run() takes such a batch as is (see feed()).
-        native = (self._tail[2], self._tail[0], self._tail[1]) if self._nchw and self._tail else None
-        self._native_tail = native if native != self._tail else None
+        self._logits = metadata.output_kind == "logits"
+        self._in = BatchInput.of(session, metadata)  # what run() takes, and the feed onnxruntime gets
         self._warm: set[tuple[int, ...]] = set()
         self._lock = threading.Lock()
         self._binder = None  # CPU IO binding with pre-allocated outputs: see bind_outputs()
@@ -284,23 +272,6 @@ class Model:
         return f"Model({self.path.name!r}, task={self.task!r}, classes={len(self.classes)}, providers={self.providers})"
 
     # -- the raw call --------------------------------------------------------------------------
-    def _batch_text(self) -> str:
-        """The batch :meth:`run` takes, in words: ``(N, 28, 28, 1)``, N fixed where the model fixes it."""
-        if self._expected is None:
-            return "(N, H, W, C)"
-        n, *rest = self._expected
-        dims = [str(n) if whole(n) else "N", *(str(d) if whole(d) else str(d or "any") for d in rest)]
-        return f"({', '.join(dims)})"
-
-    def _refuse(self, got: str, hint: str = "") -> ModelError:
-        layout = " (edgerun transposes it to the model's NCHW)" if self._nchw else ""
-        if self._native_tail is not None:
-            layout += f", or the model's own (N, {', '.join(map(str, self._native_tail))}) as Model.feed gives it"
-        return ModelError(
-            f"Model.run takes one preprocessed batch: a numpy array {self._batch_text()}, NHWC{layout}, float32; "
-            f"got {got}{hint or '; to run frames or files, call the model: model(x) or model.predict(frames)'}"
-        )
-
     def feed(self, batch: np.ndarray) -> np.ndarray:
         """``batch`` (NHWC float32, as :meth:`run` takes it) in the model's own layout and input type:
         what onnxruntime is given. :meth:`run` takes such a batch as it is, so a caller that runs one
@@ -309,51 +280,7 @@ class Model:
         Raises:
             ModelError: as :meth:`run`.
         """
-        return self._feed(batch)
-
-    def _feed(self, batch: np.ndarray) -> np.ndarray:
-        if (  # already the model's own NCHW input (feed()): as it is
-            self._native_tail is not None
-            and type(batch) is np.ndarray
-            and batch.shape[1:] == self._native_tail
-            and batch.dtype == self._dtype
-            and batch.flags.c_contiguous
-            and (batch.shape[0] == self._fixed_batch if self._fixed_batch else batch.shape[0] > 0)
-        ):
-            return batch
-        if not (  # the common case in one test (a batch-1 call is ~170 us: the full checks cost 2%)
-            type(batch) is np.ndarray
-            and batch.dtype == self._dtype
-            and batch.shape[1:] == self._tail
-            and (batch.shape[0] == self._fixed_batch if self._fixed_batch else batch.shape[0] > 0)
-        ):
-            self._check_batch(batch)
-        if self._nchw:
-            batch = batch.transpose(0, 3, 1, 2)
-        if self._dtype == np.uint8 and batch.dtype != np.uint8:  # pixels: rounded and held to 0-255, never wrapped
-            batch = np.clip(np.rint(batch), 0, 255)
-        if batch.dtype != self._dtype or not batch.flags.c_contiguous:
-            batch = np.ascontiguousarray(batch, dtype=self._dtype)
-        return batch
-
-    def _check_batch(self, batch) -> None:
-        """Raise :class:`ModelError` saying what :meth:`run` takes, unless ``batch`` is one."""
-        if not isinstance(batch, np.ndarray):
-            hint = "; convert it first: np.asarray(x, np.float32)" if isinstance(batch, (list, tuple)) else ""
-            raise self._refuse(describe(batch), hint)
-        if not holds_numbers(batch):
-            raise self._refuse(f"dtype {batch.dtype}", "; it must hold numbers: batch.astype(np.float32)")
-        if batch.ndim != 4:
-            raise self._refuse(f"shape {batch.shape}")
-        if self._expected is not None:
-            for axis, (want, got) in enumerate(zip(self._expected, batch.shape, strict=True)):
-                if whole(want) and want != got:
-                    hint = ""
-                    if axis == 0:
-                        hint = f"; the model's batch axis is fixed at {want}: run {want} input(s) per call"
-                    raise self._refuse(f"shape {batch.shape}", hint)
-        if len(batch) == 0:
-            raise self._refuse("an empty batch (N = 0)", "; give at least one input")
+        return self._in.feed(batch)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run a preprocessed NHWC float32 batch; returns probabilities (softmax applied to logits).
@@ -365,7 +292,7 @@ class Model:
             ModelError: not a numeric 4-D array of the model's input shape (the message gives it),
                 or onnxruntime could not run it (an input smaller than the model can take, ...).
         """
-        feed = self._feed(batch)
+        feed = self._in.feed(batch)
         try:  # free unless it raises (Python 3.11)
             if self._iobinding:
                 binding = self.session.io_binding()
@@ -400,10 +327,10 @@ class Model:
         """onnxruntime's refusal of a batch that passed edgerun's checks, in one line, with the
         smallest input a model of any input size takes where its metadata says (its window)."""
         reason = re.sub(r"/onnxruntime_src/\S+ [^(]*\([^)]*\) ", "", _short(exc))
-        shape = tuple(feed.transpose(0, 2, 3, 1).shape) if self._nchw else tuple(feed.shape)
+        shape = tuple(feed.transpose(0, 2, 3, 1).shape) if self._in.nchw else tuple(feed.shape)
         window = self.metadata.preprocessing.window
         hint = ""
-        if self._tail is None and window and min(shape[1:3]) < window:
+        if self._in.tail is None and window and min(shape[1:3]) < window:
             hint = f"; this model needs inputs of at least {window}x{window} pixels (its window)"
         return ModelError(f"onnxruntime could not run a batch of shape {shape} (NHWC): {reason}{hint}")
 
@@ -445,7 +372,7 @@ class Model:
                     groups.setdefault(tensor.shape, []).append((i, j))
         # A model whose batch axis is fixed runs exactly that many per call (a partial call padded).
         for same_shape in groups.values():
-            size = self._fixed_batch or len(same_shape)
+            size = self._in.fixed_batch or len(same_shape)
             for first in range(0, len(same_shape), size):
                 members = same_shape[first : first + size]
                 batch = np.stack([items[i].prepared.tensors[j] for i, j in members])

@@ -220,7 +220,7 @@ def test_a_batch_in_the_models_own_layout_and_type_goes_in_as_it_is(tmp_path):
     native = model.feed(x)
     assert native.shape == (4, 3, 8, 6) and native.flags.c_contiguous
     np.testing.assert_array_equal(native, x.transpose(0, 3, 1, 2))
-    assert model._feed(native) is native  # no copy, no transpose
+    assert model.feed(native) is native  # no copy, no transpose
     np.testing.assert_allclose(model.run(native), model.run(x), rtol=1e-6)
     with pytest.raises(ModelError, match=r"NHWC"):
         model.run(native[:, :2])  # neither layout: refused as before
