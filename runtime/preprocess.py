@@ -25,7 +25,9 @@ class PreprocessError(ValueError):
 
 
 def to_uint8(frame: np.ndarray) -> np.ndarray:
-    """Any depth to uint8: 16-bit is scaled by 1/257, floats in [0, 1] by 255, else clipped.
+    """Any depth to uint8: 16-bit is scaled by 1/257 (unless every value is 255 or less: 8-bit
+    pixels held in a uint16 array, which scaling would make black), floats in [0, 1] by 255,
+    else clipped.
 
     Raises:
         PreprocessError: a float frame holding NaN or infinity, or a frame that holds no numbers.
@@ -33,6 +35,8 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint8:
         return frame
     if frame.dtype == np.uint16:
+        if frame.size and int(frame.max()) <= 255:
+            return frame.astype(np.uint8)
         return (frame.astype(np.uint32) * 255 // 65535).astype(np.uint8)
     if frame.dtype == np.bool_:
         return frame.astype(np.uint8) * 255

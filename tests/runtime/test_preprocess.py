@@ -102,6 +102,9 @@ def test_any_channel_count_or_depth_is_converted(frame):
 
 def test_sixteen_bit_scales_to_eight():
     assert to_uint8(np.array([0, 257, 65535], np.uint16)).tolist() == [0, 1, 255]
+    # 8-bit pixels held in a uint16 array (np.asarray(..., np.uint16) of a uint8 picture): as they are,
+    # not scaled to black (a 7 read as '9' in the API sweep)
+    assert to_uint8(np.array([0, 128, 255], np.uint16)).tolist() == [0, 128, 255]
     assert to_gray(np.full((2, 2, 4), 255, np.uint8)).max() == 255
 
 
