@@ -146,6 +146,8 @@ def load(model: str | os.PathLike, **options) -> Model:
         )
     config, overrides, head, batch = _split(options)
     keep = tuple(
-        name for name in ("threads", "spinning", "optimization", "execution_mode", "io_binding") if name in options
+        name
+        for name in ("threads", "spinning", "optimization", "execution_mode", "io_binding", "graph")
+        if name in options
     )
     return Model.load(model, config, overrides, head, batch=batch, tune=tune, keep=keep)

@@ -351,7 +351,7 @@ def tuned_config(model_path: str | Path, batch: int, config, provider: str = "cp
     tuned = settings.apply(config)
     if keep:
         tuned = replace(tuned, **{name: getattr(config, name) for name in keep})
-    if tuned.optimization != settings.optimization:  # the graph file holds the tuned level's work
+    if tuned.optimization != settings.optimization and "graph" not in keep:  # the tuned file holds that level's work
         tuned = replace(tuned, graph=None)
     logger.info(
         "%s: tuned settings for batch %d from %s: %s (edgerun tune; --no-tune ignores them)",

@@ -326,3 +326,24 @@ def test_a_tune_cache_that_is_not_text_is_a_clear_error(tmp_path):
     cache.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
     with pytest.raises(TuningCacheError, match="cannot be read \\(not UTF-8 text\\); delete it"):
         read_cache(cache)
+
+
+def test_a_graph_file_given_by_hand_is_not_replaced_by_the_tuned_one(model_file, cache, tmp_path, caplog):
+    """edgerun.load(graph=...) names the file to open; a tuned graph must not take its place."""
+    import edgerun
+
+    tuned_graph = tmp_path / "tuned.onnx"
+    tuned_graph.write_bytes(model_file.read_bytes())
+    tuning.record(model_file, sha256_file(model_file), "cpu", {1: settings(graph_file=str(tuned_graph))})
+    mine = tmp_path / "mine.onnx"
+    mine.write_bytes(model_file.read_bytes())
+    config, _ = tuning.tuned_config(model_file, 1, SessionConfig(graph=str(mine)), keep=("graph",))
+    assert config.graph == str(mine)
+    assert tuning.tuned_config(model_file, 1, SessionConfig())[0].graph == str(tuned_graph)
+    config, _ = tuning.tuned_config(
+        model_file, 1, SessionConfig(graph=str(mine), optimization="basic"), keep=("graph", "optimization")
+    )
+    assert (config.graph, config.optimization) == (str(mine), "basic")
+    with caplog.at_level(logging.INFO, logger="edgerun"), edgerun.load(model_file, provider="cpu", graph=str(mine)):
+        pass
+    assert "opening the tuned graph mine.onnx" in caplog.text and "tuned.onnx" not in caplog.text
