@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 ENV_CACHE = "EDGERUN_TUNE_CACHE"
 SCHEMA = 1
+MAX_CACHE_BYTES = 64 << 20  # thousands of models' entries take a few MB
 
 
 class TuningCacheError(ValueError):
@@ -66,6 +67,11 @@ class TunedSettings:
             raise TuningCacheError(str(exc)) from None
         if not isinstance(self.graph, str) or (self.graph != "model" and not self.graph_file):
             raise TuningCacheError(f"graph {self.graph!r} needs its file (graph_file)")
+        if self.graph_file is not None and not isinstance(self.graph_file, str):
+            raise TuningCacheError(f"graph_file must be a path, got {self.graph_file!r}")
+        for name in ("spinning", "io_binding"):
+            if not isinstance(getattr(self, name), bool):
+                raise TuningCacheError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> TunedSettings:
@@ -199,6 +205,8 @@ def read_cache(path: Path) -> dict:
     try:
         if not path.is_file():  # stat itself fails where the folder is not ours to read
             return {"schema": SCHEMA, "machines": {}, "files": {}}
+        if path.stat().st_size > MAX_CACHE_BYTES:  # every run reads it: never a file of gigabytes into memory
+            raise ValueError(f"{path.stat().st_size:,} bytes, over the {MAX_CACHE_BYTES >> 20} MiB a tune cache can be")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # ValueError: not JSON, or not text at all (UnicodeDecodeError)
         reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
@@ -212,7 +220,39 @@ def read_cache(path: Path) -> dict:
         )
     data.setdefault("machines", {})
     data.setdefault("files", {})
+    problem = _shape_problem(data)
+    if problem:
+        raise TuningCacheError(f"tune cache {path} is damaged: {problem}; delete it and run edgerun tune again")
     return data
+
+
+def _objects(value, where: str) -> str | None:
+    """None when ``value`` is a JSON object of JSON objects, else what it is instead."""
+    if not isinstance(value, dict):
+        return f"{where} is {type(value).__name__}, expected an object"
+    bad = next((k for k, v in value.items() if not isinstance(v, dict)), None)
+    return None if bad is None else f"{where}[{bad!r}] is {type(value[bad]).__name__}, expected an object"
+
+
+def _shape_problem(data: dict) -> str | None:
+    """What in a parsed cache is not where the lookups expect it (valid JSON of another shape: a
+    hand edit, another tool's file), or None. Checked whole, so a lookup never meets it half-way."""
+    problem = _objects(data["machines"], "machines") or _objects(data["files"], "files")
+    if problem:
+        return problem
+    for fp, entry in data["machines"].items():
+        models = entry.get("models", {})
+        problem = _objects(models, f"machines[{fp!r}].models")
+        if problem:
+            return problem
+        for sha, model in models.items():
+            batches = model.get("batches", {})
+            problem = _objects(batches, f"the batches of model {sha[:12]}")
+            if problem:
+                return problem
+            if not all(b.isdecimal() and int(b) >= 1 for b in batches):
+                return f"model {sha[:12]} has batch sizes {sorted(batches)}, expected whole numbers of at least 1"
+    return None
 
 
 def _nearest(batches: dict, batch: int) -> int | None:
@@ -248,6 +288,8 @@ def _lookup(models: dict, model_sha256: str, batch: int, exact: bool, cache: Pat
         return None
     try:
         settings = TunedSettings.from_dict(batches[str(tuned)])
+        if settings.threads > (os.cpu_count() or 1):  # the tuner tries 1 to the cores, which the fingerprint holds
+            raise TuningCacheError(f"threads {settings.threads} is more than this machine's {os.cpu_count()} cores")
     except TuningCacheError as exc:
         logger.warning("tune cache %s: %s; ignoring it", cache, exc)
         return None
@@ -277,7 +319,7 @@ def _model_sha256(path: Path, data: dict, stat: tuple[str, int, int] | None = No
     when the file has not changed since it was hashed."""
     key, size, mtime = stat or _memo_key(path)
     memo = data["files"].get(key)
-    if memo and memo.get("size") == size and memo.get("mtime_ns") == mtime:
+    if memo and memo.get("size") == size and memo.get("mtime_ns") == mtime and isinstance(memo.get("sha256"), str):
         return memo["sha256"]
     from .files import sha256_file  # imports hashlib (OpenSSL, ~3 ms): only when the memo misses
 

@@ -141,6 +141,7 @@ def no_tuning(monkeypatch):
         (["{model}", "--cache", "{model}"], "is an input of this run"),
         (["{model}", "--cache", "{tmp}"], "is a directory, not a regular file"),
         (["{model}", "--cache", "{broken}"], "cannot be read"),
+        (["{model}", "--cache", "{shaped}"], "is damaged: machines is list, expected an object; delete it"),
         (["{flat}", "--cache", "{tmp}/tune.json"], "input 'x' has shape [1, 784]"),
         (["{model}", "--batch", "2000"], "batch size 2000: expected at most 1024"),
         (["nosuch_model"], "'nosuch_model' is neither a file nor a bundled model"),
@@ -149,10 +150,12 @@ def no_tuning(monkeypatch):
 def test_tune_refuses_before_measuring(argv, message, model_file, tmp_path, no_tuning, capsys):
     (tmp_path / "file").write_text("a file, not a folder")
     (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "shaped.json").write_text('{"schema": 1, "machines": []}')  # JSON, another shape
     fill = {
         "model": str(model_file),
         "file": str(tmp_path / "file"),
         "broken": str(tmp_path / "broken.json"),
+        "shaped": str(tmp_path / "shaped.json"),
         "tmp": str(tmp_path),
         "flat": str(make_model(tmp_path / "flat.onnx", [1, 784])),
     }

@@ -143,6 +143,46 @@ def test_a_damaged_cache_is_ignored_with_a_warning(model_file, cache, content, c
         tuning.record(model_file, "0" * 64, "cpu", {1: settings()})
 
 
+def _entry(**changes) -> dict:
+    base = {"threads": 1, "spinning": True, "optimization": "all", "execution_mode": "sequential", "io_binding": False}
+    return base | changes
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        (lambda fp, sha: {"machines": []}, "machines is list, expected an object"),
+        (lambda fp, sha: {"machines": {fp: "x"}}, "is str, expected an object"),
+        (lambda fp, sha: {"machines": {fp: {"models": [1]}}}, ".models is list, expected an object"),
+        (lambda fp, sha: {"machines": {fp: {"models": {sha: "x"}}}}, "is str, expected an object"),
+        (lambda fp, sha: {"machines": {fp: {"models": {sha: {"batches": {"1": "x"}}}}}}, "is str"),
+        (lambda fp, sha: {"machines": {fp: {"models": {sha: {"batches": {"a": _entry()}}}}}}, "batch sizes ['a']"),
+        (lambda fp, sha: {"machines": {}, "files": [1]}, "files is list, expected an object"),
+        (lambda fp, sha: {"machines": {fp: {"models": {sha: {"batches": {"1": _entry(spinning="no")}}}}}}, "spinning"),
+        (lambda fp, sha: {"machines": {fp: {"models": {sha: {"batches": {"1": _entry(threads=10**6)}}}}}}, "cores"),
+    ],
+)
+def test_a_cache_of_another_shape_is_a_warning_not_a_failure(model_file, cache, shape, message, caplog):
+    """Valid JSON with the wrong shape (a hand edit, another tool's file) was an AttributeError in
+    every edgerun run and Model.load on the machine; a huge thread count hung the session."""
+    cache.parent.mkdir(parents=True)
+    data = {"schema": tuning.SCHEMA} | shape(tuning.fingerprint("cpu"), sha256_file(model_file))
+    cache.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING):
+        assert tuning.tuned_settings_for(model_file, 1, "cpu") is None
+        model = Model.load(model_file, SessionConfig(provider="cpu"))
+    assert message in caplog.text and model.run(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)
+
+
+def test_a_huge_cache_is_not_read_into_memory(model_file, cache, caplog):
+    cache.parent.mkdir(parents=True)
+    with open(cache, "wb") as handle:
+        handle.truncate(tuning.MAX_CACHE_BYTES + 1)  # sparse: no disk used
+    with caplog.at_level(logging.WARNING):
+        assert tuning.tuned_settings_for(model_file, 1, "cpu") is None
+    assert "over the 64 MiB a tune cache can be" in caplog.text
+
+
 @pytest.mark.parametrize("io_binding", [False, True])
 def test_model_outputs_are_the_same_with_tuned_settings(model_file, io_binding):
     plain = Model.load(model_file, SessionConfig(provider="cpu"))
