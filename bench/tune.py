@@ -274,23 +274,46 @@ def keep_optimized_model(path: Path, target: Path, shape: tuple[int, int, int]) 
     return target
 
 
-def prune_graphs(cache: Path) -> list[Path]:
-    """Delete the graph variants beside ``cache`` that no entry of it runs (a variant no batch
-    size won, or one an entry no longer names); returns them."""
-    from edgerun.runtime.tuning import graphs_dir, read_cache
+#: Another model's graph file that no entry names is deleted only when older than this: a tune of
+#: that model running at the same time has written its variants and not yet recorded them.
+STALE_GRAPH_S = 24 * 3600
 
-    named = {
-        entry.get("graph_file")
-        for machine in read_cache(cache)["machines"].values()
-        for model in machine.get("models", {}).values()
-        for entry in model.get("batches", {}).values()
-    }
+
+def prune_graphs(cache: Path, model_sha256: str) -> list[Path]:
+    """Delete the graph files beside ``cache`` that no entry runs (a variant no batch size won, one
+    an entry no longer names, an earlier model's); returns them. Those of ``model_sha256`` (the
+    model just tuned) at once, other models' once a day old: deleting the fresh variants of a tune
+    running beside this one made it measure the model in their place, and record names of files
+    that were gone."""
+    import time
+
+    from edgerun.runtime.tuning import cache_lock, graphs_dir, read_cache
+
     folder = graphs_dir(cache)
-    gone = [f for f in folder.glob("*.onnx") if str(f) not in named] if folder.is_dir() else []
-    for file in gone:
-        file.unlink(missing_ok=True)
-        logger.info("graph variant %s not kept: no tuned batch size runs it", file.name)
+    with cache_lock(cache):
+        named = {
+            entry.get("graph_file")
+            for machine in read_cache(cache)["machines"].values()
+            for model in machine.get("models", {}).values()
+            for entry in model.get("batches", {}).values()
+        }
+        stale = time.time() - STALE_GRAPH_S
+        gone = [
+            f
+            for f in (folder.glob("*.onnx") if folder.is_dir() else ())
+            if str(f) not in named and (f.name.startswith(f"{model_sha256}.") or _mtime(f) < stale)
+        ]
+        for file in gone:
+            file.unlink(missing_ok=True)
+            logger.info("graph variant %s not kept: no tuned batch size runs it", file.name)
     return gone
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # gone already
+        return float("inf")
 
 
 def write_variants(path: Path, graph_path: Callable[[str], Path]) -> dict[str, Path]:
@@ -462,8 +485,9 @@ def _tune_all(args, config: TuneConfig, cache: Path) -> int:
         if args.dry_run:
             continue
         try:
-            written = record(path, sha256_file(path), args.provider, {r.batch: r.tuned for r in results}, cache)
-            prune_graphs(cache)
+            digest = sha256_file(path)
+            written = record(path, digest, args.provider, {r.batch: r.tuned for r in results}, cache)
+            prune_graphs(cache, digest)
         except (OSError, TuningCacheError) as exc:
             print_error("edgerun tune", f"cannot write the tune cache {cache}: {exc}")
             return 2

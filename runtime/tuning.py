@@ -22,6 +22,8 @@ import logging
 import math
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -363,10 +365,35 @@ def record(
     winners: dict[int, TunedSettings],
     path: Path | None = None,
 ) -> Path:
-    """Store ``winners`` (batch -> settings) for this model on this machine, atomically."""
+    """Store ``winners`` (batch -> settings) for this model on this machine, atomically, under
+    :func:`cache_lock`: two tunes that end at once both keep their entries."""
+    cache = Path(path) if path else cache_path()
+    with cache_lock(cache):
+        return _record(model_path, sha256, provider, winners, cache)
+
+
+@contextmanager
+def cache_lock(cache: Path) -> Iterator[None]:
+    """Hold the tune cache's lock file (``.NAME.lock`` beside it) for a read-modify-write: without
+    it, four processes recording 20 entries each kept 25 of the 80. No locking where ``fcntl``
+    is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.with_name(f".{cache.name}.lock"), "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _record(model_path: str | Path, sha256: str, provider: str, winners: dict[int, TunedSettings], cache: Path):
     from .files import write_json_atomic
 
-    cache = Path(path) if path else cache_path()
     data = read_cache(cache)
     fp = fingerprint(provider)
     entry = data["machines"].setdefault(fp, {"machine": machine(provider), "models": {}})

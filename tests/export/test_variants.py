@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,12 +135,15 @@ def test_pruning_keeps_every_variant_an_entry_names(mnist_cnn, tmp_path):
     named = variants["dense-conv"]
     stray = named.with_name("0" * 64 + ".dense-conv.machine.onnx")  # an earlier model's, no longer named
     stray.write_bytes(named.read_bytes())
+    os.utime(stray, (time.time() - tune.STALE_GRAPH_S - 60,) * 2)
+    running = named.with_name("1" * 64 + ".dense-conv.machine.onnx")  # a tune of another model, running now
+    running.write_bytes(named.read_bytes())
     batch1 = tuning.TunedSettings(2, True, "all", "sequential", False, graph="dense-conv", graph_file=str(named))
     tuning.record(mnist_cnn, "a" * 64, "cpu", {1: batch1}, cache)
     # a later tune of batch 8 alone keeps batch 1's entry, so its variant stays
     tuning.record(mnist_cnn, "a" * 64, "cpu", {8: tuning.TunedSettings(2, True, "all", "sequential", False)}, cache)
-    assert tune.prune_graphs(cache) == [stray]
-    assert named.is_file() and not stray.exists()
+    assert tune.prune_graphs(cache, "a" * 64) == [stray]
+    assert named.is_file() and running.is_file() and not stray.exists()
 
 
 def test_variants_given_to_tune_run_as_given_beside_a_tuned_graph(mnist_cnn, tmp_path):

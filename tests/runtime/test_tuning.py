@@ -183,6 +183,28 @@ def test_a_huge_cache_is_not_read_into_memory(model_file, cache, caplog):
     assert "over the 64 MiB a tune cache can be" in caplog.text
 
 
+def _record_many(model_file: Path, cache: Path, worker: int) -> None:
+    for i in range(20):
+        tuning.record(model_file, f"{worker:02d}{i:062d}", "cpu", {1: settings()}, cache)
+
+
+def test_tunes_recording_at_once_keep_every_entry(model_file, tmp_path):
+    """Two edgerun tune processes that end at once: each reads the cache, adds its model and
+    writes it back. Without a lock, 4 processes recording 20 entries each kept 25 of the 80."""
+    import multiprocessing
+
+    cache = tmp_path / "cache" / "tune.json"
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_record_many, args=(model_file, cache, w)) for w in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0] * 4
+    machines = json.loads(cache.read_text())["machines"].values()
+    assert sum(len(m["models"]) for m in machines) == 80
+
+
 @pytest.mark.parametrize("io_binding", [False, True])
 def test_model_outputs_are_the_same_with_tuned_settings(model_file, io_binding):
     plain = Model.load(model_file, SessionConfig(provider="cpu"))
