@@ -252,8 +252,10 @@ class AtomicFile:
             self.target.parent.mkdir(parents=True, exist_ok=True)
             import tempfile
 
+            # the stem cut short: a target's name may be up to the file system's 255 bytes, and
+            # ".STEM.XXXXXXXX.partial.SUFFIX" is 18 longer (ENAMETOOLONG after a whole bench run)
             fd, tmp = tempfile.mkstemp(
-                dir=self.target.parent, prefix=f".{self.target.stem}.", suffix=f".partial{self.target.suffix}"
+                dir=self.target.parent, prefix=f".{self.target.stem[:64]}.", suffix=f".partial{self.target.suffix}"
             )
             os.close(fd)
         except OSError as exc:

@@ -486,3 +486,14 @@ def test_peers_feed_a_float16_input_model_its_own_type(tmp_path):
     assert len(rows) == 2 * (1 + peers.count(",") + 1)
     for row in rows:
         assert row["error"] is None and row["p50_ms"] > 0, row
+
+
+def test_bench_writes_outputs_whose_names_are_near_the_file_system_limit(tmp_path, tiny_model):
+    """A 250-byte name is a valid file name, but its temporary twin (".NAME.XXXXXXXX.partial.json")
+    was not: refused with ENAMETOOLONG after the whole run had been measured."""
+    model, name = tiny_model(tmp_path / "m.onnx"), "x" * 245
+    report, table = tmp_path / f"{name}.json", tmp_path / f"{name}.md"
+    argv = [str(model), "--batch", "1", "--iters", "2", "--warmup", "0", "--rounds", "1"]
+    assert cli.main([*argv, "--json", str(report), "--markdown", str(table)]) == 0
+    assert json.loads(report.read_text())["results"] and table.read_text().startswith("Measured")
+    assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
