@@ -7,7 +7,7 @@ import logging
 import math
 from pathlib import Path
 
-from edgerun.runtime.argtypes import Parser, given_path, positive_float, positive_int, print_error
+from edgerun.runtime.argtypes import Parser, given_path, positive_float, positive_int
 
 from .gate import EXIT_ALL_FAILED, EXIT_INCONCLUSIVE, EXIT_REGRESSION, EXIT_USAGE  # noqa: F401 - public codes
 
@@ -265,14 +265,6 @@ def _check_pipeline(args, parser) -> None:
         parser.error(f"--pipeline writes its report with --json only; {', '.join(unused)} would do nothing: drop it")
 
 
-def plot_targets(target: Path, models: list[str]) -> dict[str, Path]:
-    """Where each model's plot goes: ``target`` for one model, else TARGET_NAME.SUFFIX per model
-    (NAME.int8.onnx -> TARGET_NAME.int8.png: a model's plot never overwrites its variant's)."""
-    if len(models) == 1:
-        return {models[0]: target}
-    return {m: target.with_name(f"{target.stem}_{m.removesuffix('.onnx')}{target.suffix}") for m in models}
-
-
 def _check_outputs(args, parser) -> None:
     """Every output, before any measuring: never an input (a model, a twin, the video, the baseline
     compared with), a device, FIFO or folder (the one writer's rules, edgerun.runtime.outputs), nor
@@ -283,6 +275,7 @@ def _check_outputs(args, parser) -> None:
     from edgerun.runtime.outputs import OutputError, Protected, check_targets
 
     from .backends import twin
+    from .finish import plot_targets
 
     twins = [
         twin(p, suffix, explicit)
@@ -364,10 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             args.pipeline, args.models[0], args.batch[0], args.threads, args.json, args.spin, args.protected
         )
 
-    from edgerun.runtime.outputs import write_text
-
+    from .finish import finish
     from .harness import SweepConfig, run_sweep
-    from .report import human_stream, markdown, write_json
 
     seconds = None if args.iters else (args.seconds or ROUND_SECONDS * args.rounds)
     gate = args.gate
@@ -391,60 +382,4 @@ def main(argv: list[str] | None = None) -> int:
         inputs=args.inputs,
     )
     report = run_sweep(config, more_rounds=gate.undecided if gate else None)
-    table = markdown(report)
-    human = human_stream(args.json)
-    print(table, file=human)
-    rows = [r for r in report["results"] if r["batch"]]
-    code = EXIT_ALL_FAILED if not rows or all(r["error"] for r in rows) else 0
-    if gate is not None and code == 0:
-        code = _judge(gate, report, args, human)
-    if args.json:
-        write_json(report, args.json, args.protected)
-    if args.save_baseline:
-        write_json(report, args.save_baseline, args.protected)
-        print(f"baseline written: {args.save_baseline}", file=human)
-    if args.markdown:
-        write_text(args.markdown, table + "\n", args.protected, "--markdown")
-    if args.plot:
-        _plots(report, args.plot, args.protected)
-    if code == EXIT_ALL_FAILED:
-        print_error("edgerun bench", "every row failed; nothing was measured (see the errors above)")
-    return code
-
-
-def _plots(report: dict, target: Path, protected) -> None:
-    from .report import plot
-
-    models = list(dict.fromkeys(r["model"] for r in report["results"]))
-    for model, path in plot_targets(target, models).items():
-        try:
-            logger.info("plot: %s", plot(report, model, path, protected))
-        except ValueError as exc:
-            logger.warning("no plot for %s: %s", model, exc)
-
-
-def _judge(gate, report: dict, args, human) -> int:
-    """Print the gate's table and verdict, add them to the report (``gate``), return the exit code."""
-    from .gate import exit_code, summary
-
-    verdicts = gate.verdicts(report["results"])
-    print(file=human)
-    for note in args.environment_notes:
-        print(note, file=human)
-    print(gate.format(verdicts), file=human)
-    line = summary(verdicts, args.max_regression)
-    print("\n" + line, file=human)
-    code = exit_code(verdicts)
-    if not any(v.outcome in ("pass", "regression", "inconclusive") for v in verdicts):
-        print_error("edgerun bench", f"no row of this run could be compared with {args.compare}")
-        code = EXIT_USAGE
-    report["gate"] = {
-        "baseline": str(args.compare),
-        "max_regression_pct": args.max_regression,
-        "confidence": gate.confidence,
-        "environment_differences": args.environment_notes,
-        "verdicts": [v.to_dict() for v in verdicts],
-        "summary": line,
-        "exit_code": code,
-    }
-    return code
+    return finish(report, args)

@@ -497,3 +497,24 @@ def test_bench_writes_outputs_whose_names_are_near_the_file_system_limit(tmp_pat
     assert cli.main([*argv, "--json", str(report), "--markdown", str(table)]) == 0
     assert json.loads(report.read_text())["results"] and table.read_text().startswith("Measured")
     assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
+
+
+def test_bench_writes_its_files_before_a_full_standard_output(tmp_path, tiny_model):
+    """`edgerun bench ... --json r.json > full-disk`: the table printed first failed and the report
+    was never written; the files come first now, and standard output's failure is one line, exit 5."""
+    import subprocess
+    import sys
+
+    model, report, table = tiny_model(tmp_path / "m.onnx"), tmp_path / "r.json", tmp_path / "r.md"
+    argv = [str(model), "--batch", "1", "--iters", "2", "--warmup", "0", "--rounds", "1"]
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "edgerun", "-q", "bench", *argv, "--json", str(report), "--markdown", str(table)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 5 and "cannot write to standard output: no space left" in done.stderr, done.stderr
+    assert json.loads(report.read_text())["results"][0]["p50_ms"] > 0
+    assert table.read_text().startswith("Measured")
