@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Latency against batch size for ONNX models, with peer runtimes measured in the same "
         "run, and a CI gate against a saved baseline. Exit 0; 1 when every row failed; 2 for bad arguments or "
         "an unusable baseline (before any measuring); 3 when --compare finds a regression; 4 when it is "
-        "inconclusive (too noisy to decide even after extra rounds).",
+        "inconclusive (too noisy to decide even after extra rounds); 5 when an output could not be written; "
+        "130/143 when SIGINT/SIGTERM stopped it (the rows measured are written, no baseline).",
     )
     p.add_argument(
         "models", nargs="*", type=given_path, help="ONNX models to measure (files, or bundled models' names)"
@@ -359,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .finish import finish
     from .harness import SweepConfig, run_sweep
+    from .signals import terminate_raises
 
     seconds = None if args.iters else (args.seconds or ROUND_SECONDS * args.rounds)
     gate = args.gate
@@ -381,5 +383,6 @@ def main(argv: list[str] | None = None) -> int:
         tuned=tuned,
         inputs=args.inputs,
     )
-    report = run_sweep(config, more_rounds=gate.undecided if gate else None)
+    with terminate_raises():  # SIGTERM stops the sweep as SIGINT does: the rows measured are kept
+        report = run_sweep(config, more_rounds=gate.undecided if gate else None)
     return finish(report, args)

@@ -9,11 +9,13 @@ others what was measured.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from edgerun.runtime.argtypes import print_error
 from edgerun.runtime.outputs import STDOUT, OutputError, write_text
 
+from . import signals
 from .gate import EXIT_ALL_FAILED, EXIT_USAGE, exit_code, summary
 from .report import human_stream, markdown, plot, write_json
 
@@ -23,33 +25,61 @@ PROG = "edgerun bench"
 
 
 def finish(report: dict, args) -> int:
-    """Write and print ``report`` as ``args`` (the checked command line) asks; the exit code."""
+    """Write and print ``report`` as ``args`` (the checked command line) asks; the exit code.
+
+    A sweep a signal stopped (``report["interrupted"]``) writes its rows to ``--json``,
+    ``--markdown`` and ``--plot``, is not judged by the gate and leaves no ``--save-baseline``
+    (a baseline missing rows or rounds would pass judgement on every later run): 130 / 143.
+    """
     table = markdown(report)
     rows = [r for r in report["results"] if r["batch"]]
     code = EXIT_ALL_FAILED if not rows or all(r["error"] for r in rows) else 0
+    interrupted = report.get("interrupted")
     verdict = ""
-    if args.gate is not None and code == 0:
+    if interrupted:
+        code = signals.exit_code(interrupted)
+    elif args.gate is not None and code == 0:
         code, verdict = judge(args.gate, report, args)
-    failed = write_files(report, table, args)
+    failed = write_files(report, table, args, baseline=not interrupted)
     if str(args.json) == STDOUT:
         write_json(report, args.json)
     human = human_stream(args.json)
     print(table, file=human)
     if verdict:
         print(verdict, file=human)
-    if args.save_baseline and "--save-baseline" not in failed:
+    if args.save_baseline and not interrupted and "--save-baseline" not in failed:
         print(f"baseline written: {args.save_baseline}", file=human)
     for exc in failed.values():
         print_error(PROG, exc)
-    if code == EXIT_ALL_FAILED:
+    if interrupted:
+        print(f"{PROG}: interrupted ({interrupted}): {_kept(report, args, failed)}", file=sys.stderr)
+    elif code == EXIT_ALL_FAILED:
         print_error(PROG, "every row failed; nothing was measured (see the errors above)")
     elif code == EXIT_USAGE and args.gate is not None:
         print_error(PROG, f"no row of this run could be compared with {args.compare}")
     return next(iter(failed.values())).exit_code if failed else code
 
 
-def write_files(report: dict, table: str, args) -> dict[str, OutputError]:
-    """Every output file asked for, each tried even when another fails; the failures by option."""
+def _kept(report: dict, args, failed: dict) -> str:
+    """Where the rows measured before a signal went, and what was not done."""
+    rows = sum(1 for r in report["results"] if r["batch"] and not r["error"])
+    files = [
+        str(getattr(args, option[2:]))
+        for option in ("--json", "--markdown")
+        if getattr(args, option[2:]) is not None and str(getattr(args, option[2:])) != STDOUT and option not in failed
+    ]
+    where = f"in {', '.join(files)}" if files else "above"
+    unjudged = "; not judged against the baseline" if args.gate is not None else ""
+    return (
+        f"the {rows} rows measured before it are {where}"
+        + (f"; no baseline written to {args.save_baseline} (it needs every row)" if args.save_baseline else "")
+        + unjudged
+    )
+
+
+def write_files(report: dict, table: str, args, baseline: bool = True) -> dict[str, OutputError]:
+    """Every output file asked for, each tried even when another fails; the failures by option.
+    ``baseline`` False: no ``--save-baseline`` (an interrupted sweep)."""
     writes = {
         "--json": lambda: write_json(report, args.json, args.protected),
         "--save-baseline": lambda: write_json(report, args.save_baseline, args.protected),
@@ -59,7 +89,7 @@ def write_files(report: dict, table: str, args) -> dict[str, OutputError]:
     failed = {}
     for option, write in writes.items():
         target = getattr(args, option[2:].replace("-", "_"))
-        if target is None or str(target) == STDOUT:
+        if target is None or str(target) == STDOUT or (option == "--save-baseline" and not baseline):
             continue
         try:
             write()

@@ -28,6 +28,7 @@ from .flops import flops_per_image, precision
 from .machine import environment
 from .peak import Peak
 from .reference import REFERENCE_ID, Reference
+from .signals import signal_name
 from .stats import LatencyStats, ratio_interval
 
 logger = logging.getLogger(__name__)
@@ -140,65 +141,18 @@ def run_sweep(
     peak = Peak(session, enabled=config.provider in ("cpu", "openvino"))
     if peak.enabled:
         logger.info("measuring the machine's peak: onnxruntime MatMul")
-    peak.measure()
-    reference = Reference(session) if config.reference else None
-    rows: list[Row] = []
-    models_info = []
-    providers_in_use: set[str] = set()
-    for path in config.models:
-        name = path.name
-        inp = config.inputs.get(path) or model_input(path)
-        try:
-            flops = flops_per_image(path, inp.dynamic)
-        except ImportError:
-            logger.info("%s: FLOPs not counted: the onnx package is missing (pip install 'edgerun[tools]')", name)
-            flops = None
-        except Exception as exc:  # noqa: BLE001 - a model we cannot count still gets latencies
-            logger.warning("%s: FLOPs not counted (%s)", name, exc)
-            flops = None
-        models_info.append(
-            {
-                "model": name,
-                "path": str(path),
-                "sha256": sha256_file(path),
-                "flops_per_image": flops,
-                "opset": inp.opset,
-                "precision": inp.precision,
-            }
-        )
-        backends, model_rows = [], []
-        for backend_name in config.backends:
-            try:
-                backends.append(
-                    make_backend(backend_name, path, session, config.twins, inp.precision, tuned=config.tuned)
-                )
-            except PeerUnavailable as exc:
-                logger.warning("%s: skipping %s: %s", name, backend_name, exc)
-                model_rows.append(Row(name, backend_name, config.provider, 0, inp.precision, error=f"skipped: {exc}"))
-            except Exception as exc:  # noqa: BLE001 - record, go on with the next backend
-                model_rows.append(Row(name, backend_name, config.provider, 0, inp.precision, error=_failure(exc)))
-        fixed = [b for b in config.batches if inp.fixed_batch is not None and b != inp.fixed_batch]
-        if fixed:
-            logger.warning(
-                "%s: the model's batch axis is fixed at %d: batch %s skipped (re-export it with a dynamic batch "
-                "axis to measure them)", name, inp.fixed_batch, ",".join(map(str, fixed)),
-            )  # fmt: skip
-        for batch in config.batches:
-            if batch in fixed:
-                why = f"skipped: the model's batch axis is fixed at {inp.fixed_batch}"
-                model_rows.extend(Row(name, b.name, config.provider, batch, b.precision, error=why) for b in backends)
-                continue
-            if progress:
-                progress(name, batch)
-            names = [b.name for b in backends] + (["reference"] if reference else [])
-            logger.info("%s  batch %d: %s", name, batch, ", ".join(names))
-            peak.measure(seconds=0.1)  # turns spread over the run: the peak sees the same machine as the rows
-            group = _Group(backends, reference, path, inp, config, batch, providers_in_use)
-            model_rows.extend(group.measure(more_rounds))
-        del backends
-        order = {b: i for i, b in enumerate(config.backends)}
-        rows.extend(sorted(model_rows, key=lambda r: (order.get(r.backend, len(order)), r.batch)))
-    peak.measure()  # a second turn after the sweep: the best of both is the peak
+    sweep = _Sweep(config, session, peak, more_rounds, progress)
+    interrupted = None
+    try:
+        peak.measure()
+        sweep.reference = Reference(session) if config.reference else None
+        for path in config.models:
+            sweep.model(path)
+        peak.measure()  # a second turn after the sweep: the best of both is the peak
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM through bench.signals: keep what was measured
+        interrupted = signal_name(exc)
+        logger.warning("%s: the sweep stops; the %d rows measured before it are kept", interrupted, len(sweep.rows))
+    rows, models_info, providers_in_use, reference = sweep.rows, sweep.models_info, sweep.providers, sweep.reference
     for info in models_info:
         _rate([r for r in rows if r.model == info["model"]], {info["model"]: info["flops_per_image"]}, peak)
     return {
@@ -209,6 +163,87 @@ def run_sweep(
         "models": models_info,
         "settings": {k: v for k, v in asdict(config).items() if k not in _NOT_SETTINGS},
         "results": [asdict(r) for r in rows],
+        # "SIGINT"/"SIGTERM" when a signal stopped the sweep: the rows are those measured before it
+        "interrupted": interrupted,
+    }
+
+
+class _Sweep:
+    """What a sweep has measured so far, model by model: an interrupt keeps every row in it."""
+
+    def __init__(self, config: SweepConfig, session: SessionConfig, peak: Peak, more_rounds, progress) -> None:
+        self.config, self.session, self.peak = config, session, peak
+        self.more_rounds, self.progress = more_rounds, progress
+        self.reference: Reference | None = None
+        self.rows: list[Row] = []
+        self.models_info: list[dict] = []
+        self.providers: set[str] = set()
+
+    def model(self, path: Path) -> None:
+        """Every backend and batch size of one model, added to ``rows``; on an interrupt, the
+        rows measured so far are added before it goes on up."""
+        config, name = self.config, path.name
+        inp = config.inputs.get(path) or model_input(path)
+        self.models_info.append(_model_info(path, inp))
+        backends, model_rows, group = [], [], None
+        try:
+            for backend_name in config.backends:
+                try:
+                    backends.append(
+                        make_backend(backend_name, path, self.session, config.twins, inp.precision, tuned=config.tuned)
+                    )
+                except PeerUnavailable as exc:
+                    logger.warning("%s: skipping %s: %s", name, backend_name, exc)
+                    model_rows.append(
+                        Row(name, backend_name, config.provider, 0, inp.precision, error=f"skipped: {exc}")
+                    )
+                except Exception as exc:  # noqa: BLE001 - record, go on with the next backend
+                    model_rows.append(Row(name, backend_name, config.provider, 0, inp.precision, error=_failure(exc)))
+            fixed = [b for b in config.batches if inp.fixed_batch is not None and b != inp.fixed_batch]
+            if fixed:
+                logger.warning(
+                    "%s: the model's batch axis is fixed at %d: batch %s skipped (re-export it with a dynamic batch "
+                    "axis to measure them)", name, inp.fixed_batch, ",".join(map(str, fixed)),
+                )  # fmt: skip
+            for batch in config.batches:
+                group = None
+                if batch in fixed:
+                    why = f"skipped: the model's batch axis is fixed at {inp.fixed_batch}"
+                    model_rows += [Row(name, b.name, config.provider, batch, b.precision, error=why) for b in backends]
+                    continue
+                if self.progress:
+                    self.progress(name, batch)
+                names = [b.name for b in backends] + (["reference"] if self.reference else [])
+                logger.info("%s  batch %d: %s", name, batch, ", ".join(names))
+                self.peak.measure(seconds=0.1)  # turns spread over the run: the peak sees the same machine as the rows
+                group = _Group(backends, self.reference, path, inp, config, batch, self.providers)
+                model_rows.extend(group.measure(self.more_rounds))
+                group = None
+        except KeyboardInterrupt:
+            if group is not None:  # the batch size in hand: its rows as far as its rounds went
+                model_rows.extend(group.partial())
+            raise
+        finally:
+            order = {b: i for i, b in enumerate(config.backends)}
+            self.rows.extend(sorted(model_rows, key=lambda r: (order.get(r.backend, len(order)), r.batch)))
+
+
+def _model_info(path: Path, inp: ModelInput) -> dict:
+    try:
+        flops = flops_per_image(path, inp.dynamic)
+    except ImportError:
+        logger.info("%s: FLOPs not counted: the onnx package is missing (pip install 'edgerun[tools]')", path.name)
+        flops = None
+    except Exception as exc:  # noqa: BLE001 - a model we cannot count still gets latencies
+        logger.warning("%s: FLOPs not counted (%s)", path.name, exc)
+        flops = None
+    return {
+        "model": path.name,
+        "path": str(path),
+        "sha256": sha256_file(path),
+        "flops_per_image": flops,
+        "opset": inp.opset,
+        "precision": inp.precision,
     }
 
 
@@ -325,7 +360,18 @@ class _Group:
                 if more_rounds is None or not more_rounds(live):
                     break
                 logger.info("%s batch %d: undecided after %d rounds, measuring more", self.path.name, self.batch, turn)
-        rows = [self._filled(row) for row in self.rows.values()]
+        return self._finished(list(self.rows.values()))
+
+    def partial(self) -> list[Row]:
+        """The rows as far as the rounds went when a signal stopped them (a row with no block
+        measured yet is left out, a failed one kept)."""
+        for name, samples in self.samples.items():  # a round cut between its two appends: whole rounds only
+            keep = min(len(samples), len(self.turns[name]))
+            del samples[keep:], self.turns[name][keep:]
+        return self._finished([r for r in self.rows.values() if r.error or self.samples.get(r.backend)])
+
+    def _finished(self, rows: list[Row]) -> list[Row]:
+        rows = [self._filled(row) for row in rows]
         for row in rows:
             if row.backend != EdgerunBackend.name:
                 row.edgerun_ratio = self._edgerun_ratio(row.backend)

@@ -518,3 +518,33 @@ def test_bench_writes_its_files_before_a_full_standard_output(tmp_path, tiny_mod
     assert done.returncode == 5 and "cannot write to standard output: no space left" in done.stderr, done.stderr
     assert json.loads(report.read_text())["results"][0]["p50_ms"] > 0
     assert table.read_text().startswith("Measured")
+
+
+@pytest.mark.parametrize(("signum", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_bench_keeps_what_it_measured(tmp_path, tiny_model, signum, code):
+    """Ctrl-C or a CI runner's SIGTERM in the middle of a sweep lost every row measured (and
+    SIGTERM said nothing): the rows measured are written, no baseline is, exit 130 / 143."""
+    import signal
+    import subprocess
+    import sys
+
+    model, report, baseline = tiny_model(tmp_path / "m.onnx", batch=None), tmp_path / "r.json", tmp_path / "b.json"
+    argv = [str(model), "--batch", "1,2", "--seconds", "2.5", "--rounds", "5", "--json", str(report)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgerun", "bench", *argv, "--markdown", str(tmp_path / "r.md"), "--save-baseline",
+         str(baseline)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    for line in proc.stderr:  # batch 2 starts once batch 1's rows are whole (5 rounds of 0.5 s blocks)
+        if "m.onnx  batch 2:" in line:
+            break
+    proc.send_signal(getattr(signal, signum))
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == code, err
+    assert f"interrupted ({signum}): the 1 rows measured before it are in {report}" in err
+    assert "no baseline written" in err and not baseline.exists()
+    saved = json.loads(report.read_text())
+    assert saved["interrupted"] == signum
+    assert [(r["batch"], r["error"]) for r in saved["results"]][0] == (1, None)
+    assert saved["results"][0]["p50_ms"] > 0 and len(saved["results"][0]["round_us"]) == 5
+    assert "| edgerun | fp32 | 1 |" in (tmp_path / "r.md").read_text()
