@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -219,14 +220,18 @@ def input_shape(path: Path) -> tuple[int, int, int]:
     return model_input(path).image
 
 
-def tune(path: Path, config: TuneConfig) -> list[BatchResult]:
+def tune(path: Path, config: TuneConfig, done: list[BatchResult] | None = None) -> list[BatchResult]:
+    """Each batch size's winner. ``done`` gets each as it is measured: after a signal stopped the
+    tune (KeyboardInterrupt), it holds the batch sizes finished before it."""
     from edgerun.runtime.session import default_threads
 
     graph_path = graph_paths(path, config.graphs) if config.graphs else None
     variants = write_variants(path, graph_path) if graph_path else {}
     tuner = Tuner(path, config, input_shape(path), variants)
     cores = default_threads()
-    results = [tuner.tune_batch(batch, cores) for batch in config.batches]
+    results = [] if done is None else done
+    for batch in config.batches:
+        results.append(tuner.tune_batch(batch, cores))
     if graph_path and config.provider == "cpu" and any(_runs_model(r.tuned) for r in results):
         copy = keep_optimized_model(path, graph_path("model"), tuner.input_shape)
         if copy is not None:
@@ -389,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgerun tune",
         description="Measure onnxruntime session settings for a model on this machine and keep the fastest per "
         "batch size in the tune cache, which edgerun bench and the runtime use (--no-tune to ignore it). "
-        "Exit 0; 2 for bad arguments or a tune cache that cannot be written (checked before any measuring).",
+        "Exit 0; 2 for bad arguments or a tune cache that cannot be written (checked before any measuring); "
+        "130/143 when SIGINT/SIGTERM stopped it (the batch sizes finished are stored).",
     )
     p.add_argument("models", nargs="+", type=given_path, help="ONNX models to tune (files, or bundled models' names)")
     p.add_argument("--batch", type=_batches, default=(1, 8, 64), help="batch sizes, each 1-1024, e.g. 1,8,64 (default)")
@@ -433,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         _check_cache(cache, [*args.models, *args.variant], parser)
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="edgerun-tune-") as scratch:
+    from .signals import terminate_raises
+
+    with tempfile.TemporaryDirectory(prefix="edgerun-tune-") as scratch, terminate_raises():
         # A dry run measures the graph variants too, from a folder that goes with it.
         config = replace(config, graphs=Path(scratch) if args.dry_run else graphs_dir(cache))
         return _tune_all(args, config, cache)
@@ -474,22 +482,58 @@ def _check_cache(cache: Path, inputs: list[Path], parser) -> None:
 
 
 def _tune_all(args, config: TuneConfig, cache: Path) -> int:
-    from edgerun.runtime.files import sha256_file
-    from edgerun.runtime.tuning import TuningCacheError, record
-
-    for path in args.models:
-        results = tune(path, config)
+    for i, path in enumerate(args.models):
+        done: list[BatchResult] = []
+        try:
+            results = tune(path, config, done)
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (bench.signals): the batch sizes done are kept
+            return _interrupted(args, config, cache, i, done, exc)
         print(format_results(path, results))
         if args.variant:
             print("\n".join(compare_variants(path, args.variant, results, config)))
-        if args.dry_run:
-            continue
-        try:
-            digest = sha256_file(path)
-            written = record(path, digest, args.provider, {r.batch: r.tuned for r in results}, cache)
-            prune_graphs(cache, digest)
-        except (OSError, TuningCacheError) as exc:
-            print_error("edgerun tune", f"cannot write the tune cache {cache}: {exc}")
-            return 2
-        print(f"{'':{len(path.name) + 1}} stored in {written}")
+        code = _store(args, path, results, cache)
+        if code:
+            return code
+    return 0
+
+
+def _interrupted(args, config: TuneConfig, cache: Path, i: int, done: list[BatchResult], exc: KeyboardInterrupt) -> int:
+    """A signal stopped the tune of ``args.models[i]``: store the batch sizes it finished, say
+    what was not tuned; 130 / 143 (2 when the cache cannot be written)."""
+    from .signals import exit_code, signal_name
+
+    path, name = args.models[i], signal_name(exc)
+    if done:
+        print(format_results(path, done))
+        code = _store(args, path, done, cache)
+        if code:
+            return code
+    stored = "" if args.dry_run else " stored"
+    finished = f"batch {', '.join(str(r.batch) for r in done)}{stored}" if done else "no batch size finished"
+    rest = ", ".join(str(b) for b in config.batches[len(done) :])
+    later = ", ".join(p.name for p in args.models[i + 1 :])
+    print(
+        f"edgerun tune: interrupted ({name}) while tuning {path.name}: {finished}; batch {rest} not tuned"
+        + (f"; not started: {later}" if later else ""),
+        file=sys.stderr,
+    )
+    return exit_code(name)
+
+
+def _store(args, path: Path, results: list[BatchResult], cache: Path) -> int:
+    """Unless a dry run, store ``results`` and prune the graph files; 0, or 2 when the cache
+    cannot be written."""
+    from edgerun.runtime.files import sha256_file
+    from edgerun.runtime.tuning import TuningCacheError, record
+
+    if args.dry_run:
+        return 0
+    try:
+        digest = sha256_file(path)
+        written = record(path, digest, args.provider, {r.batch: r.tuned for r in results}, cache)
+        prune_graphs(cache, digest)
+    except (OSError, TuningCacheError) as exc:
+        print_error("edgerun tune", f"cannot write the tune cache {cache}: {exc}")
+        return 2
+    print(f"{'':{len(path.name) + 1}} stored in {written}")
     return 0

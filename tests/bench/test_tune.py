@@ -169,3 +169,30 @@ def test_tune_takes_a_bundled_model_by_name(mnist_cnn, tmp_path, monkeypatch, ca
     argv = ["mnist_cnn", "--batch", "1", "--seconds", "0.005", "--rounds", "1", "--dry-run"]
     assert tune.main(argv) == 0
     assert "mnist_cnn.onnx:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("signum", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_tune_stores_the_batch_sizes_it_finished(model_file, tmp_path, signum, code):
+    """Ctrl-C or SIGTERM in a long tune lost every batch size measured (they were stored only
+    once all were done): those finished are stored, the message says what was not tuned."""
+    import signal
+    import subprocess
+    import sys
+
+    cache = tmp_path / "tune.json"
+    argv = [str(model_file), "--batch", "1,8", "--seconds", "0.01", "--rounds", "2", "--cache", str(cache)]
+    env = {**os.environ, tuning.ENV_CACHE: str(cache)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgerun", "tune", *argv], stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+        text=True,
+    )  # fmt: skip
+    for line in proc.stderr:  # batch 8's first decision: batch 1 is done
+        if "batch 8 " in line:
+            break
+    proc.send_signal(getattr(signal, signum))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert f"interrupted ({signum}) while tuning m.onnx: batch 1 stored; batch 8 not tuned" in err
+    assert f"stored in {cache}" in out
+    assert tuning.tuned_settings(sha256_file(model_file), 1, "cpu", exact=True, path=cache) is not None
+    assert tuning.tuned_settings(sha256_file(model_file), 8, "cpu", exact=True, path=cache) is None
