@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 from edgerun.runtime.argtypes import print_error
-from edgerun.runtime.outputs import STDOUT, OutputError, write_text
+from edgerun.runtime.outputs import STDOUT, OutputError, WriteFailed, write_text
 
 from . import signals
+from .baseline import baseline_problem
 from .gate import EXIT_ALL_FAILED, EXIT_USAGE, exit_code, summary
 from .report import human_stream, markdown, plot, write_json
 
@@ -82,7 +83,7 @@ def write_files(report: dict, table: str, args, baseline: bool = True) -> dict[s
     ``baseline`` False: no ``--save-baseline`` (an interrupted sweep)."""
     writes = {
         "--json": lambda: write_json(report, args.json, args.protected),
-        "--save-baseline": lambda: write_json(report, args.save_baseline, args.protected),
+        "--save-baseline": lambda: write_baseline(report, args.save_baseline, args.protected),
         "--markdown": lambda: write_text(args.markdown, table + "\n", args.protected, "--markdown"),
         "--plot": lambda: plots(report, args.plot, args.protected),
     }
@@ -96,6 +97,19 @@ def write_files(report: dict, table: str, args, baseline: bool = True) -> dict[s
         except OutputError as exc:
             failed[option] = exc
     return failed
+
+
+def write_baseline(report: dict, path: Path, protected) -> None:
+    """``report`` as the gate's baseline, only if ``--compare`` could use it: one whose rows all
+    failed, or that holds no rounds of the reference (it failed), was written and then refused
+    by every later comparison."""
+    problem = baseline_problem(report)
+    if problem:
+        raise WriteFailed(
+            f"--save-baseline {path} not written: {problem}; the rows are in --json (if given): "
+            "fix the failing rows and make the baseline again"
+        )
+    write_json(report, path, protected)
 
 
 def plot_targets(target: Path, models: list[str]) -> dict[str, Path]:

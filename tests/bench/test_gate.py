@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgerun.bench import cli
-from edgerun.bench.baseline import BaselineError, load_baseline
+from edgerun.bench.baseline import MAX_BASELINE_BYTES, BaselineError, load_baseline
 from edgerun.bench.gate import EXIT_ALL_FAILED, EXIT_INCONCLUSIVE, EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE, judge
 from edgerun.bench.planted import plant_slowdown
 from edgerun.bench.reference import REFERENCE_ID
@@ -103,6 +103,14 @@ def _edit(**changes):
         (_edit(row__ref_round_us=[[1.0], [-1.0]]), "not finite numbers above 0"),
         (_edit(row__ref_round_us=[[1.0], [1.0], [1.0]]), "different numbers of rounds"),
         (_edit(row__ref_batch=0), "has ref_batch 0"),
+        # --compare measured with these: a std::bad_alloc, a SessionConfigError, a reference that never ran
+        (_edit(top__environment={"threads": 10**9}), "threads 1000000000, expected a whole number from 1 to 1024"),
+        (_edit(top__environment={"threads": True}), "threads True"),
+        (_edit(row__ref_batch=10**9), "has ref_batch 1000000000, expected a whole number from 1 to 1024"),
+        (_edit(row__ref_batch=True), "has ref_batch True"),
+        (_edit(row__batch=True), "has batch True"),
+        (lambda report: report | {"results": report["results"] * 2}, "repeats the row of results"),
+        (_edit(row__error="boom"), "every row failed in it: there is nothing to compare with"),
     ],
 )
 def test_unusable_baselines_are_refused_with_what_is_wrong(tmp_path, content, message):
@@ -133,6 +141,25 @@ def test_compare_refuses_an_unusable_baseline_before_measuring(tmp_path, tiny_mo
     assert "Measured" not in out  # nothing was measured
     expected = {"missing": "no baseline at", "malformed": "is not JSON", "no rows in common": "no rows in common"}
     assert expected[problem] in err
+
+
+def test_a_huge_baseline_is_not_read_into_memory(tmp_path):
+    path = tmp_path / "baseline.json"
+    with open(path, "wb") as handle:
+        handle.truncate(MAX_BASELINE_BYTES + 1)  # sparse: a 3 GB one took 6.4 GB of memory and 20 s
+    with pytest.raises(BaselineError, match="over the 256 MiB a baseline can be"):
+        load_baseline(path)
+
+
+def test_a_baseline_no_comparison_could_use_is_not_written(tmp_path, tiny_model, capsys):
+    """Every row failing (the model's batch axis is fixed at 1): the baseline was written, exit 1,
+    and every later --compare refused it; now it is not written and the run says why."""
+    model, baseline, report = tiny_model(tmp_path / "fixed.onnx", batch=1), tmp_path / "b.json", tmp_path / "r.json"
+    argv = [str(model), "--batch", "2,4", "--iters", "3", "--rounds", "5", "--save-baseline", str(baseline)]
+    assert cli.main([*argv, "--json", str(report)]) == 5
+    err = capsys.readouterr().err
+    assert f"--save-baseline {baseline} not written: every row failed in it" in err
+    assert not baseline.exists() and len(json.loads(report.read_text())["results"]) == 2
 
 
 def test_every_row_failing_is_exit_1(tmp_path, tiny_model, capsys):
