@@ -7,7 +7,7 @@ import logging
 import math
 from pathlib import Path
 
-from edgerun.runtime.argtypes import Parser, given_path, positive_float, positive_int
+from edgerun.runtime.argtypes import Parser, given_path, positive_float, positive_int, thread_count
 
 from .gate import EXIT_ALL_FAILED, EXIT_INCONCLUSIVE, EXIT_REGRESSION, EXIT_USAGE  # noqa: F401 - public codes
 
@@ -34,6 +34,9 @@ def _batches(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"batch sizes must be 1 or more, got {text!r}")
+    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if twice is not None:  # two rows of one key: the report repeats it, a baseline keeps one
+        raise argparse.ArgumentTypeError(f"batch size {twice} is given twice in {text!r}; give each once")
     for value in values:
         try:
             batch_size(str(value))
@@ -82,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         help="intra-op threads for every backend (default: all cores; 1 with --save-baseline, the baseline's "
         "with --compare: see README, CI gate)",
     )
@@ -142,6 +145,9 @@ def _validate(args, parser) -> None:
     unknown = [v for v in peers if v not in PEERS]
     if unknown:
         parser.error(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}")
+    twice = next((v for i, v in enumerate(peers) if v in peers[:i]), None)
+    if twice is not None:
+        parser.error(f"--vs names {twice} twice; give each peer once")
     args.peers = peers
     if args.warmup < 0:
         parser.error(f"--warmup must be 0 or more, got {args.warmup}")

@@ -17,7 +17,7 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgerun.runtime.argtypes import positive_float, positive_int
+    from edgerun.runtime.argtypes import positive_float, positive_int, thread_count
     from edgerun.runtime.model import Model, SessionConfig
     from edgerun.runtime.timing import measure, percentile_ms
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=_batches, default=(1, 8))
     p.add_argument("--rounds", type=positive_int, default=5)
     p.add_argument("--seconds", type=positive_float, default=2.0, help="per model per round")
-    p.add_argument("--threads", type=positive_int)
+    p.add_argument("--threads", type=thread_count)
     args = p.parse_args(argv)
     config = SessionConfig(provider="cpu", threads=args.threads)
     models = [Model.load(args.base, config), Model.load(args.other, config)]

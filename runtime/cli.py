@@ -20,6 +20,7 @@ from .argtypes import (
     positive_int,
     print_error,
     probability,
+    thread_count,
 )
 from .providers import CHOICES
 from .run import EXIT_USAGE, EXIT_WRITE_FAILED
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmaps", action="store_true", help="with --save, also write the localizer's class maps")
     p.add_argument("--show", action="store_true", help="show annotated frames in a window (needs a display)")
     p.add_argument("--max-frames", type=positive_int, help="stop after N inputs")
-    p.add_argument("--threads", type=positive_int, help="onnxruntime intra-op threads (default: all cores)")
+    p.add_argument("--threads", type=thread_count, help="onnxruntime intra-op threads, 1-1024 (default: all cores)")
     p.add_argument(
         "--spin",
         action="store_true",

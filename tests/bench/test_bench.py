@@ -207,7 +207,7 @@ def test_int8_model_meets_int8_peers_only(mnist_cnn, tmp_path):
         (["{model}", "--save-baseline", "{model}"], "is an input of this run"),
         (["{model}", "--save-baseline", "{tmp}/b.json", "--rounds", "3"], "need --rounds 5 or more"),
         (["{model}", "--iters", "0"], "expected a number of at least 1"),
-        (["{model}", "--seconds", "-1"], "expected a number above 0"),
+        (["{model}", "--seconds", "-1"], "expected a finite number above 0"),
     ],
 )
 def test_arguments_are_checked_before_any_model_loads(tmp_path, tiny_model, argv, message, capsys):
@@ -368,6 +368,11 @@ def _truncated(model, target):
         (["{model}", "--compare", "-"], "the baseline is read from a file; give the path --save-baseline wrote"),
         ([""], "argument models: expected a path (or a bundled model's name where a model goes), got an empty string"),
         (["{model}", "--json", "-", "--save-baseline", "-"], "only --json writes to standard output"),
+        # each was measured and reported twice (a baseline kept one), or an error after the models loaded
+        (["{model}", "--batch", "1,8,1"], "batch size 1 is given twice in '1,8,1'; give each once"),
+        (["{model}", "--vs", "ort-raw,ort-raw"], "--vs names ort-raw twice; give each peer once"),
+        (["{model}", "--seconds", "inf"], "argument --seconds: expected a finite number above 0, got 'inf'"),
+        (["{model}", "--threads", "100000"], "argument --threads: expected at most 1024"),
     ],
 )
 def test_bad_inputs_and_outputs_are_refused_before_measuring(

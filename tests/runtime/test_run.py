@@ -106,7 +106,7 @@ def test_localizer_writes_detections_and_heatmaps(mnist_fcn, mnist_test, tmp_pat
         (["--batch", "0"], "expected a number of at least 1"),
         (["--provider", "tpu"], "invalid choice: 'tpu'"),
         (["--threshold", "2"], "expected a number in (0, 1]"),
-        (["--std", "0"], "expected a number above 0"),
+        (["--std", "0"], "expected a finite number above 0"),
     ],
 )
 def test_bad_arguments_exit_2(mnist_cnn, mnist_pngs, argv, message, capsys):
