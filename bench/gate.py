@@ -212,4 +212,9 @@ def summary(verdicts: list[Verdict], threshold_pct: float) -> str:
             f"for a {threshold_pct:g}% threshold even after extra rounds. Re-run on a quieter runner, give "
             "more --rounds or --seconds, or pin the job to dedicated cores."
         )
+    if not judged:  # only new, fixed or still-failing rows: exit 2, never a pass
+        return (
+            f"NO VERDICT: none of {len(verdicts)} rows could be judged (new, fixed or still failing in the "
+            "baseline); compare a sweep whose rows ran in the baseline"
+        )
     return f"PASS: none of {len(judged)} rows slower than the baseline by more than {threshold_pct:g}%"

@@ -162,6 +162,20 @@ def test_a_baseline_no_comparison_could_use_is_not_written(tmp_path, tiny_model,
     assert not baseline.exists() and len(json.loads(report.read_text())["results"]) == 2
 
 
+def test_a_comparison_with_no_row_to_judge_says_so_and_not_pass(tmp_path, tiny_model, capsys):
+    """Batch 2 failed in the baseline and runs now ('fixed'): nothing was judged, exit 2, and the
+    summary said 'PASS: none of 0 rows slower' above that error."""
+    baseline = valid_baseline()
+    baseline["results"].append(baseline["results"][0] | {"batch": 2, "error": "failed then"})
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(baseline))
+    model = tiny_model(tmp_path / "m.onnx", batch=None)
+    assert cli.main([str(model), "--batch", "2", "--iters", "5", "--rounds", "5", "--compare", str(path)]) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert "NO VERDICT: none of 1 rows could be judged" in out and "PASS" not in out
+    assert "no row of this run could be compared" in err
+
+
 def test_every_row_failing_is_exit_1(tmp_path, tiny_model, capsys):
     model = tiny_model(tmp_path / "fixed.onnx", batch=1)
     assert cli.main([str(model), "--batch", "2,4", "--iters", "3"]) == EXIT_ALL_FAILED
@@ -255,3 +269,4 @@ def test_the_gate_measures_one_thread_unless_told_and_compares_with_the_baseline
         assert code in (EXIT_PASS, EXIT_REGRESSION, EXIT_INCONCLUSIVE)  # judged (a tiny model, a few rounds)
         assert json.loads(report.read_text())["environment"]["threads"] == threads
     capsys.readouterr()
+
