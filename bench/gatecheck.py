@@ -28,6 +28,8 @@ import numpy as np
 
 from edgerun.runtime.argtypes import positive_float, positive_int
 
+from .signals import exit_code, signal_name, terminate_raises
+
 logger = logging.getLogger(__name__)
 
 BUSY_LOOP = "while True: pass"
@@ -76,10 +78,15 @@ class BusyLoad:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> BusyLoad:
-        self.process = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
-        if self.cpu is not None:
-            os.sched_setaffinity(self.process.pid, {self.cpu})
-        time.sleep(0.5)  # let the scheduler see it
+        quiet = subprocess.DEVNULL  # it holds none of the gate check's streams open
+        self.process = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdout=quiet, stderr=quiet)
+        try:
+            if self.cpu is not None:
+                os.sched_setaffinity(self.process.pid, {self.cpu})
+            time.sleep(0.5)  # let the scheduler see it
+        except BaseException:  # a signal here: no with block will stop it
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -97,6 +104,7 @@ def _bench(args: list[str], log: Path) -> int:
 def _run(kind: str, model: Path, baseline: Path, common: list[str], out: Path, i: int, cpu: int | None) -> dict:
     loaded = kind.endswith("loaded")
     report = out / f"{kind}_{i}.json"
+    report.unlink(missing_ok=True)  # an earlier gate check's verdicts must not stand in for a run that wrote none
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     if loaded:
@@ -157,6 +165,8 @@ def _markdown(result: dict) -> str:
             f"| {run['kind']} | {run['run']} | {run['exit']} | {EXPECTED[run['kind']]} | "
             f"{run['load_1min_before']} | {rows} |"
         )
+    if result.get("interrupted"):
+        lines += ["", f"Interrupted ({result['interrupted']}) after {len(result['runs'])} runs: scores of those."]
     lines += ["", "| case | as expected |", "|---|---:|"]
     for kind, score in result["score"].items():
         lines.append(f"| {kind} | {score} |")
@@ -200,12 +210,16 @@ def main(argv: list[str] | None = None) -> int:
             f"gatecheck: error: saving the baseline failed (exit {code}); see {out / 'baseline.log'}", file=sys.stderr
         )
         return 1
-    runs = []
-    for i in range(1, args.runs + 1):
-        for kind in EXPECTED:
-            model = planted if kind.startswith("planted") else args.model
-            runs.append(_run(kind, model, baseline, common, out, i, args.pin_load))
-            logger.info("%s run %d: exit %d %s", kind, i, runs[-1]["exit"], runs[-1]["rows"])
+    runs, interrupted = [], None
+    try:
+        for i in range(1, args.runs + 1):
+            for kind in EXPECTED:
+                model = planted if kind.startswith("planted") else args.model
+                runs.append(_run(kind, model, baseline, common, out, i, args.pin_load))
+                logger.info("%s run %d: exit %s %s", kind, i, runs[-1]["exit"], runs[-1]["rows"])
+    except KeyboardInterrupt as exc:  # the busy loop is stopped (BusyLoad), the runs done are summarised
+        interrupted = signal_name(exc)
+        logger.warning("%s: the gate check stops after %d runs; they are in the summary", interrupted, len(runs))
     score = {
         kind: f"{sum(r['exit'] == expected for r in runs if r['kind'] == kind)}/{args.runs}"
         for kind, expected in EXPECTED.items()
@@ -221,13 +235,22 @@ def main(argv: list[str] | None = None) -> int:
         "true_slowdown": truth,
         "runs": runs,
         "score": score,
+        "interrupted": interrupted,
     }
     (out / "summary.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     table = _markdown(result)
     (out / "summary.md").write_text(table + "\n", encoding="utf-8")
     print(table)
+    if interrupted:
+        return exit_code(interrupted)
     return 0 if all(r["exit"] == EXPECTED[r["kind"]] for r in runs) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SIGTERM (a CI job's timeout) raises as Ctrl-C does: the busy loop is stopped, not left burning a core
+    with terminate_raises():
+        try:
+            sys.exit(main())
+        except KeyboardInterrupt as stopped:  # before the comparisons began: nothing to summarise
+            print(f"gatecheck: interrupted ({signal_name(stopped)})", file=sys.stderr)
+            sys.exit(exit_code(signal_name(stopped)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -270,3 +271,53 @@ def test_the_gate_measures_one_thread_unless_told_and_compares_with_the_baseline
         assert json.loads(report.read_text())["environment"]["threads"] == threads
     capsys.readouterr()
 
+
+def _children(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    try:
+        with open(path, encoding="ascii") as handle:
+            return [int(c) for c in handle.read().split()]
+    except OSError:
+        return []
+
+
+def _busy_loop(pid: int) -> int | None:
+    for child in _children(pid):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as handle:
+                if b"while True: pass" in handle.read():
+                    return child
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads child processes from Linux's /proc")
+def test_a_gate_check_stopped_by_sigterm_stops_its_busy_loop_and_keeps_its_runs(tmp_path):
+    """make gate-check killed by a CI timeout (SIGTERM) died at once and left its busy-loop
+    process burning a core with no parent; Ctrl-C ended in a traceback and no summary."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from edgerun.runtime.model import resolve_model_path
+
+    out = tmp_path / "gate-check"
+    argv = ["--model", str(resolve_model_path("mnist_cnn")), "--batch", "1", "--runs", "1", "--rounds", "5"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgerun.bench.gatecheck", *argv, "--seconds", "0.2", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline, loop = time.monotonic() + 300, None
+    while loop is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        loop = _busy_loop(proc.pid)
+    assert loop is not None, "no busy loop started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert not os.path.exists(f"/proc/{loop}") or b"Z" in open(f"/proc/{loop}/stat", "rb").read().split()[2:3]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] == "SIGTERM"
+    assert "Interrupted (SIGTERM)" in (out / "summary.md").read_text()
