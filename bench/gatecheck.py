@@ -174,9 +174,11 @@ def _markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .cli import _batches  # bench's own rule: whole numbers 1-1024, each once
+
     p = argparse.ArgumentParser(prog="python -m edgerun.bench.gatecheck", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=Path("models/mnist_cnn.onnx"))
-    p.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    p.add_argument("--batch", type=_batches, default=(1, 8), help="comma-separated batch sizes (default 1,8)")
     p.add_argument("--runs", type=positive_int, default=5, help="comparisons per case (default 5)")
     p.add_argument("--rounds", type=positive_int, default=20, help="edgerun bench --rounds (default 20)")
     p.add_argument("--seconds", type=positive_float, default=1.0, help="edgerun bench --seconds (default 1.0)")
@@ -191,19 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model.is_file():
         print(f"gatecheck: error: model {args.model} does not exist", file=sys.stderr)
         return 2
-    batches = tuple(int(b) for b in args.batch.split(","))
+    batches = args.batch
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     planted = plant_slowdown(args.model, out / "planted" / args.model.name)
     load_at_start = round(os.getloadavg()[0], 2)
     logger.info("true slowdown of %s, measured apart", planted)
     truth = true_slowdown(args.model, planted, batches)
-    common = ["--batch", args.batch, "--rounds", str(args.rounds), "--seconds", str(args.seconds)]
+    common = ["--batch", ",".join(map(str, batches)), "--rounds", str(args.rounds), "--seconds", str(args.seconds)]
     common += ["--max-regression", args.max_regression]
     baseline = out / "baseline.json"
     logger.info("baseline, no extra load")
     # as the CLI's default for a baseline: twice the rounds (and time) of a comparison
-    saving = ["--batch", args.batch, "--rounds", str(2 * args.rounds), "--seconds", str(2 * args.seconds)]
+    saving = ["--batch", ",".join(map(str, batches)), "--rounds", str(2 * args.rounds), "--seconds", str(2 * args.seconds)]
     code = _bench([str(args.model), *saving, "--save-baseline", str(baseline)], out / "baseline.log")
     if code != 0:
         print(

@@ -218,7 +218,12 @@ def read_cache(path: Path) -> dict:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise TuningCacheError(
             f"tune cache {path} has schema {data.get('schema') if isinstance(data, dict) else '?'}, "
-            f"this edgerun reads {SCHEMA}; delete it and run edgerun tune again"
+            f"this edgerun reads {SCHEMA}; "
+            + (
+                "a newer edgerun wrote it: keep it for that one and give this one its own (EDGERUN_TUNE_CACHE=FILE)"
+                if isinstance(data, dict) and isinstance(data.get("schema"), int) and data["schema"] > SCHEMA
+                else "delete it and run edgerun tune again"
+            )
         )
     data.setdefault("machines", {})
     data.setdefault("files", {})

@@ -409,3 +409,15 @@ def test_a_graph_file_given_by_hand_is_not_replaced_by_the_tuned_one(model_file,
     with caplog.at_level(logging.INFO, logger="edgerun"), edgerun.load(model_file, provider="cpu", graph=str(mine)):
         pass
     assert "opening the tuned graph mine.onnx" in caplog.text and "tuned.onnx" not in caplog.text
+
+
+def test_a_cache_from_a_newer_edgerun_is_kept_not_deleted(cache):
+    """Deleting it would destroy the newer edgerun's measurements: this one says to use its own."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"schema": tuning.SCHEMA + 1, "machines": {}}))
+    with pytest.raises(TuningCacheError, match=r"a newer edgerun wrote it: keep it .*EDGERUN_TUNE_CACHE") as info:
+        tuning.read_cache(cache)
+    assert "delete" not in str(info.value)
+    cache.write_text(json.dumps({"schema": "x", "machines": {}}))
+    with pytest.raises(TuningCacheError, match="delete it"):
+        tuning.read_cache(cache)
