@@ -194,18 +194,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gatecheck: error: model {args.model} does not exist", file=sys.stderr)
         return 2
     batches = args.batch
+    batch_list = ",".join(map(str, batches))
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     planted = plant_slowdown(args.model, out / "planted" / args.model.name)
     load_at_start = round(os.getloadavg()[0], 2)
     logger.info("true slowdown of %s, measured apart", planted)
     truth = true_slowdown(args.model, planted, batches)
-    common = ["--batch", ",".join(map(str, batches)), "--rounds", str(args.rounds), "--seconds", str(args.seconds)]
+    common = ["--batch", batch_list, "--rounds", str(args.rounds), "--seconds", str(args.seconds)]
     common += ["--max-regression", args.max_regression]
     baseline = out / "baseline.json"
     logger.info("baseline, no extra load")
     # as the CLI's default for a baseline: twice the rounds (and time) of a comparison
-    saving = ["--batch", ",".join(map(str, batches)), "--rounds", str(2 * args.rounds), "--seconds", str(2 * args.seconds)]
+    saving = ["--batch", batch_list, "--rounds", str(2 * args.rounds), "--seconds", str(2 * args.seconds)]
     code = _bench([str(args.model), *saving, "--save-baseline", str(baseline)], out / "baseline.log")
     if code != 0:
         print(

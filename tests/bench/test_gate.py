@@ -321,3 +321,13 @@ def test_a_gate_check_stopped_by_sigterm_stops_its_busy_loop_and_keeps_its_runs(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] == "SIGTERM"
     assert "Interrupted (SIGTERM)" in (out / "summary.md").read_text()
+
+
+def test_gate_check_refuses_a_bad_batch_list_in_one_line(capsys):
+    from edgerun.bench.gatecheck import main
+
+    for bad in ("a", "1,1", "0"):
+        with pytest.raises(SystemExit) as info:
+            main(["--batch", bad])
+        assert info.value.code == 2
+        assert "argument --batch" in capsys.readouterr().err
