@@ -23,7 +23,7 @@ import numpy as np
 
 from edgerun.runtime.model import Model, SessionConfig
 from edgerun.runtime.modelfile import check_model_file
-from edgerun.runtime.modelio import INPUT_DTYPES, guess_layout
+from edgerun.runtime.modelio import INPUT_DTYPES, Overrides, guess_layout
 
 PEERS = ("ort-raw", "tflite", "opencv", "openvino", "keras")
 #: edgerun with its built-in defaults, shown beside the tuned ``edgerun`` row when a tune cache applies.
@@ -60,17 +60,23 @@ class EdgerunBackend(Backend):
     name = "edgerun"
 
     def __init__(
-        self, path: Path, config: SessionConfig, precision: str = "fp32", tuned: bool = False, name: str | None = None
+        self,
+        path: Path,
+        config: SessionConfig,
+        precision: str = "fp32",
+        tuned: bool = False,
+        name: str | None = None,
+        overrides: Overrides | None = None,
     ) -> None:
         self.path, self.config, self.tuned = path, config, tuned
-        self.precision = precision
+        self.precision, self.overrides = precision, overrides
         self.name = name or self.name
         self._models: dict[SessionConfig, Model] = {}
         self.model = self._load(config)
 
     def _load(self, config: SessionConfig) -> Model:
         if config not in self._models:  # frozen, so hashable: one session per distinct setting
-            self._models[config] = Model.load(self.path, config)
+            self._models[config] = Model.load(self.path, config, self.overrides)
         return self._models[config]
 
     def prepare(self, x: np.ndarray) -> Prepared:
@@ -92,10 +98,10 @@ class OrtRawBackend(Backend):
 
     name = "ort-raw"
 
-    def __init__(self, path: Path, provider: str, precision: str) -> None:
+    def __init__(self, path: Path, provider: str, precision: str, nchw: bool | None = None) -> None:
         import onnxruntime as ort
 
-        self.precision = precision
+        self.precision, self.nchw = precision, nchw
         providers = {
             "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
             "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -104,7 +110,7 @@ class OrtRawBackend(Backend):
         self.input = self.session.get_inputs()[0]
 
     def prepare(self, x: np.ndarray) -> Prepared:
-        nchw = guess_layout(list(self.input.shape)) == "NCHW"  # the runtime's one layout guess
+        nchw = self.nchw if self.nchw is not None else guess_layout(list(self.input.shape)) == "NCHW"
         feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if nchw else x
         feed = feed.astype(INPUT_DTYPES.get(self.input.type, np.float32), copy=False)  # the model's own type, once
         session, name = self.session, self.input.name
@@ -177,7 +183,8 @@ class OpencvBackend(Backend):
 class OpenvinoBackend(Backend):
     name = "openvino"
 
-    def __init__(self, path: Path, threads: int, precision: str) -> None:
+    def __init__(self, path: Path, threads: int, precision: str, nchw: bool | None = None) -> None:
+        self.nchw = nchw
         if precision not in ("fp32", "int8"):
             raise PeerUnavailable(
                 f"OpenVINO is compared on fp32 and int8 models only; its CPU plugin would not run this "
@@ -197,7 +204,7 @@ class OpenvinoBackend(Backend):
 
     def prepare(self, x: np.ndarray) -> Prepared:
         shape = [d.get_length() if d.is_static else None for d in self.input.get_partial_shape()]
-        nchw = guess_layout(shape) == "NCHW"  # the runtime's one layout guess, as for ort-raw
+        nchw = self.nchw if self.nchw is not None else guess_layout(shape) == "NCHW"  # as for ort-raw
         feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if nchw else np.ascontiguousarray(x)
         feed = feed.astype(self.input.get_element_type().to_dtype(), copy=False)  # the model's own type, once
         self.model.reshape({self.input: list(feed.shape)})
@@ -265,23 +272,29 @@ def make_backend(
     twins: dict[str, Path | None],
     precision: str = "fp32",
     tuned: bool = False,
+    overrides: Overrides | None = None,
+    nchw: bool | None = None,
 ) -> Backend:
-    """The backend ``name`` for the ONNX model at ``path`` whose graph computes in ``precision``."""
+    """The backend ``name`` for the ONNX model at ``path`` whose graph computes in ``precision``.
+
+    ``overrides`` (``--layout/--size/--gray``) describe a foreign model to edgerun; ``nchw`` is
+    the layout the runtime read (peers transpose to it; None: the runtime's guess from the shape).
+    """
     threads = config.threads or 1
     if name in ("ort-raw", "opencv", "openvino"):
         check_model_file(path)  # the one external-data rule, before a peer opens the file
     if name == "edgerun":
-        return EdgerunBackend(path, config, precision, tuned=tuned)
+        return EdgerunBackend(path, config, precision, tuned=tuned, overrides=overrides)
     if name == DEFAULT_BACKEND:
-        return EdgerunBackend(path, config, precision, name=DEFAULT_BACKEND)
+        return EdgerunBackend(path, config, precision, name=DEFAULT_BACKEND, overrides=overrides)
     if name == "ort-raw":
-        return OrtRawBackend(path, config.provider, precision)
+        return OrtRawBackend(path, config.provider, precision, nchw)
     if name == "tflite":
         return TfliteBackend(twin(path, ".tflite", twins.get("tflite")), threads, precision)
     if name == "opencv":
         return OpencvBackend(path, threads, precision)
     if name == "openvino":
-        return OpenvinoBackend(path, threads, precision)
+        return OpenvinoBackend(path, threads, precision, nchw)
     if name == "keras":
         if precision != "fp32":
             raise PeerUnavailable(

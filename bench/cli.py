@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VIDEO",
         help="benchmark the run pipeline on this video file with one model at the first --batch (report: --json)",
     )
+    from edgerun.runtime.cli import add_input_shape_options
+
+    add_input_shape_options(p.add_argument_group("describing a foreign model (as edgerun run takes them)"))
     return p
 
 
@@ -140,7 +143,14 @@ def _validate(args, parser) -> None:
 
     if not args.models:
         parser.error("give at least one ONNX model")
-    args.models, args.inputs = _check_models(args.models, parser)
+    from edgerun.runtime.cli import shape_overrides_from
+    from edgerun.runtime.metadata import MetadataError
+
+    try:
+        args.overrides = shape_overrides_from(args)
+    except MetadataError as exc:
+        parser.error(str(exc))
+    args.models, args.inputs = _check_models(args.models, parser, args.overrides)
     peers = list(PEERS) if args.vs.strip() == "all" else [v.strip() for v in args.vs.split(",") if v.strip()]
     unknown = [v for v in peers if v not in PEERS]
     if unknown:
@@ -167,7 +177,7 @@ def _validate(args, parser) -> None:
         logger.info("--save-baseline measures with %d intra-op thread (give --threads to choose)", GATE_THREADS)
 
 
-def _check_models(given: list[Path], parser) -> tuple[list[Path], dict]:
+def _check_models(given: list[Path], parser, overrides=None) -> tuple[list[Path], dict]:
     """Each model's file (a path, or a bundled model's name as ``edgerun run`` takes it) and the
     input the sweep will feed it, read now: a model the runtime cannot run is exit 2 before any
     measuring, with the runtime's own message. The onnx package parses the file where it is installed
@@ -206,7 +216,7 @@ def _check_models(given: list[Path], parser) -> tuple[list[Path], dict]:
             )
         names[path.name] = spec
         try:
-            inputs[path] = model_input(path)
+            inputs[path] = model_input(path, overrides)
         except (ModelError, MetadataError, PreprocessError, ProviderError) as exc:
             parser.error(str(exc))
         paths.append(path)
@@ -388,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         reference_batches=gate.reference_batches() if gate else {},
         tuned=tuned,
         inputs=args.inputs,
+        overrides=args.overrides,
     )
     with terminate_raises():  # SIGTERM stops the sweep as SIGINT does: the rows measured are kept
         report = run_sweep(config, more_rounds=gate.undecided if gate else None)

@@ -20,7 +20,7 @@ import numpy as np
 from edgerun.runtime.files import sha256_file
 from edgerun.runtime.metadata import ANY_SIZE_PROBE
 from edgerun.runtime.model import SessionConfig, default_threads
-from edgerun.runtime.modelio import fixed_batch
+from edgerun.runtime.modelio import Overrides, fixed_batch
 from edgerun.runtime.timing import Timings, measure, measure_blocks
 
 from .backends import EdgerunBackend, PeerUnavailable, make_backend
@@ -39,7 +39,7 @@ ESTIMATE_ITERS = 5  # timed runs after the warm-up; the fastest sizes the rounds
 #: A round is cut off after this many times its planned time (a very busy machine).
 ROUND_CAP = 3.0
 #: SweepConfig fields the report's "settings" leave out (paths and what was read from them)
-_NOT_SETTINGS = ("models", "twins", "reference_batches", "inputs")
+_NOT_SETTINGS = ("models", "twins", "reference_batches", "inputs", "overrides")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class SweepConfig:
     reference_batches: dict = field(default_factory=dict)
     #: model path -> its ModelInput, read when the arguments were checked (else read here)
     inputs: dict = field(default_factory=dict)
+    #: --layout/--size/--gray: what a foreign model's input shape does not tell (runtime Overrides)
+    overrides: Overrides | None = None
 
 
 @dataclass
@@ -100,28 +102,30 @@ class ModelInput:
     opset: int | None
     precision: str
     fixed_batch: int | None = None  # the batch size the model's batch axis is fixed at, if it is
+    nchw: bool = False  # the model's input layout as the runtime reads it (peers transpose to it)
 
 
-def model_input(path: Path) -> ModelInput:
+def model_input(path: Path, overrides: Overrides | None = None) -> ModelInput:
     """The input comes from the runtime's own reading of the model (metadata, or the shape of a
-    foreign one). The opset, and a foreign model's precision, need the onnx package: without it
-    the opset is None and a foreign model counts as fp32."""
+    foreign one, with ``overrides`` where the shape does not tell). The opset, and a foreign
+    model's precision, need the onnx package: without it the opset is None and a foreign model
+    counts as fp32."""
     from edgerun.runtime.model import Model
 
-    model = Model.load(path, SessionConfig(provider="cpu", threads=1))
+    model = Model.load(path, SessionConfig(provider="cpu", threads=1), overrides)
     meta = model.metadata
     dynamic = ANY_SIZE_PROBE if None in meta.preprocessing.size else None
     h, w = dynamic or meta.preprocessing.size
     kind = meta.variant if not model.foreign and meta.variant in ("fp32", "int8", "fp16") else "fp32"
-    fixed = fixed_batch(model.session, meta)
+    fixed, nchw = fixed_batch(model.session, meta), meta.layout == "NCHW"
     try:
         import onnx
     except ImportError:
-        return ModelInput((h, w, model.input_channels), dynamic, None, kind, fixed)
+        return ModelInput((h, w, model.input_channels), dynamic, None, kind, fixed, nchw)
     proto = onnx.load(str(path), load_external_data=False)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     kind = precision(proto) if model.foreign else kind
-    return ModelInput((h, w, model.input_channels), dynamic, opset, kind, fixed)
+    return ModelInput((h, w, model.input_channels), dynamic, opset, kind, fixed, nchw)
 
 
 def run_sweep(
@@ -183,14 +187,23 @@ class _Sweep:
         """Every backend and batch size of one model, added to ``rows``; on an interrupt, the
         rows measured so far are added before it goes on up."""
         config, name = self.config, path.name
-        inp = config.inputs.get(path) or model_input(path)
+        inp = config.inputs.get(path) or model_input(path, config.overrides)
         self.models_info.append(_model_info(path, inp))
         backends, model_rows, group = [], [], None
         try:
             for backend_name in config.backends:
                 try:
                     backends.append(
-                        make_backend(backend_name, path, self.session, config.twins, inp.precision, tuned=config.tuned)
+                        make_backend(
+                            backend_name,
+                            path,
+                            self.session,
+                            config.twins,
+                            inp.precision,
+                            config.tuned,
+                            config.overrides,
+                            inp.nchw,
+                        )  # fmt: skip
                     )
                 except PeerUnavailable as exc:
                     logger.warning("%s: skipping %s: %s", name, backend_name, exc)

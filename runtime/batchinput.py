@@ -9,7 +9,7 @@ the feed: transposed for an NCHW model, cast to its input type (uint8 pixels rou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +39,8 @@ class BatchInput:
     fixed_batch: int | None
     tail: tuple | None
     native_tail: tuple | None
+    #: shape -> whether it is the model's own (see _own): decided once per shape, not per call
+    _own_shapes: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, session, metadata: ModelMetadata) -> BatchInput:
@@ -58,18 +60,45 @@ class BatchInput:
             native_tail=native if native != tail else None,
         )
 
-    def text(self) -> str:
-        """The batch ``Model.run`` takes, in words: ``(N, 28, 28, 1)``, N fixed where the model fixes it."""
+    def text(self, own: bool = False) -> str:
+        """The batch ``Model.run`` takes, in words: ``(N, 28, 28, 1)``, N fixed where the model
+        fixes it; ``own``: in the model's own NCHW order."""
         if self.expected is None:
             return "(N, H, W, C)"
-        n, *rest = self.expected
-        dims = [str(n) if whole(n) else "N", *(str(d) if whole(d) else str(d or "any") for d in rest)]
-        return f"({', '.join(dims)})"
+        n, h, w, c = self.expected
+        dims = (n, c, h, w) if own else (n, h, w, c)
+        names = ("N", "C", "H", "W") if own else ("N", "H", "W", "C")
+        return f"({', '.join(str(d) if whole(d) else name for d, name in zip(dims, names, strict=True))})"
+
+    def _own(self, batch) -> bool:
+        """``batch`` is already the model's own NCHW input: its type, contiguous, and a shape that
+        fits (N, C, H, W) and not (N, H, W, C) (where both fit, it is read as NHWC, the documented form)."""
+        if not (
+            self.nchw
+            and self.expected is not None
+            and type(batch) is np.ndarray
+            and batch.ndim == 4
+            and batch.dtype == self.dtype
+            and batch.flags.c_contiguous
+            and batch.shape[0] > 0
+        ):
+            return False
+        known = self._own_shapes.get(batch.shape)
+        if known is None:
+            n, h, w, c = self.expected
+
+            def fits(want) -> bool:
+                return all(not whole(d) or d == s for d, s in zip(want, batch.shape, strict=True))
+
+            known = fits((n, c, h, w)) and not fits(self.expected)
+            if len(self._own_shapes) < 64:  # a localizer's crops come in many sizes: bounded
+                self._own_shapes[batch.shape] = known
+        return known
 
     def refuse(self, got: str, hint: str = "") -> ModelError:
         layout = " (edgerun transposes it to the model's NCHW)" if self.nchw else ""
-        if self.native_tail is not None:
-            layout += f", or the model's own (N, {', '.join(map(str, self.native_tail))}) as Model.feed gives it"
+        if self.nchw and self.expected is not None:
+            layout += f", or the model's own {self.text(own=True)} as Model.feed gives it"
         return ModelError(
             f"Model.run takes one preprocessed batch: a numpy array {self.text()}, NHWC{layout}, float32; "
             f"got {got}{hint or '; to run frames or files, call the model: model(x) or model.predict(frames)'}"
@@ -97,6 +126,8 @@ class BatchInput:
             and batch.shape[1:] == self.tail
             and (batch.shape[0] == self.fixed_batch if self.fixed_batch else batch.shape[0] > 0)
         ):
+            if self._own(batch):  # a model of any size given its own input (Model.feed)
+                return batch
             self.check(batch)
         if self.nchw:
             batch = batch.transpose(0, 3, 1, 2)

@@ -80,14 +80,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ray-address", help="with --engine ray: join this Ray cluster instead of starting a local one")
     e.add_argument("--workers", type=positive_int, help="with --engine ray: model actors (default: one per CPU or GPU)")
     g = p.add_argument_group("describing a model (needed for foreign models without edgerun metadata)")
-    g.add_argument("--layout", choices=("nchw", "nhwc"), help="input layout when the shape cannot tell")
-    g.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"), help="input size when dynamic")
-    g.add_argument("--gray", action="store_true", default=None, help="the model takes grayscale input")
+    add_input_shape_options(g)
     g.add_argument("--scale", type=positive_float, help="multiply pixels by this first (default 1/255)")
     g.add_argument("--mean", type=float, nargs="+", help="then subtract per channel (model's channel order)")
     g.add_argument("--std", type=positive_float, nargs="+", help="then divide per channel (e.g. 0.229 0.224 0.225)")
     g.add_argument("--labels", type=given_path, help="class names, one per line, in output order")
     return p
+
+
+def add_input_shape_options(group) -> None:
+    """``--layout``, ``--size`` and ``--gray``: what a foreign model's input shape may not tell
+    (``edgerun run`` and ``edgerun bench`` take them alike)."""
+    group.add_argument("--layout", choices=("nchw", "nhwc"), help="input layout when the shape cannot tell")
+    group.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"), help="input size when dynamic")
+    group.add_argument("--gray", action="store_true", default=None, help="the model takes grayscale input")
+
+
+def shape_overrides_from(args) -> Overrides | None:
+    """The input-shape options given (``add_input_shape_options``), or None."""
+    from .modelio import Overrides
+
+    if args.layout is None and args.size is None and args.gray is None:
+        return None
+    return Overrides(layout=args.layout, size=tuple(args.size) if args.size else None, gray=args.gray)
 
 
 def overrides_from(args) -> Overrides:

@@ -107,6 +107,8 @@ def heatmap_images(heat: np.ndarray, input_shape: tuple[int, int], stride: int) 
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    """Probabilities from logits along the last axis (a new array; one buffer, worked in place)."""
+    e = x - x.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e

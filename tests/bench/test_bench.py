@@ -553,3 +553,33 @@ def test_an_interrupted_bench_keeps_what_it_measured(tmp_path, tiny_model, signu
     assert [(r["batch"], r["error"]) for r in saved["results"]][0] == (1, None)
     assert saved["results"][0]["p50_ms"] > 0 and len(saved["results"][0]["round_us"]) == 5
     assert "| edgerun | fp32 | 1 |" in (tmp_path / "r.md").read_text()
+
+
+def test_bench_takes_size_and_layout_for_a_foreign_model_of_any_size(tmp_path):
+    """A foreign model with a dynamic height and width could not be benched at all (the refusal
+    named --size, which bench did not take); with --size every row runs, peers in its layout."""
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper as h
+
+    from edgerun.bench.cli import main
+
+    nodes = [h.make_node("GlobalAveragePool", ["x"], ["g"]), h.make_node("Flatten", ["g"], ["y"])]
+    graph = h.make_graph(
+        nodes,
+        "dyn",
+        [h.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+    )
+    model = tmp_path / "dyn.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=9), str(model))
+    with pytest.raises(SystemExit) as info:
+        main([str(model), "--batch", "1", "--iters", "3"])
+    assert info.value.code == 2
+    out = tmp_path / "r.json"
+    argv = [str(model), "--size", "20", "16", "--batch", "1,2", "--iters", "5", "--vs", "ort-raw", "--json", str(out)]
+    assert main(argv) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["backend"], r["batch"]) for r in rows if r["error"] is None] == [
+        ("edgerun", 1), ("edgerun", 2), ("ort-raw", 1), ("ort-raw", 2)
+    ]  # fmt: skip

@@ -224,3 +224,26 @@ def test_a_batch_in_the_models_own_layout_and_type_goes_in_as_it_is(tmp_path):
     np.testing.assert_allclose(model.run(native), model.run(x), rtol=1e-6)
     with pytest.raises(ModelError, match=r"NHWC"):
         model.run(native[:, :2])  # neither layout: refused as before
+
+
+def test_a_model_of_any_size_takes_its_own_layout_too(tmp_path):
+    """The bench feeds edgerun Model.feed's output: for an NCHW model with a dynamic size that was
+    refused as 'not (N, H, W, 3)' (every edgerun row of `bench --size` failed)."""
+    dyn = tmp_path / "dyn.onnx"
+    from onnx import helper as h
+
+    nodes = [h.make_node("GlobalAveragePool", ["x"], ["g"]), h.make_node("Flatten", ["g"], ["y"])]
+    graph = h.make_graph(
+        nodes,
+        "dyn",
+        [h.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+    )
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=9), str(dyn))
+    model = Model.load(dyn, SessionConfig(provider="cpu"), Overrides(size=(10, 12)))
+    x = np.random.default_rng(3).random((2, 10, 12, 3), dtype=np.float32)
+    own = model.feed(x)
+    assert own.shape == (2, 3, 10, 12) and model.feed(own) is own
+    np.testing.assert_allclose(model.run(own), model.run(x), rtol=1e-6)
+    with pytest.raises(ModelError, match=r"or the model's own \(N, 3, H, W\)"):
+        model.run(np.zeros((2, 10, 4, 12), np.float32))
