@@ -342,6 +342,16 @@ def _load_gate(args, parser):
         saved = baseline["environment"].get("threads")
         args.threads = saved if isinstance(saved, int) and saved > 0 else GATE_THREADS
         logger.info("--compare measures with %d intra-op thread(s), as the baseline did", args.threads)
+    models = baseline.get("models") if isinstance(baseline.get("models"), list) else []
+    saved_inputs = {m.get("model"): m.get("input") for m in models if isinstance(m, dict)}
+    for path, inp in args.inputs.items():  # the same work: a foreign model's --size must match the baseline's
+        saved = saved_inputs.get(path.name)
+        if isinstance(saved, list) and len(saved) == 3 and saved != list(inp.image):
+            parser.error(
+                f"baseline {args.compare} measured {path.name} on {saved[0]}x{saved[1]}x{saved[2]} inputs, this run "
+                f"on {inp.image[0]}x{inp.image[1]}x{inp.image[2]}; give the baseline's --size (and --gray) or "
+                "re-create the baseline"
+            )
     now = environment(args.threads or default_threads(), args.provider)
     args.environment_notes = differences(baseline["environment"], now)
     return gate

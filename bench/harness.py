@@ -257,6 +257,7 @@ def _model_info(path: Path, inp: ModelInput) -> dict:
         "flops_per_image": flops,
         "opset": inp.opset,
         "precision": inp.precision,
+        "input": list(inp.image),  # (height, width, channels) per image, as fed (--size for a foreign model)
     }
 
 

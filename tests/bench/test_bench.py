@@ -583,3 +583,29 @@ def test_bench_takes_size_and_layout_for_a_foreign_model_of_any_size(tmp_path):
     assert [(r["backend"], r["batch"]) for r in rows if r["error"] is None] == [
         ("edgerun", 1), ("edgerun", 2), ("ort-raw", 1), ("ort-raw", 2)
     ]  # fmt: skip
+
+
+def test_a_baseline_of_another_input_size_is_refused_before_measuring(tmp_path):
+    """--compare with another --size would judge rows of different work: exit 2, saying both sizes."""
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper as h
+
+    from edgerun.bench.cli import main
+
+    nodes = [h.make_node("GlobalAveragePool", ["x"], ["g"]), h.make_node("Flatten", ["g"], ["y"])]
+    graph = h.make_graph(
+        nodes,
+        "dyn",
+        [h.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+    )
+    model = tmp_path / "dyn.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=9), str(model))
+    baseline = tmp_path / "base.json"
+    common = [str(model), "--batch", "1", "--seconds", "0.2", "--rounds", "10"]
+    assert main([*common, "--size", "20", "16", "--save-baseline", str(baseline)]) == 0
+    assert json.loads(baseline.read_text())["models"][0]["input"] == [20, 16, 3]
+    with pytest.raises(SystemExit) as info:
+        main([*common, "--size", "32", "32", "--compare", str(baseline)])
+    assert info.value.code == 2
