@@ -125,8 +125,9 @@ def load(model: str | os.PathLike, **options) -> Model:
             and, to describe a foreign model or override edgerun's metadata: ``labels``
             (a list of class names, or a labels file: str or Path, one name per line, as
             ``run --labels`` reads it), ``layout`` (nchw|nhwc), ``size`` ((H, W), an int for a
-            square, or ``"H W"``), ``gray``, ``scale``, ``mean``, ``std`` (pixels x scale,
-            - mean, / std, per channel: a number or one per channel).
+            square, or ``"H W"``), ``gray``, ``color`` (rgb|bgr), ``resize`` (stretch|crop:
+            shorter side to the size, then the centre), ``scale``, ``mean``, ``std`` (pixels x
+            scale, - mean, / std, per channel: a number or one per channel).
 
     Raises:
         ModelError: ``model`` is no path or name, or the file cannot run (message says why).

@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--workers", type=positive_int, help="with --engine ray: model actors (default: one per CPU or GPU)")
     g = p.add_argument_group("describing a model (needed for foreign models without edgerun metadata)")
     add_input_shape_options(g)
+    g.add_argument("--color", choices=("rgb", "bgr"), help="channel order of a colour model (default rgb)")
+    g.add_argument(
+        "--resize",
+        choices=("stretch", "crop"),
+        help="stretch each frame to the size (default), or crop: shorter side to it, then the centre (torchvision)",
+    )
     g.add_argument("--scale", type=positive_float, help="multiply pixels by this first (default 1/255)")
     g.add_argument("--mean", type=float, nargs="+", help="then subtract per channel (model's channel order)")
     g.add_argument("--std", type=positive_float, nargs="+", help="then divide per channel (e.g. 0.229 0.224 0.225)")
@@ -118,6 +124,8 @@ def overrides_from(args) -> Overrides:
         mean=tuple(args.mean) if args.mean else None,
         std=tuple(args.std) if args.std else None,
         labels=read_labels(args.labels, "--labels") if args.labels else None,
+        color=args.color,
+        resize=args.resize,
     )
 
 

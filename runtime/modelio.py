@@ -20,6 +20,9 @@ from .metadata import MetadataError, ModelMetadata, Preprocessing
 from .modelfile import ModelError
 
 LAYOUTS = ("nchw", "nhwc")
+COLOR_ORDERS = ("rgb", "bgr")
+#: what a user calls a resize -> the recipe's name for it (runtime/preprocess.py:resize)
+RESIZE_MODES = {"stretch": "direct", "crop": "short_side_crop"}
 
 
 #: onnxruntime input types edgerun can feed: its float32 images, cast to the model's type. A uint8
@@ -103,6 +106,9 @@ def infer_foreign(inputs, outputs, overrides: Overrides) -> ModelMetadata:
     )
 
 
+_RESIZE_WORDS = {"short_side_crop": "shorter side to it, centre cropped"}
+
+
 def foreign_summary(metadata: ModelMetadata, spec, overrides: Overrides) -> str:
     """What edgerun will feed a model without its metadata, in one line: each guess with the option
     that changes it, each value the user gave marked so. A user can check it before trusting answers."""
@@ -120,8 +126,13 @@ def foreign_summary(metadata: ModelMetadata, spec, overrides: Overrides) -> str:
         + ", ".join(
             (
                 part(metadata.layout, overrides.layout, "--layout"),
-                part(f"{h}x{w}, each frame stretched to it", overrides.size, "--size"),
-                part("gray" if pre.color == "gray" else "RGB", overrides.gray, "--gray"),
+                part(f"{h}x{w}", overrides.size, "--size"),
+                part(_RESIZE_WORDS.get(pre.resize, "each frame stretched to it"), overrides.resize, "--resize"),
+                part(
+                    pre.color if pre.color == "gray" else f"{pre.color} order",
+                    overrides.color if overrides.color is not None else overrides.gray,
+                    "--gray or --color",
+                ),
                 *(
                     ("uint8 pixels 0-255 as they are (the model scales them)",)
                     if spec.type == PIXELS_IN
@@ -148,7 +159,8 @@ def apply_overrides(metadata: ModelMetadata, overrides: Overrides) -> ModelMetad
             ("scale", overrides.scale),
             ("mean", tuple(overrides.mean) if overrides.mean is not None else None),
             ("std", tuple(overrides.std) if overrides.std is not None else None),
-            ("color", _color(pre.color, overrides.gray)),
+            ("color", overrides.color.upper() if overrides.color else _color(pre.color, overrides.gray)),
+            ("resize", RESIZE_MODES[overrides.resize.lower()] if overrides.resize else None),
         )
         if value is not None
     }
@@ -250,8 +262,16 @@ class Overrides:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     labels: tuple[str, ...] | None = None
+    color: str | None = None  # "rgb" | "bgr": the channel order of a colour model
+    resize: str | None = None  # "stretch" | "crop" (shorter side to the size, then the centre)
 
     def __post_init__(self) -> None:
+        for name, allowed in (("color", COLOR_ORDERS), ("resize", tuple(RESIZE_MODES))):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or value.lower() not in allowed):
+                raise MetadataError(f"{name} must be one of {', '.join(allowed)}, got {describe(value)}")
+        if self.color is not None and self.gray:
+            raise MetadataError(f"color={self.color!r} and gray=True disagree: give one of them")
         if self.layout is not None and (not isinstance(self.layout, str) or self.layout.lower() not in LAYOUTS):
             raise MetadataError(f"layout must be one of {', '.join(LAYOUTS)}, got {describe(self.layout)}")
         if self.size is not None and not (

@@ -7,6 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from edgerun.runtime.frames import Frame
 from edgerun.runtime.metadata import SCHEMA_KEY, MetadataError, ModelMetadata, read_metadata
 from edgerun.runtime.model import Model, ModelError, Overrides, SessionConfig
 from edgerun.runtime.providers import ProviderError, plan_providers
@@ -192,7 +193,8 @@ def test_a_foreign_model_says_what_was_guessed_and_how_to_change_it(tmp_path, ca
     with caplog.at_level("INFO", logger="edgerun.runtime.model"):
         Model.load(path, SessionConfig(provider="cpu"))
     (line,) = [r.getMessage() for r in caplog.records if "no edgerun metadata" in r.getMessage()]
-    guesses = ("[1, 3, 8, 8]", "NCHW (--layout)", "8x8, each frame stretched to it (--size)", "RGB (--gray)")
+    guesses = ("[1, 3, 8, 8]", "NCHW (--layout)", "8x8 (--size)", "each frame stretched to it (--resize)")
+    guesses += ("RGB order (--gray or --color)",)
     guesses += ("pixels x 1/255 (--scale)", "- mean 0 (--mean)", "/ std 1 (--std)", "10 classes (named by index")
     for part in guesses:
         assert part in line, (part, line)
@@ -202,7 +204,7 @@ def test_a_foreign_model_says_what_was_guessed_and_how_to_change_it(tmp_path, ca
         Model.load(path, SessionConfig(provider="cpu"), overrides=given)
     (line,) = [r.getMessage() for r in caplog.records if "no edgerun metadata" in r.getMessage()]
     assert "- mean 0.5, 0.5, 0.5 (given)" in line and "/ std 0.25, 0.25, 0.25 (given)" in line
-    assert "10 classes (given)" in line and "RGB (--gray)" in line
+    assert "10 classes (given)" in line and "RGB order (--gray or --color)" in line
 
 
 def test_a_dynamic_size_refusal_names_the_api_keyword_too(tmp_path):
@@ -247,3 +249,26 @@ def test_a_model_of_any_size_takes_its_own_layout_too(tmp_path):
     np.testing.assert_allclose(model.run(own), model.run(x), rtol=1e-6)
     with pytest.raises(ModelError, match=r"or the model's own \(N, 3, H, W\)"):
         model.run(np.zeros((2, 10, 4, 12), np.float32))
+
+
+def test_a_torchvision_style_model_takes_bgr_or_rgb_and_a_centre_crop(tmp_path, caplog):
+    """Models trained the torchvision way see the shorter side resized, then the centre cropped;
+    caffe-style models take BGR. Neither could be asked for: every frame was stretched, in RGB."""
+    path = make_model(tmp_path / "f.onnx", ["batch", 3, 4, 4])
+    frame = np.zeros((4, 8, 3), np.uint8)  # wide: a centre crop keeps columns 2-5 only
+    frame[:, 2:6] = (10, 20, 30)  # BGR
+    given = Overrides(layout="nchw", color="bgr", resize="crop", scale=1.0)
+    with caplog.at_level("INFO", logger="edgerun.runtime.model"):
+        model = Model.load(path, SessionConfig(provider="cpu"), overrides=given)
+    assert "shorter side to it, centre cropped (given)" in caplog.text and "BGR order (given)" in caplog.text
+    tensor = model.prepare(Frame(frame, "f", 0, 0.0)).prepared.tensors[0]
+    assert tensor.shape == (4, 4, 3) and tensor[..., 0].min() == 10 and tensor[..., 2].max() == 30  # B first, cropped
+    rgb = Model.load(path, SessionConfig(provider="cpu"), overrides=Overrides(layout="nchw", resize="stretch", scale=1.0))
+    stretched = rgb.prepare(Frame(frame, "f", 0, 0.0)).prepared.tensors[0]
+    assert stretched[..., 0].max() == 30 and stretched[..., 0].min() == 0  # R first, the black edges kept
+    with pytest.raises(MetadataError, match="color must be one of rgb, bgr"):
+        Overrides(color="yuv")
+    with pytest.raises(MetadataError, match="resize must be one of stretch, crop"):
+        Overrides(resize="pad")
+    with pytest.raises(MetadataError, match="disagree"):
+        Overrides(color="rgb", gray=True)
