@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import math
 import os
 import sys
@@ -60,6 +61,14 @@ def thread_count(text: str) -> int:
     if value > MAX_THREADS:
         raise argparse.ArgumentTypeError(
             f"expected at most {MAX_THREADS} (one OS thread each; more than the cores only take turns), got {value}"
+        )
+    cores = os.cpu_count() or 1
+    if value > cores:  # allowed (a container may see fewer cores than it gets), but rarely what was meant
+        logging.getLogger(__name__).warning(
+            "--threads %d is more than this machine's %d cores: the threads take turns, which is usually slower "
+            "(64 on 2 cores made a 0.2 s bench take 30 s)",
+            value,
+            cores,
         )
     return value
 

@@ -162,3 +162,17 @@ def test_ffmpeg_keeps_its_own_lines_to_itself(mnist_cnn, tmp_path, digit_video):
         [*run, "-v", "run", str(mnist_cnn), "--source", str(cut)], capture_output=True, text=True, env=env
     )
     assert "moov atom not found" in loud.stderr
+
+
+def test_threads_above_the_cores_are_allowed_with_a_warning(caplog):
+    import os
+
+    from edgerun.runtime.argtypes import thread_count
+
+    cores = os.cpu_count() or 1
+    with caplog.at_level("WARNING"):
+        assert thread_count(str(cores)) == cores
+    assert "more than this machine" not in caplog.text
+    with caplog.at_level("WARNING"):
+        assert thread_count(str(cores + 1)) == cores + 1
+    assert f"--threads {cores + 1} is more than this machine's {cores} cores" in caplog.text

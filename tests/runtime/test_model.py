@@ -263,7 +263,9 @@ def test_a_torchvision_style_model_takes_bgr_or_rgb_and_a_centre_crop(tmp_path, 
     assert "shorter side to it, centre cropped (given)" in caplog.text and "BGR order (given)" in caplog.text
     tensor = model.prepare(Frame(frame, "f", 0, 0.0)).prepared.tensors[0]
     assert tensor.shape == (4, 4, 3) and tensor[..., 0].min() == 10 and tensor[..., 2].max() == 30  # B first, cropped
-    rgb = Model.load(path, SessionConfig(provider="cpu"), overrides=Overrides(layout="nchw", resize="stretch", scale=1.0))
+    rgb = Model.load(
+        path, SessionConfig(provider="cpu"), overrides=Overrides(layout="nchw", resize="stretch", scale=1.0)
+    )
     stretched = rgb.prepare(Frame(frame, "f", 0, 0.0)).prepared.tensors[0]
     assert stretched[..., 0].max() == 30 and stretched[..., 0].min() == 0  # R first, the black edges kept
     with pytest.raises(MetadataError, match="color must be one of rgb, bgr"):
