@@ -558,21 +558,11 @@ def test_an_interrupted_bench_keeps_what_it_measured(tmp_path, tiny_model, signu
 def test_bench_takes_size_and_layout_for_a_foreign_model_of_any_size(tmp_path):
     """A foreign model with a dynamic height and width could not be benched at all (the refusal
     named --size, which bench did not take); with --size every row runs, peers in its layout."""
-    import onnx
-    from onnx import TensorProto
-    from onnx import helper as h
-
     from edgerun.bench.cli import main
 
-    nodes = [h.make_node("GlobalAveragePool", ["x"], ["g"]), h.make_node("Flatten", ["g"], ["y"])]
-    graph = h.make_graph(
-        nodes,
-        "dyn",
-        [h.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-    )
-    model = tmp_path / "dyn.onnx"
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=9), str(model))
+    from ..runtime.test_model import make_any_size_model
+
+    model = make_any_size_model(tmp_path / "dyn.onnx")
     with pytest.raises(SystemExit) as info:
         main([str(model), "--batch", "1", "--iters", "3"])
     assert info.value.code == 2
@@ -587,21 +577,11 @@ def test_bench_takes_size_and_layout_for_a_foreign_model_of_any_size(tmp_path):
 
 def test_a_baseline_of_another_input_size_is_refused_before_measuring(tmp_path):
     """--compare with another --size would judge rows of different work: exit 2, saying both sizes."""
-    import onnx
-    from onnx import TensorProto
-    from onnx import helper as h
-
     from edgerun.bench.cli import main
 
-    nodes = [h.make_node("GlobalAveragePool", ["x"], ["g"]), h.make_node("Flatten", ["g"], ["y"])]
-    graph = h.make_graph(
-        nodes,
-        "dyn",
-        [h.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-    )
-    model = tmp_path / "dyn.onnx"
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=9), str(model))
+    from ..runtime.test_model import make_any_size_model
+
+    model = make_any_size_model(tmp_path / "dyn.onnx")
     baseline = tmp_path / "base.json"
     common = [str(model), "--batch", "1", "--seconds", "0.2", "--rounds", "10"]
     assert main([*common, "--size", "20", "16", "--save-baseline", str(baseline)]) == 0

@@ -43,6 +43,19 @@ def make_model(path, input_shape, out_classes=10, props=None, softmax=False):
     return path
 
 
+def make_any_size_model(path):
+    """A foreign NCHW model of any input size, 3 channels: GlobalAveragePool -> Flatten (3 'classes')."""
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"]), helper.make_node("Flatten", ["g"], ["y"])]
+    graph = helper.make_graph(
+        nodes,
+        "any_size",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    return path
+
+
 def test_foreign_nchw_logits_model_runs_with_softmax(tmp_path):
     model = Model.load(make_model(tmp_path / "f.onnx", ["batch", 1, 28, 28]), SessionConfig(provider="cpu"))
     assert model.foreign and model.metadata.layout == "NCHW"
@@ -231,17 +244,7 @@ def test_a_batch_in_the_models_own_layout_and_type_goes_in_as_it_is(tmp_path):
 def test_a_model_of_any_size_takes_its_own_layout_too(tmp_path):
     """The bench feeds edgerun Model.feed's output: for an NCHW model with a dynamic size that was
     refused as 'not (N, H, W, 3)' (every edgerun row of `bench --size` failed)."""
-    dyn = tmp_path / "dyn.onnx"
-    from onnx import helper as h
-
-    nodes = [h.make_node("GlobalAveragePool", ["x"], ["g"]), h.make_node("Flatten", ["g"], ["y"])]
-    graph = h.make_graph(
-        nodes,
-        "dyn",
-        [h.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-    )
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=9), str(dyn))
+    dyn = make_any_size_model(tmp_path / "dyn.onnx")
     model = Model.load(dyn, SessionConfig(provider="cpu"), Overrides(size=(10, 12)))
     x = np.random.default_rng(3).random((2, 10, 12, 3), dtype=np.float32)
     own = model.feed(x)
