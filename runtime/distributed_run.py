@@ -220,6 +220,14 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {tail}"[:400]
 
 
+class _SecureDefaultNotice(logging.Filter):
+    """Drops Ray's warning that token authentication is on (its secure default, nothing to do) on
+    every run; the warning that it is off, which is a risk, still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
 def _quiet_ray() -> None:
     """Ray Data's progress bars and per-run INFO lines off (edgerun shows its own); -v keeps them."""
     import ray.data
@@ -229,6 +237,9 @@ def _quiet_ray() -> None:
         logging.getLogger("ray").setLevel(logging.WARNING)
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
+        setup = logging.getLogger("ray._private.authentication.authentication_token_setup")
+        if not any(isinstance(f, _SecureDefaultNotice) for f in setup.filters):
+            setup.addFilter(_SecureDefaultNotice())
 
 
 def main(args) -> int:

@@ -271,3 +271,17 @@ def test_readme_ray_example_runs_as_written(local_ray, mnist_test, tmp_path, mon
     assert printed == {i: str(labels[i]) for i in range(6)}
     written = [json.loads(line) for path in (tmp_path / "out" / "records").iterdir() for line in path.open()]
     assert sorted(json.loads(row["record"])["index"] for row in written) == list(range(6))
+
+
+def test_rays_notice_that_token_auth_is_on_is_dropped_and_the_off_warning_kept():
+    """Every Ray run printed Ray's notice that its secure default is on; that it is off still shows."""
+    import logging
+
+    from edgerun.runtime.distributed_run import _SecureDefaultNotice
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("ray", logging.WARNING, __file__, 1, message, None, None)
+
+    notice = _SecureDefaultNotice()
+    assert not notice.filter(record("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=..."))
+    assert notice.filter(record("Token authentication is disabled for this Ray cluster. Anyone with network..."))
