@@ -27,7 +27,7 @@ class PreprocessError(ValueError):
 def to_uint8(frame: np.ndarray) -> np.ndarray:
     """Any depth to uint8: 16-bit is scaled by 1/257 (unless every value is 255 or less: 8-bit
     pixels held in a uint16 array, which scaling would make black), floats in [0, 1] by 255,
-    else clipped.
+    else clipped; other integers must hold 0-255.
 
     Raises:
         PreprocessError: a float frame holding NaN or infinity, or a frame that holds no numbers.
@@ -53,7 +53,13 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
             data = data * 255.0
         return np.clip(np.rint(data), 0, 255).astype(np.uint8)
     if np.issubdtype(frame.dtype, np.integer):
-        return np.clip(frame, 0, 255).astype(np.uint8)
+        low, high = (int(frame.min()), int(frame.max())) if frame.size else (0, 0)
+        if low < 0 or high > 255:  # clipped, a 12-bit camera's picture would be white: say so instead
+            raise PreprocessError(
+                f"the {frame.dtype} frame holds values from {low} to {high}; integer pixels must be 0-255 "
+                "(uint8) or a uint16 picture: convert it first (e.g. (frame >> 4).astype(np.uint8) for 12 bits)"
+            )
+        return frame.astype(np.uint8)
     raise PreprocessError(f"frames must hold numbers, got dtype {frame.dtype}")
 
 

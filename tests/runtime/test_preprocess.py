@@ -105,6 +105,12 @@ def test_sixteen_bit_scales_to_eight():
     # 8-bit pixels held in a uint16 array (np.asarray(..., np.uint16) of a uint8 picture): as they are,
     # not scaled to black (a 7 read as '9' in the API sweep)
     assert to_uint8(np.array([0, 128, 255], np.uint16)).tolist() == [0, 128, 255]
+    # other integer types: 0-255 as they are (np.asarray(picture, np.int64)); outside, a clear error,
+    # not a clipped picture (a 12-bit camera's frame came out white, a negative one black)
+    assert to_uint8(np.array([0, 7, 255], np.int64)).tolist() == [0, 7, 255]
+    for bad in (np.array([0, 4095], np.int32), np.array([-1, 10], np.int16)):
+        with pytest.raises(PreprocessError, match=r"integer pixels must be 0-255"):
+            to_uint8(bad)
     assert to_gray(np.full((2, 2, 4), 255, np.uint8)).max() == 255
 
 
