@@ -39,7 +39,7 @@ from .modelio import (
     input_spec,
     whole,
 )
-from .pipeline import MAX_BATCH, Item, Pipeline, PipelineConfig
+from .pipeline import Item, Pipeline, PipelineConfig, check_batch
 from .postprocess import softmax
 from .preprocess import PreprocessError
 from .providers import check_ort_install, plan_providers, verify_providers
@@ -77,25 +77,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def check_batch(batch: object) -> int:
-    """``batch`` as an int: inputs per inference call, 1 to :data:`MAX_BATCH` (a numpy integer too).
-
-    Raises:
-        SessionConfigError: anything else (0, -1, True, 1.5, "4", 2000), saying what is allowed.
-    """
-    if not whole(batch) or not 1 <= batch <= MAX_BATCH:
-        raise SessionConfigError(f"batch must be a whole number from 1 to {MAX_BATCH}, got {describe(batch)}")
-    return int(batch)
-
-
-def _check_max_frames(max_frames: object) -> int | None:
-    if max_frames is not None and not (whole(max_frames) and max_frames >= 1):
-        raise SessionConfigError(
-            f"max_frames must be a whole number >= 1 (or None: every input), got {describe(max_frames)}"
-        )
-    return None if max_frames is None else int(max_frames)
 
 
 class _ClosedSession:
@@ -444,13 +425,11 @@ class Model:
         if self.closed:  # not an input's fault: raise, rather than an error record per input
             raise closed_error(self.path)
         # None is the model's own; 0 or False once fell back to it silently, and -1 was a bare ValueError
-        batch = self.batch if batch is None else check_batch(batch)
-        max_frames = _check_max_frames(max_frames)
+        config = PipelineConfig(batch=self.batch if batch is None else batch, max_frames=max_frames, threaded=threaded)
         if isinstance(source, (np.ndarray, list, tuple)):
             source = ArraySource(in_memory(source))
         elif not isinstance(source, Source):
             source = open_source(openable(source, "model.stream"))
-        config = PipelineConfig(batch=batch, max_frames=max_frames, threaded=threaded)
         return Pipeline(self, config).results(source)
 
     def __call__(self, x, batch: int | None = None) -> list[Result]:

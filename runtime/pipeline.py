@@ -18,8 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .frames import Frame, Source
+from .frames import Frame, Source, describe
 from .heads import Prepared
+from .modelio import whole
+from .session import SessionConfigError
 from .timing import Reservoir
 
 if TYPE_CHECKING:
@@ -105,9 +107,33 @@ class PipelineConfig:
     threaded: bool = True
     max_inflight_bytes: int = MAX_INFLIGHT_BYTES
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.batch, int) or not 1 <= self.batch <= MAX_BATCH:
-            raise ValueError(f"batch must be a whole number from 1 to {MAX_BATCH}, got {self.batch!r}")
+    def __post_init__(self) -> None:  # the one check of batch and max_frames, for every caller
+        object.__setattr__(self, "batch", check_batch(self.batch))
+        object.__setattr__(self, "max_frames", check_max_frames(self.max_frames))
+
+
+def check_batch(batch: object) -> int:
+    """``batch`` as an int: inputs per inference call, 1 to :data:`MAX_BATCH` (a numpy integer too).
+
+    Raises:
+        SessionConfigError: anything else (0, -1, True, 1.5, "4", 2000), saying what is allowed.
+    """
+    if not whole(batch) or not 1 <= batch <= MAX_BATCH:
+        raise SessionConfigError(f"batch must be a whole number from 1 to {MAX_BATCH}, got {describe(batch)}")
+    return int(batch)
+
+
+def check_max_frames(max_frames: object) -> int | None:
+    """``max_frames`` as an int (a numpy integer too), or None: every input.
+
+    Raises:
+        SessionConfigError: anything else (0, -1, 1.5, "2"), saying what is allowed.
+    """
+    if max_frames is not None and not (whole(max_frames) and max_frames >= 1):
+        raise SessionConfigError(
+            f"max_frames must be a whole number >= 1 (or None: every input), got {describe(max_frames)}"
+        )
+    return None if max_frames is None else int(max_frames)
 
 
 @dataclass
