@@ -30,7 +30,6 @@ class BatchInput:
             or None when the input is not 4-D.
         fixed_batch: the model's fixed batch size, or None.
         tail: (H, W, C) when the model fixes all three, else None: the hot path's comparison.
-        native_tail: the model's own (C, H, W) where it differs from ``tail``, else None.
     """
 
     nchw: bool
@@ -38,7 +37,6 @@ class BatchInput:
     expected: list | None
     fixed_batch: int | None
     tail: tuple | None
-    native_tail: tuple | None
     #: shape -> whether it is the model's own (see _own): decided once per shape, not per call
     _own_shapes: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -50,14 +48,12 @@ class BatchInput:
         tail = tuple(expected[1:]) if expected is not None else ()
         tail = tail if len(tail) == 3 and all(whole(d) for d in tail) else None
         nchw = metadata.layout == "NCHW"
-        native = (tail[2], tail[0], tail[1]) if nchw and tail else None
         return cls(
             nchw=nchw,
             dtype=INPUT_DTYPES.get(spec.type, np.float32),
             expected=expected,
             fixed_batch=fixed_batch(session, metadata),
             tail=tail,
-            native_tail=native if native != tail else None,
         )
 
     def text(self, own: bool = False) -> str:
@@ -111,22 +107,13 @@ class BatchInput:
         Raises:
             ModelError: neither (the message says what ``Model.run`` takes).
         """
-        if (  # already the model's own NCHW input (feed()): as it is
-            self.native_tail is not None
-            and type(batch) is np.ndarray
-            and batch.shape[1:] == self.native_tail
-            and batch.dtype == self.dtype
-            and batch.flags.c_contiguous
-            and (batch.shape[0] == self.fixed_batch if self.fixed_batch else batch.shape[0] > 0)
-        ):
-            return batch
         if not (  # the common case in one test (a batch-1 call is ~170 us: the full checks cost 2%)
             type(batch) is np.ndarray
             and batch.dtype == self.dtype
             and batch.shape[1:] == self.tail
             and (batch.shape[0] == self.fixed_batch if self.fixed_batch else batch.shape[0] > 0)
         ):
-            if self._own(batch):  # a model of any size given its own input (Model.feed)
+            if self._own(batch):  # already the model's own NCHW input (Model.feed): as it is
                 return batch
             self.check(batch)
         if self.nchw:
