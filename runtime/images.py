@@ -190,29 +190,32 @@ def _read(path: Path) -> np.ndarray:
     return apply_orientation(image, turn)
 
 
-def _may_carry_exif(data: np.ndarray) -> bool:
-    """Whether the file can hold an EXIF block (a byte check: Pillow is asked only then)."""
+def _exif_carrier(data: np.ndarray) -> bytes | None:
+    """The bytes Pillow needs to read the file's EXIF block, or None when it can hold none (a
+    byte check: Pillow is asked only then). A JPEG's EXIF is an APP1 segment near its start."""
     head = data[:12].tobytes()
-    if head[:2] == b"\xff\xd8":  # JPEG: EXIF is an APP1 segment before the image data
-        return b"Exif\x00\x00" in data[: 128 * 1024].tobytes()
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return b"eXIf" in data.tobytes()
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return b"EXIF" in data.tobytes()
-    return False  # TIFF: OpenCV's decoder applies the tag itself; other formats carry no EXIF
+    if head[:2] == b"\xff\xd8":
+        start = data[: 128 * 1024].tobytes()
+        return start if b"Exif\x00\x00" in start else None
+    marker = b"eXIf" if head[:8] == b"\x89PNG\r\n\x1a\n" else b"EXIF" if head[:4] + head[8:12] == b"RIFFWEBP" else None
+    if marker is None:
+        return None  # TIFF: OpenCV's decoder applies the tag itself; other formats carry no EXIF
+    whole_file = data.tobytes()
+    return whole_file if marker in whole_file else None
 
 
 def orientation(data: np.ndarray) -> int:
     """The EXIF orientation (1-8) of an encoded image, 1 when it has none or it cannot be read
     (a broken EXIF block never refuses a picture OpenCV decoded)."""
-    if not _may_carry_exif(data):
+    carrier = _exif_carrier(data)
+    if carrier is None:
         return 1
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data.tobytes())) as image:  # the header only, no pixels
+            with Image.open(io.BytesIO(carrier)) as image:  # the header only, no pixels
                 value = image.getexif().get(EXIF_ORIENTATION, 1)
     except Exception:  # noqa: BLE001 - whatever Pillow makes of a broken EXIF block: shown as stored
         logger.debug("EXIF orientation unreadable", exc_info=True)
