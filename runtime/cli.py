@@ -102,24 +102,21 @@ def add_input_shape_options(group) -> None:
     group.add_argument("--gray", action="store_true", default=None, help="the model takes grayscale input")
 
 
-def shape_overrides_from(args) -> Overrides | None:
-    """The input-shape options given (``add_input_shape_options``), or None."""
+def shape_overrides_from(args) -> Overrides:
+    """The input-shape options (``add_input_shape_options``) as :class:`Overrides`."""
     from .modelio import Overrides
 
-    if args.layout is None and args.size is None and args.gray is None:
-        return None
     return Overrides(layout=args.layout, size=tuple(args.size) if args.size else None, gray=args.gray)
 
 
 def overrides_from(args) -> Overrides:
     """What the command line says about the model, over what the model says of itself."""
-    from .metadata import read_labels
-    from .modelio import Overrides
+    from dataclasses import replace
 
-    return Overrides(
-        layout=args.layout,
-        size=tuple(args.size) if args.size else None,
-        gray=args.gray,
+    from .metadata import read_labels
+
+    return replace(
+        shape_overrides_from(args),
         scale=args.scale,
         mean=tuple(args.mean) if args.mean else None,
         std=tuple(args.std) if args.std else None,
